@@ -1,0 +1,151 @@
+"""The `licensing` command: serve, migrate, demo, partner and token administration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from app.demo import seed_demo
+from app.http import make_clock
+from app.settings import Settings
+from domain.clock import SystemClock
+from domain.errors import DomainError
+from persistence import migrate
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
+from resolvers.partners import enrol_partner
+from resolvers.tokens import mint_token
+
+EXAMPLE_QUERY = "{ viewer { id name billingZone currency } products { slug name dailyPrice } }"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args, Settings.from_env()) or 0)
+    except DomainError as error:
+        print(f"error: {error.code.value}: {error.message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="licensing", description=__doc__)
+    commands = parser.add_subparsers()
+
+    serve = commands.add_parser("serve", help="serve the GraphQL API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=_serve)
+
+    migrate_cmd = commands.add_parser("migrate", help="apply Alembic migrations (or roll back)")
+    migrate_cmd.add_argument("--downgrade", metavar="REVISION", help="roll back to REVISION ('base': all)")
+    migrate_cmd.set_defaults(run=_migrate)
+
+    demo = commands.add_parser("demo", help="migrate, seed the demo data and print how to use it")
+    demo.add_argument("--access-file", default=".licensing-demo.json")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(run=_demo)
+
+    partner = commands.add_parser("partner", help="manage partners").add_subparsers()
+    create_partner = partner.add_parser("create", help="enrol a partner")
+    create_partner.add_argument("name")
+    create_partner.add_argument("--zone", default="UTC", help="IANA billing time zone")
+    create_partner.add_argument("--currency", default="usd")
+    create_partner.set_defaults(run=_create_partner)
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers()
+    create_token = token.add_parser("create", help="mint a token (printed once)")
+    who = create_token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--partner", metavar="ID")
+    who.add_argument("--staff", action="store_true")
+    create_token.add_argument("--label", default="")
+    create_token.set_defaults(run=_create_token)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run("app.asgi:app", host=args.host, port=args.port, workers=args.workers, lifespan="on")
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.downgrade:
+        migrate.downgrade(settings.database_url, args.downgrade)
+    else:
+        migrate.upgrade(settings.database_url)
+    print(f"database at {args.downgrade or 'head'}: {settings.database_url}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.upgrade(settings.database_url)
+
+    async def seed() -> None:
+        database = Database(settings.database_url)
+        try:
+            access = await seed_demo(database, make_clock(settings), Path(args.access_file))
+        finally:
+            await database.dispose()
+        url = f"http://127.0.0.1:{args.port}/graphql"
+        print(f"\nGraphiQL:        {url}")
+        print(f"staff token:     {access.staff_token}")
+        print(f"partner token:   {access.partner_token}   (partner {access.partner_id})")
+        print("\nExample (paste the header into GraphiQL's Headers tab):")
+        print(f'  {{"Authorization": "Bearer {access.partner_token}"}}')
+        print(f"  {EXAMPLE_QUERY}")
+        print(f"\n  curl -s {url} -H 'Authorization: Bearer {access.partner_token}' \\")
+        print(f"       -H 'Content-Type: application/json' -d '{{\"query\": \"{EXAMPLE_QUERY}\"}}'\n")
+
+    asyncio.run(seed())
+    return 0
+
+
+def _create_partner(args: argparse.Namespace, settings: Settings) -> int:
+    async def create() -> str:
+        database = Database(settings.database_url)
+        try:
+            async with UnitOfWork(database) as uow:
+                partner = await enrol_partner(
+                    uow,
+                    name=args.name,
+                    billing_zone=args.zone,
+                    currency=args.currency,
+                    now=SystemClock().now(),
+                )
+                return partner.id
+        finally:
+            await database.dispose()
+
+    print(asyncio.run(create()))
+    return 0
+
+
+def _create_token(args: argparse.Namespace, settings: Settings) -> int:
+    async def create() -> str:
+        database = Database(settings.database_url)
+        try:
+            async with UnitOfWork(database) as uow:
+                if args.partner and await uow.partners.get(args.partner) is None:
+                    raise SystemExit(f"error: no partner '{args.partner}'")
+                token = await mint_token(
+                    uow, partner_id=args.partner, staff=args.staff, label=args.label, at=SystemClock().now()
+                )
+                return token.secret
+        finally:
+            await database.dispose()
+
+    print(asyncio.run(create()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

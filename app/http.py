@@ -1,0 +1,118 @@
+"""The Starlette application: /graphql (HTTP, GraphiQL, websockets), /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from app.settings import Settings
+from domain.clock import Clock, SettableClock, SystemClock
+from persistence.database import Database
+from resolvers.context import RequestContext
+from resolvers.tokens import authenticate
+from schema.build import build_schema
+
+log = logging.getLogger("licensing.http")
+
+
+class Services:
+    """Everything a request needs that outlives it."""
+
+    def __init__(self, settings: Settings, database: Database, clock: Clock) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+
+
+def make_clock(settings: Settings) -> Clock:
+    if settings.sandbox:
+        return SettableClock(settings.sandbox_start or SystemClock().now())
+    return SystemClock()
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return ""
+    return token.strip()
+
+
+class LicensingGraphQL(GraphQL[RequestContext, None]):
+    def __init__(self, services: Services, **options: Any) -> None:
+        settings = services.settings
+        super().__init__(
+            build_schema(
+                max_depth=settings.max_query_depth,
+                max_tokens=settings.max_query_tokens,
+                max_aliases=settings.max_aliases,
+            ),
+            **options,
+        )
+        self.services = services
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> RequestContext:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if isinstance(response, Response):
+            response.headers["X-Request-Id"] = request_id
+        return await self.context_for(bearer_token(request.headers.get("authorization")), request_id)
+
+    async def context_for(self, token: str | None, request_id: str) -> RequestContext:
+        services = self.services
+        principal = None
+        problem = None
+        if token is not None:
+            principal = await authenticate(services.database, token) if token else None
+            if principal is None:
+                problem = "The API token is malformed, unknown or revoked."
+        return RequestContext(
+            database=services.database,
+            clock=services.clock,
+            principal=principal,
+            request_id=request_id,
+            support=services.settings.support,
+            sandbox=services.settings.sandbox,
+            credential_problem=problem,
+        )
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    services = Services(settings, Database(settings.database_url), clock or make_clock(settings))
+    graphql = LicensingGraphQL(services)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        reachable = await services.database.is_reachable()
+        return JSONResponse(
+            {"status": "ok" if reachable else "degraded", "database": reachable},
+            status_code=200 if reachable else 503,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await services.database.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,55 @@
+"""Service settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from domain.support import SupportContact
+from persistence.database import DEFAULT_DATABASE_URL
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    # Sandbox mode: the clock is settable by staff (advanceSandboxClock); the demo runs in it.
+    sandbox: bool = False
+    sandbox_start: datetime | None = None
+    max_query_depth: int = 10
+    max_query_tokens: int = 2000
+    max_aliases: int = 15
+    support: SupportContact = field(
+        default_factory=lambda: SupportContact(
+            message="Contact partner support, or reach out to your Agency & Pro manager.",
+            email="partners@example.com",
+            url="https://example.com/partners/support",
+        )
+    )
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        start = os.environ.get("LICENSING_SANDBOX_START")
+        return cls(
+            database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            sandbox=_flag("LICENSING_SANDBOX"),
+            sandbox_start=datetime.fromisoformat(start) if start else None,
+            max_query_depth=int(os.environ.get("LICENSING_MAX_QUERY_DEPTH", "10")),
+            max_query_tokens=int(os.environ.get("LICENSING_MAX_QUERY_TOKENS", "2000")),
+            max_aliases=int(os.environ.get("LICENSING_MAX_ALIASES", "15")),
+            support=SupportContact(
+                message=os.environ.get(
+                    "LICENSING_SUPPORT_MESSAGE",
+                    "Contact partner support, or reach out to your Agency & Pro manager.",
+                ),
+                email=os.environ.get("LICENSING_SUPPORT_EMAIL", "partners@example.com"),
+                url=os.environ.get("LICENSING_SUPPORT_URL", "https://example.com/partners/support"),
+            ),
+        )

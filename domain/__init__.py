@@ -1,0 +1,1 @@
+"""The rules of the partner program. Pure Python (plus python-statemachine); no I/O."""

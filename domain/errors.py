@@ -1,0 +1,33 @@
+"""Typed, user-facing failures: a stable code, a clear message and the input field at fault."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable codes the frontend switches on. Extend, never rename."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"
+    UNKNOWN_TIME_ZONE = "UNKNOWN_TIME_ZONE"
+    UNSUPPORTED_CURRENCY = "UNSUPPORTED_CURRENCY"
+    SANDBOX_DISABLED = "SANDBOX_DISABLED"
+    CLOCK_BACKWARDS = "CLOCK_BACKWARDS"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    CONFLICT = "CONFLICT"
+
+
+class DomainError(Exception):
+    """A rule said no. Carries what the client needs to show and fix the problem."""
+
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"DomainError({self.code.value}, {self.message!r}, field={self.field!r})"

@@ -1,0 +1,73 @@
+"""The partners table: identity, billing zone and currency, the per-partner event sequence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Row, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.partners import Partner
+from persistence.metadata import metadata
+from persistence.types import UTCDateTime
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("billing_zone", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # Incremented under the partner's row lock, so the event feed's cursor commits in order (DESIGN §4).
+    Column("event_seq", BigInteger, nullable=False, server_default="0"),
+)
+
+
+class PartnerRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, partner: Partner) -> None:
+        await self._connection.execute(
+            partners.insert().values(
+                id=partner.id,
+                name=partner.name,
+                billing_zone=partner.billing_zone,
+                currency=partner.currency,
+                created_at=partner.created_at,
+            )
+        )
+
+    async def get(self, partner_id: str) -> Partner | None:
+        row = (
+            await self._connection.execute(select(partners).where(partners.c.id == partner_id))
+        ).one_or_none()
+        return None if row is None else _to_partner(row)
+
+    async def lock(self, partner_id: str) -> None:
+        """Serialize every writer for this partner (row lock on PostgreSQL; SQLite already holds the lock)."""
+        statement = select(partners.c.id).where(partners.c.id == partner_id)
+        if self._connection.dialect.name != "sqlite":
+            statement = statement.with_for_update()
+        await self._connection.execute(statement)
+
+    async def next_event_seq(self, partner_id: str) -> int:
+        """Take the partner's next event sequence number (this also row-locks the partner)."""
+        result = await self._connection.execute(
+            update(partners)
+            .where(partners.c.id == partner_id)
+            .values(event_seq=partners.c.event_seq + 1)
+            .returning(partners.c.event_seq)
+        )
+        return int(result.scalar_one())
+
+
+def _to_partner(row: Row[Any]) -> Partner:
+    return Partner(
+        id=row.id,
+        name=row.name,
+        billing_zone=row.billing_zone,
+        currency=row.currency,
+        created_at=row.created_at,
+    )

@@ -1,0 +1,9 @@
+"""Imports every feature's tables so the metadata is complete (for Alembic and schema checks)."""
+
+from persistence.events import events
+from persistence.idempotency import idempotency_keys
+from persistence.partners import partners
+from persistence.products import products
+from persistence.tokens import api_tokens
+
+__all__ = ["api_tokens", "events", "idempotency_keys", "partners", "products"]

@@ -1,0 +1,65 @@
+"""One unit of work per use case: one connection, one transaction, the repositories bound to it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.database import Database
+from persistence.events import EventLog
+from persistence.idempotency import IdempotencyStore
+from persistence.partners import PartnerRepository
+from persistence.products import ProductRepository
+from persistence.tokens import TokenRepository
+
+
+class UnitOfWork:
+    """Commits when the block ends normally, rolls back on any exception: nothing is half-written."""
+
+    partners: PartnerRepository
+    tokens: TokenRepository
+    products: ProductRepository
+    events: EventLog
+    idempotency: IdempotencyStore
+
+    def __init__(self, database: Database, *, read_only: bool = False) -> None:
+        self._database = database
+        self._read_only = read_only
+        self._connection: AsyncConnection | None = None
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._connection
+
+    async def __aenter__(self) -> UnitOfWork:
+        engine = self._database.read_engine if self._read_only else self._database.engine
+        self._connection = await engine.connect()
+        await self._connection.begin()
+        self._bind(self._connection)
+        return self
+
+    def _bind(self, connection: AsyncConnection) -> None:
+        self.partners = PartnerRepository(connection)
+        self.tokens = TokenRepository(connection)
+        self.products = ProductRepository(connection)
+        self.events = EventLog(connection)
+        self.idempotency = IdempotencyStore(connection)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection = self.connection
+        try:
+            if exc_type is None and not self._read_only:
+                await connection.commit()
+            else:
+                await connection.rollback()
+        finally:
+            await connection.close()
+            self._connection = None

@@ -1,0 +1,52 @@
+"""What every use case receives: the caller, the database, the clock and the service's policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.clock import Clock, SettableClock
+from domain.errors import DomainError, ErrorCode
+from domain.principals import Principal, require_principal
+from domain.support import SupportContact
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
+
+
+@dataclass
+class RequestContext:
+    database: Database
+    clock: Clock
+    principal: Principal | None
+    request_id: str
+    support: SupportContact
+    sandbox: bool = False
+    # Filled by the HTTP layer when a token was sent but is unknown or revoked.
+    credential_problem: str | None = None
+    loaders: dict[str, object] = field(default_factory=dict)
+
+    def caller(self) -> Principal:
+        if self.principal is None and self.credential_problem:
+            raise DomainError(ErrorCode.UNAUTHENTICATED, self.credential_problem)
+        return require_principal(self.principal)
+
+    def partner_id(self) -> str:
+        return self.caller().require_partner()
+
+    def require_staff(self) -> Principal:
+        principal = self.caller()
+        principal.require_staff()
+        return principal
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.database)
+
+    def reader(self) -> UnitOfWork:
+        return UnitOfWork(self.database, read_only=True)
+
+    def sandbox_clock(self) -> SettableClock:
+        if not self.sandbox or not isinstance(self.clock, SettableClock):
+            raise DomainError(
+                ErrorCode.SANDBOX_DISABLED,
+                "The clock can only be moved in sandbox mode (LICENSING_SANDBOX=1).",
+            )
+        return self.clock

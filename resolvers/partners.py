@@ -1,0 +1,48 @@
+"""Partner use cases: who am I, and (staff) enrol a new agency."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from domain.errors import DomainError, ErrorCode
+from domain.partners import Partner, validate_billing_zone, validate_currency, validate_partner_name
+from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
+
+
+async def viewer(ctx: RequestContext) -> Partner:
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        partner = await uow.partners.get(partner_id)
+    if partner is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "The partner of this token no longer exists.")
+    return partner
+
+
+async def create_partner(ctx: RequestContext, *, name: str, billing_zone: str, currency: str) -> Partner:
+    """Staff: enrol a partner. It starts without a payment method, so it cannot issue yet."""
+    ctx.require_staff()
+    async with ctx.unit_of_work() as uow:
+        return await enrol_partner(
+            uow, name=name, billing_zone=billing_zone, currency=currency, now=ctx.clock.now()
+        )
+
+
+async def enrol_partner(
+    uow: UnitOfWork, *, name: str, billing_zone: str, currency: str, now: datetime
+) -> Partner:
+    """Validate and store a new partner inside an open unit of work (shared by the API and the CLI)."""
+    partner = Partner(
+        id=new_partner_id(),
+        name=validate_partner_name(name),
+        billing_zone=validate_billing_zone(billing_zone),
+        currency=validate_currency(currency),
+        created_at=now,
+    )
+    await uow.partners.add(partner)
+    return partner
+
+
+def new_partner_id() -> str:
+    return "ptr_" + secrets.token_hex(8)

@@ -1,0 +1,52 @@
+"""Assembles the Schema from each feature's root fields, with the limits and error masking on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from schema.errors import MaskUnexpectedErrors
+from schema.partners import PartnerMutation, PartnerQuery
+from schema.products import ProductQuery
+from schema.sandbox import SandboxMutation
+from schema.support import SupportQuery
+from schema.tokens import TokenMutation
+
+SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+
+@strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
+class Query(PartnerQuery, ProductQuery, SupportQuery):
+    pass
+
+
+@strawberry.type(description="Change licenses, payment methods and (staff) the system.")
+class Mutation(PartnerMutation, TokenMutation, SandboxMutation):
+    pass
+
+
+class LicensingSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # MaskUnexpectedErrors logs what needs logging, with the request id.
+        return None
+
+
+def build_schema(*, max_depth: int = 10, max_tokens: int = 2000, max_aliases: int = 15) -> strawberry.Schema:
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        MaskUnexpectedErrors,
+    ]
+    return LicensingSchema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+def export_sdl() -> str:
+    return build_schema().as_str() + "\n"

@@ -1,0 +1,73 @@
+"""The error model: typed `UserError`s in payloads, and masking of everything unexpected."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterator
+from typing import TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from domain.errors import DomainError
+from domain.errors import ErrorCode as DomainErrorCode
+
+T = TypeVar("T")
+log = logging.getLogger("licensing.errors")
+
+ErrorCode = DomainErrorCode
+strawberry.enum(
+    ErrorCode, name="ErrorCode", description="A stable code for each way a request can be refused."
+)
+
+
+@strawberry.type(description="A problem with the request that the caller can fix; nothing was written.")
+class UserError:
+    code: ErrorCode = strawberry.field(description="Stable machine-readable code.")
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    field: str | None = strawberry.field(description="The input field at fault, when there is one.")
+
+    @classmethod
+    def from_domain(cls, error: DomainError) -> UserError:
+        return cls(code=error.code, message=error.message, field=error.field)
+
+
+async def attempt(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
+    """Await a use case; a DomainError becomes the payload's `errors` (its transaction was rolled back)."""
+    try:
+        return await call, []
+    except DomainError as error:
+        return None, [UserError.from_domain(error)]
+
+
+class MaskUnexpectedErrors(SchemaExtension):
+    """DomainErrors raised by query fields become coded errors; anything else is masked with a request id."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        request_id = getattr(self.execution_context.context, "request_id", "unknown")
+        result.errors = [present_error(error, request_id) for error in result.errors]
+
+
+def present_error(error: GraphQLError, request_id: str) -> GraphQLError:
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return error
+    if isinstance(original, DomainError):
+        return GraphQLError(
+            original.message,
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": original.code.value, "field": original.field},
+        )
+    log.error("unexpected error (request %s)", request_id, exc_info=original)
+    return GraphQLError(
+        f"Internal server error. Quote request id {request_id} to support.",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )

@@ -1,0 +1,52 @@
+"""Relay connections over keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import strawberry
+
+from persistence.pagination import Page
+
+Item = TypeVar("Item")
+Node = TypeVar("Node")
+
+
+@strawberry.type(description="Where this page starts and ends, and whether more follow.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow `endCursor`.")
+    has_previous_page: bool = strawberry.field(description="This page was fetched with `after`.")
+    start_cursor: str | None = strawberry.field(description="Cursor of the first item on this page.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` to fetch the next page.")
+
+
+@strawberry.type(description="An item of a list with its cursor.")
+class Edge(Generic[Node]):
+    node: Node = strawberry.field(description="The item.")
+    cursor: str = strawberry.field(description="Opaque position of this item, for `after`.")
+
+
+@strawberry.type(description="A page of a list (keyset cursors; `first` is at most 100).")
+class Connection(Generic[Node]):
+    edges: list[Edge[Node]] = strawberry.field(description="The items on this page, with cursors.")
+    page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
+    total_count: int = strawberry.field(description="How many items the whole list has.")
+
+    @strawberry.field(description="The items on this page, without cursors.")
+    def nodes(self) -> list[Node]:
+        return [edge.node for edge in self.edges]
+
+
+def connection(page: Page[Item], to_node: Callable[[Item], Node]) -> Connection[Node]:
+    edges = [Edge(node=to_node(item), cursor=cursor) for cursor, item in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=page.total_count,
+    )

@@ -1,0 +1,67 @@
+"""Partners in the API: `viewer`, and staff's `createPartner`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from domain.partners import Partner as DomainPartner
+from resolvers import partners
+from schema.context import Info
+from schema.errors import UserError, attempt
+
+
+@strawberry.type(description="An agency in the partner program: it issues licenses and is billed per day.")
+class Partner:
+    id: strawberry.ID = strawberry.field(description="Stable partner id.")
+    name: str = strawberry.field(description="The agency's name.")
+    billing_zone: str = strawberry.field(
+        description="IANA time zone whose calendar days and months the partner is billed in."
+    )
+    currency: str = strawberry.field(description="ISO 4217 currency code (lower case) of its invoices.")
+    created_at: datetime = strawberry.field(description="When the partner was enrolled.")
+
+    @classmethod
+    def from_domain(cls, partner: DomainPartner) -> Partner:
+        return cls(
+            id=strawberry.ID(partner.id),
+            name=partner.name,
+            billing_zone=partner.billing_zone,
+            currency=partner.currency,
+            created_at=partner.created_at,
+        )
+
+
+@strawberry.input(description="A new partner.")
+class CreatePartnerInput:
+    name: str = strawberry.field(description="The agency's name.")
+    billing_zone: str = strawberry.field(default="UTC", description="IANA time zone name for billing days.")
+    currency: str = strawberry.field(default="usd", description="ISO 4217 code the partner is billed in.")
+
+
+@strawberry.type(description="The result of createPartner.")
+class CreatePartnerPayload:
+    partner: Partner | None = strawberry.field(description="The new partner, unless there were errors.")
+    errors: list[UserError] = strawberry.field(description="Why nothing was created, if it was not.")
+
+
+@strawberry.type
+class PartnerQuery:
+    @strawberry.field(description="The partner the token belongs to.")
+    async def viewer(self, info: Info) -> Partner:
+        return Partner.from_domain(await partners.viewer(info.context))
+
+
+@strawberry.type
+class PartnerMutation:
+    @strawberry.mutation(description="Staff: enrol a partner. It starts with no payment method.")
+    async def create_partner(self, info: Info, input: CreatePartnerInput) -> CreatePartnerPayload:
+        partner, errors = await attempt(
+            partners.create_partner(
+                info.context, name=input.name, billing_zone=input.billing_zone, currency=input.currency
+            )
+        )
+        return CreatePartnerPayload(
+            partner=None if partner is None else Partner.from_domain(partner), errors=errors
+        )

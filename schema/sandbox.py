@@ -1,0 +1,32 @@
+"""Sandbox mode in the API: staff move the clock forward."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from resolvers import sandbox
+from schema.context import Info
+from schema.errors import UserError, attempt
+
+
+@strawberry.input(description="Where to move the sandbox clock.")
+class AdvanceSandboxClockInput:
+    to: datetime = strawberry.field(description="The new instant (with offset); never earlier than now.")
+
+
+@strawberry.type(description="The result of advanceSandboxClock.")
+class AdvanceSandboxClockPayload:
+    now: datetime | None = strawberry.field(description="The clock after the move.")
+    errors: list[UserError] = strawberry.field(description="Why the clock did not move, if it did not.")
+
+
+@strawberry.type
+class SandboxMutation:
+    @strawberry.mutation(description="Staff, sandbox mode only: move the service clock forward.")
+    async def advance_sandbox_clock(
+        self, info: Info, input: AdvanceSandboxClockInput
+    ) -> AdvanceSandboxClockPayload:
+        now, errors = await attempt(sandbox.advance_sandbox_clock(info.context, to=input.to))
+        return AdvanceSandboxClockPayload(now=now, errors=errors)

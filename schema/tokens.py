@@ -1,0 +1,57 @@
+"""API tokens in the API: staff's `createApiToken`."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers import tokens
+from schema.context import Info
+from schema.errors import UserError, attempt
+
+
+@strawberry.type(description="A new API token. The secret is shown only in this response.")
+class ApiToken:
+    id: strawberry.ID = strawberry.field(description="Token id (not the secret).")
+    secret: str = strawberry.field(description="Send as 'Authorization: Bearer <secret>'. Shown once.")
+    partner_id: strawberry.ID | None = strawberry.field(description="The partner it acts for, if any.")
+    staff: bool = strawberry.field(description="Whether it operates the system as staff.")
+    label: str = strawberry.field(description="A note saying what the token is for.")
+
+
+@strawberry.input(description="A token for a partner, or a staff token.")
+class CreateApiTokenInput:
+    partner_id: strawberry.ID | None = strawberry.field(default=None, description="Partner to act for.")
+    staff: bool = strawberry.field(default=False, description="Mint a staff token instead.")
+    label: str = strawberry.field(default="", description="What the token is for.")
+
+
+@strawberry.type(description="The result of createApiToken.")
+class CreateApiTokenPayload:
+    token: ApiToken | None = strawberry.field(description="The new token, unless there were errors.")
+    errors: list[UserError] = strawberry.field(description="Why no token was made, if it was not.")
+
+
+@strawberry.type
+class TokenMutation:
+    @strawberry.mutation(description="Staff: mint an API token for a partner, or a staff token.")
+    async def create_api_token(self, info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
+        issued, errors = await attempt(
+            tokens.create_api_token(
+                info.context,
+                partner_id=None if input.partner_id is None else str(input.partner_id),
+                staff=input.staff,
+                label=input.label,
+            )
+        )
+        token = (
+            None
+            if issued is None
+            else ApiToken(
+                id=strawberry.ID(issued.id),
+                secret=issued.secret,
+                partner_id=None if issued.partner_id is None else strawberry.ID(issued.partner_id),
+                staff=issued.is_staff,
+                label=issued.label,
+            )
+        )
+        return CreateApiTokenPayload(token=token, errors=errors)

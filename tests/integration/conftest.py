@@ -1,0 +1,103 @@
+"""GraphQL over HTTP against the real app, database and clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from app.demo import DEMO_CATALOG
+from app.http import create_app
+from app.settings import Settings
+from domain.clock import SettableClock
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
+from resolvers.tokens import mint_token
+
+
+@dataclass
+class Api:
+    """A GraphQL client: `call` returns the JSON body, `data` asserts there were no errors."""
+
+    client: httpx.AsyncClient
+
+    async def call(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=sent
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        body = await self.call(query, variables, token)
+        assert "errors" not in body, body
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture(scope="session")
+async def catalog(database: Database) -> None:
+    async with UnitOfWork(database) as uow:
+        for product in DEMO_CATALOG:
+            await uow.products.save(product)
+
+
+@pytest.fixture
+async def api(
+    database_url: str, database: Database, clock: SettableClock, catalog: None
+) -> AsyncIterator[Api]:
+    app = create_app(Settings(database_url=database_url, sandbox=True), clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Api(client)
+    await app.state.services.database.dispose()
+
+
+@pytest.fixture
+async def staff_token(database: Database, clock: SettableClock) -> str:
+    async with UnitOfWork(database) as uow:
+        token = await mint_token(uow, partner_id=None, staff=True, label="test staff", at=clock.now())
+    return token.secret
+
+
+CREATE_PARTNER = """
+mutation($input: CreatePartnerInput!) {
+  createPartner(input: $input) { partner { id name billingZone currency } errors { code message field } }
+}"""
+CREATE_TOKEN = """
+mutation($input: CreateApiTokenInput!) {
+  createApiToken(input: $input) { token { id secret partnerId staff } errors { code message field } }
+}"""
+
+
+@dataclass
+class PartnerAccess:
+    id: str
+    token: str
+
+
+async def enrol(api: Api, staff_token: str, name: str = "Acme Agency", zone: str = "UTC") -> PartnerAccess:
+    """Create a partner and a token for it through the staff mutations."""
+    created = await api.data(CREATE_PARTNER, {"input": {"name": name, "billingZone": zone}}, staff_token)
+    partner_id = created["createPartner"]["partner"]["id"]
+    minted = await api.data(CREATE_TOKEN, {"input": {"partnerId": partner_id}}, staff_token)
+    return PartnerAccess(partner_id, minted["createApiToken"]["token"]["secret"])
+
+
+@pytest.fixture
+async def partner(api: Api, staff_token: str) -> PartnerAccess:
+    return await enrol(api, staff_token)
