@@ -38,7 +38,12 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 def run_demo(env: dict[str, str], tmp_path: Path, port: int) -> str:
     done = subprocess.run(
         [*LICENSING, "demo", "--access-file", str(tmp_path / "access.json"), "--port", str(port)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return done.stdout
 
@@ -48,8 +53,11 @@ def server(demo_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]
     port = free_port()
     printed = run_demo(demo_env, tmp_path, port)
     process = subprocess.Popen(
-        [*LICENSING, "serve", "--port", str(port)], env=demo_env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [*LICENSING, "serve", "--port", str(port)],
+        env=demo_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -75,13 +83,17 @@ def test_demo_prints_graphiql_tokens_and_a_working_example(server: tuple[str, st
     staff_token = re.search(r"staff token:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
     query = re.search(r"^  (\{ viewer .*\})$", printed, re.M).group(1)  # type: ignore[union-attr]
 
-    answer = httpx.post(f"{base}/graphql", json={"query": query},
-                        headers={"Authorization": f"Bearer {partner_token}"}).json()
+    answer = httpx.post(
+        f"{base}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {partner_token}"}
+    ).json()
     assert answer["data"]["viewer"]["name"] == "Demo Agency"
     assert len(answer["data"]["products"]) == 9
 
-    staff = httpx.post(f"{base}/graphql", json={"query": "{ products { slug } }"},
-                       headers={"Authorization": f"Bearer {staff_token}"}).json()
+    staff = httpx.post(
+        f"{base}/graphql",
+        json={"query": "{ products { slug } }"},
+        headers={"Authorization": f"Bearer {staff_token}"},
+    ).json()
     assert "errors" not in staff
 
     graphiql = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
@@ -100,8 +112,9 @@ def test_rerunning_the_demo_keeps_the_data(demo_env: dict[str, str], tmp_path: P
 @pytest.mark.skipif(ON_POSTGRES, reason="CLI administration is exercised once, on SQLite")
 def test_cli_creates_partners_and_tokens(demo_env: dict[str, str], tmp_path: Path) -> None:
     def licensing(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*LICENSING, *args], env=demo_env, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [*LICENSING, *args], env=demo_env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
 
     assert licensing("migrate").returncode == 0
     created = licensing("partner", "create", "CLI Agency", "--zone", "Europe/Paris", "--currency", "eur")
