@@ -18,6 +18,7 @@ from strawberry.asgi import GraphQL
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
 from persistence.database import Database
+from persistence.feed import PostgresListener
 from resolvers.context import RequestContext
 from resolvers.tokens import authenticate
 from schema.build import build_schema
@@ -103,8 +104,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.database.dispose()
+        listener = None
+        if not services.database.is_sqlite:
+            # Other workers' commits reach this worker's subscribers through NOTIFY.
+            listener = PostgresListener(settings.database_url, services.database.signal)
+            listener.start()
+        try:
+            yield
+        finally:
+            if listener is not None:
+                await listener.stop()
+            await services.database.dispose()
 
     app = Starlette(
         routes=[

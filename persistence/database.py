@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from persistence.feed import FeedSignal
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./licensing.db"
 
 
@@ -21,6 +23,8 @@ class Database:
             _serialize_sqlite_writers(self.engine)
         # Readers never take SQLite's write lock: a query must not queue behind a month close.
         self.read_engine: AsyncEngine = self.engine.execution_options(read_only=True)
+        # Wakes this process's event-feed readers after a commit that recorded events.
+        self.signal = FeedSignal()
 
     @property
     def is_sqlite(self) -> bool:

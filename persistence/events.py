@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from persistence.metadata import metadata
 from persistence.partners import PartnerRepository
 from persistence.types import UTCDateTime
+
+FEED_CHANNEL = "licensing_events"
 
 events = Table(
     "events",
@@ -86,6 +89,7 @@ class EventLog:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
         self._partners = PartnerRepository(connection)
+        self.touched_partners: set[str] = set()
 
     async def append(self, event: NewEvent) -> int:
         """Record one event in the current transaction; returns its per-partner sequence number."""
@@ -105,6 +109,10 @@ class EventLog:
                 payload=json.dumps(event.payload or {}, sort_keys=True),
             )
         )
+        if self._connection.dialect.name == "postgresql" and event.partner_id not in self.touched_partners:
+            # Delivered at commit (and dropped on rollback) to every worker listening on the channel.
+            await self._connection.execute(select(func.pg_notify(FEED_CHANNEL, event.partner_id)))
+        self.touched_partners.add(event.partner_id)
         return seq
 
     async def for_subjects(self, partner_id: str, stream: str, subjects: list[str]) -> list[RecordedEvent]:
@@ -131,6 +139,12 @@ class EventLog:
             .limit(limit)
         )
         return [_to_event(row) for row in rows]
+
+    async def latest_seq(self, partner_id: str) -> int:
+        result = await self._connection.execute(
+            select(func.coalesce(func.max(events.c.seq), 0)).where(events.c.partner_id == partner_id)
+        )
+        return int(result.scalar_one())
 
 
 def _to_event(row: Row[Any]) -> RecordedEvent:

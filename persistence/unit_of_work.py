@@ -55,11 +55,15 @@ class UnitOfWork:
         traceback: TracebackType | None,
     ) -> None:
         connection = self.connection
+        committed = exc_type is None and not self._read_only
         try:
-            if exc_type is None and not self._read_only:
+            if committed:
                 await connection.commit()
             else:
                 await connection.rollback()
         finally:
             await connection.close()
             self._connection = None
+        if committed:
+            for partner_id in self.events.touched_partners:
+                self._database.signal.wake(partner_id)

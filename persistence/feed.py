@@ -1,0 +1,102 @@
+"""The event feed: readers follow a partner's events from a cursor and are woken when new ones commit.
+
+The table is the truth; wake-ups are only hints. On PostgreSQL a `NOTIFY` sent in the writing
+transaction reaches every worker's listener at commit; on SQLite the unit of work wakes readers in
+this process after commit. A reader that misses a hint still catches up on its next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from persistence.events import FEED_CHANNEL
+
+log = logging.getLogger("licensing.feed")
+
+
+class FeedSignal:
+    """In-process wake-ups, per partner. `wake(None)` wakes everyone (after a lost listener reconnects)."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def wake(self, partner_id: str | None) -> None:
+        groups = self._waiters.values() if partner_id is None else [self._waiters.get(partner_id, set())]
+        for waiters in groups:
+            for waiter in waiters:
+                waiter.set()
+
+    @contextlib.contextmanager
+    def waiter(self, partner_id: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._waiters[partner_id].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[partner_id].discard(event)
+            if not self._waiters[partner_id]:
+                del self._waiters[partner_id]
+
+    def waiting(self) -> int:
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+
+class PostgresListener:
+    """LISTENs on one dedicated connection and turns notifications into wake-ups; reconnects when lost."""
+
+    def __init__(self, database_url: str, signal: FeedSignal, *, retry_seconds: float = 0.5) -> None:
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._signal = signal
+        self._retry_seconds = retry_seconds
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.backend_pid: int | None = None
+        self.reconnects = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="licensing-feed-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen_until_lost()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("feed listener lost its connection (%s); reconnecting", error)
+            self.connected.clear()
+            self.reconnects += 1
+            await asyncio.sleep(self._retry_seconds)
+
+    async def _listen_until_lost(self) -> None:
+        connection = await asyncpg.connect(self._dsn)
+        lost = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _connection: lost.set())
+            await connection.add_listener(FEED_CHANNEL, self._on_notify)
+            self.backend_pid = connection.get_server_pid()
+            self.connected.set()
+            # Whatever committed while we were not listening: every reader re-reads its cursor.
+            self._signal.wake(None)
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), timeout=5)
+                if not lost.is_set():
+                    await connection.execute("SELECT 1")  # notice a silently dead socket
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=1)
+
+    def _on_notify(self, _connection: object, _pid: int, _channel: str, partner_id: str) -> None:
+        self._signal.wake(partner_id)
