@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
@@ -59,9 +61,29 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
                 max_tokens=settings.max_query_tokens,
                 max_aliases=settings.max_aliases,
             ),
+            allowed_origins=settings.websocket_origins,
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+            keep_alive=True,
+            keep_alive_interval=15,
             **options,
         )
         self.services = services
+
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
+        """Authenticate a websocket from `connection_params.authorization`; refuse it (4403) otherwise."""
+        params = context.connection_params or {}
+        raw = params.get("authorization") or params.get("Authorization")
+        token = bearer_token(raw) if isinstance(raw, str) and " " in raw else raw
+        principal = (
+            await authenticate(self.services.database, token) if isinstance(token, str) and token else None
+        )
+        if principal is None:
+            raise ConnectionRejectionError(
+                {"message": "Send a valid API token as connection_params.authorization."}
+            )
+        context.principal = principal
+        context.credential_problem = None
+        return UNSET
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -26,6 +26,9 @@ class Settings:
     max_query_depth: int = 10
     max_query_tokens: int = 2000
     max_aliases: int = 15
+    # Browser origins allowed to open websockets (empty: any; non-browser clients send no Origin).
+    websocket_origins: tuple[str, ...] = ()
+    max_subscriptions_per_connection: int = 20
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -44,6 +47,12 @@ class Settings:
             max_query_depth=int(os.environ.get("LICENSING_MAX_QUERY_DEPTH", "10")),
             max_query_tokens=int(os.environ.get("LICENSING_MAX_QUERY_TOKENS", "2000")),
             max_aliases=int(os.environ.get("LICENSING_MAX_ALIASES", "15")),
+            websocket_origins=tuple(
+                origin.strip()
+                for origin in os.environ.get("LICENSING_WEBSOCKET_ORIGINS", "").split(",")
+                if origin.strip()
+            ),
+            max_subscriptions_per_connection=int(os.environ.get("LICENSING_MAX_SUBSCRIPTIONS", "20")),
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

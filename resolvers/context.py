@@ -23,6 +23,8 @@ class RequestContext:
     # Filled by the HTTP layer when a token was sent but is unknown or revoked.
     credential_problem: str | None = None
     loaders: dict[str, object] = field(default_factory=dict)
+    # graphql-transport-ws: the connection_init payload (set by Strawberry before on_ws_connect).
+    connection_params: dict[str, object] | None = None
 
     def caller(self) -> Principal:
         if self.principal is None and self.credential_problem:

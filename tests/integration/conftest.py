@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+import websockets
 
 from app.demo import DEMO_CATALOG
 from app.http import create_app
@@ -101,3 +107,62 @@ async def enrol(api: Api, staff_token: str, name: str = "Acme Agency", zone: str
 @pytest.fixture
 async def partner(api: Api, staff_token: str) -> PartnerAccess:
     return await enrol(api, staff_token)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def live_server(database_url: str, clock: SettableClock, catalog: None) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a free port (same process, same clock); yields host:port."""
+    app = create_app(Settings(database_url=database_url, sandbox=True), clock=clock)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", ws="websockets-sansio"
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await serving
+
+
+class GraphQLSocket:
+    """A graphql-transport-ws client over a real websocket."""
+
+    def __init__(self, connection: websockets.ClientConnection) -> None:
+        self.connection = connection
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, address: str, params: dict[str, Any] | None) -> AsyncIterator[GraphQLSocket]:
+        async with websockets.connect(f"ws://{address}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            socket_ = cls(ws)
+            await socket_.send({"type": "connection_init", "payload": params or {}})
+            yield socket_
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.connection.send(json.dumps(message))
+
+    async def receive(self, timeout: float = 10) -> dict[str, Any]:
+        while True:
+            message: dict[str, Any] = json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+            if message["type"] not in {"ping", "pong"}:
+                return message
+
+    async def subscribe(self, operation_id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        await self.send(
+            {
+                "id": operation_id,
+                "type": "subscribe",
+                "payload": {"query": query, "variables": variables or {}},
+            }
+        )

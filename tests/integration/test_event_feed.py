@@ -14,7 +14,7 @@ from persistence.database import Database
 from persistence.events import NewEvent, RecordedEvent
 from persistence.feed import PostgresListener
 from persistence.unit_of_work import UnitOfWork
-from resolvers.events import follow_events
+from resolvers.feed import follow_events
 from resolvers.partners import new_partner_id
 from tests.conftest import ON_POSTGRES
 
