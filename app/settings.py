@@ -26,6 +26,10 @@ class Settings:
     max_query_depth: int = 10
     max_query_tokens: int = 2000
     max_aliases: int = 15
+    # Stripe, or localstripe in tests and the demo (started by the test fixtures and `make run`).
+    stripe_api_key: str = "sk_test_localstripe"
+    stripe_api_base: str = "http://127.0.0.1:8420"
+    stripe_webhook_secret: str = "whsec_localstripe"
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -44,6 +48,9 @@ class Settings:
             max_query_depth=int(os.environ.get("LICENSING_MAX_QUERY_DEPTH", "10")),
             max_query_tokens=int(os.environ.get("LICENSING_MAX_QUERY_TOKENS", "2000")),
             max_aliases=int(os.environ.get("LICENSING_MAX_ALIASES", "15")),
+            stripe_api_key=os.environ.get("STRIPE_API_KEY") or "sk_test_localstripe",
+            stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",
+            stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_localstripe",
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from domain.clock import SettableClock
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.tokens import mint_token
+from tests.localstripe_server import LocalStripe, free_port
 
 
 @dataclass
@@ -101,3 +102,16 @@ async def enrol(api: Api, staff_token: str, name: str = "Acme Agency", zone: str
 @pytest.fixture
 async def partner(api: Api, staff_token: str) -> PartnerAccess:
     return await enrol(api, staff_token)
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStripe]:
+    """One localstripe server for the session, on a free port; its log is in the session's tmp dir."""
+    log_path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    with log_path.open("wb") as log:
+        server = LocalStripe(free_port(), log)
+        try:
+            server.wait_until_ready()
+            yield server
+        finally:
+            server.stop()
