@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from domain.errors import DomainError
 from payments.gateway import (
     CardDetails,
     ChargeOutcome,
@@ -246,8 +245,6 @@ def _unavailable_on_outage() -> Iterator[None]:
     """Connection failures, timeouts, rate limits, provider errors and bad credentials: retry later."""
     try:
         yield
-    except DomainError:
-        raise
     except stripe.APIConnectionError as error:
         raise GatewayUnavailable(
             "The payment provider could not be reached; please try again later."

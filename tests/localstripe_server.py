@@ -1,8 +1,30 @@
 """localstripe (a stateful fake Stripe from PyPI) as a subprocess on a free local port.
 
-`python -m tests.localstripe_server --port N` serves it from memory only: stock localstripe pickles its
-whole store to the fixed path /tmp/localstripe.pickle after every write, which engineers and CI runs on
-one machine would share. Nothing in the service's runtime imports this module or localstripe.
+`python -m tests.localstripe_server --port N --from-scratch` serves it from memory only: stock
+localstripe pickles its whole store to the fixed path /tmp/localstripe.pickle after every write, which
+engineers and CI runs on one machine would share. Nothing in the service's runtime imports this module.
+
+What localstripe 1.15 does (checked against it; tests/integration/test_stripe_gateway.py pins most):
+- Idempotency-Key is ignored: the same key twice makes two PaymentIntents. Our attempt rows are the guard.
+- PaymentIntents: create with amount>0, currency, customer, payment_method, off_session=true,
+  confirm=true, metadata — succeeds at once (status "succeeded"). `off_session` needs `confirm=true`
+  on create; /confirm accepts neither `off_session` nor `payment_method`. Unknown params (description,
+  statement_descriptor, ...) are a 400. It does not check that the card belongs to the customer.
+- Declines: 4000000000000341 attaches, every charge → 402 card_declined naming the charge, not the
+  PaymentIntent (GET /v1/charges/<id> gives it); the PI is left "requires_payment_method".
+  4000000000000002 (and 9995, 9987, 9979, 0069, 0127, 0119) are declined on attach, not on charge.
+  4000002500003155 needs 3-D Secure: an off-session PI is left "requires_action" (real Stripe: 402).
+- Test tokens pm_card_visa, pm_card_visa_chargeDeclined, pm_card_chargeCustomerFail make a new card
+  on every GET/attach, with a new id.
+- SetupIntents: create(customer, usage); only the old `payment_method_types` name is known. Confirming
+  (as Stripe.js does, with the publishable key and client secret) does not attach the card to the
+  customer, unlike Stripe: attach it explicitly.
+- Attach does not refuse a card on file with another customer; detach of a detached card is a 200; the
+  customer's invoice default is not cleared on detach. The gateway checks these itself.
+- No PaymentIntent list filters (customer=... is a 400) and no search; GET /v1/events lists events.
+- Webhooks: POST /_config/webhooks/<name> with url, secret and events[]; payment_intent.succeeded and
+  payment_intent.payment_failed (and customer.*) are POSTed about a second later, once, no retries,
+  signed Stripe's way with the event's `created`. No payment_method.* events at all.
 """
 
 from __future__ import annotations

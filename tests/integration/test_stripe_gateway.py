@@ -27,6 +27,7 @@ WEBHOOK_SECRET = "whsec_gateway_tests"
 VISA = "4242424242424242"
 DECLINES_CHARGES = "4000000000000341"  # attaches fine, every charge is declined
 DECLINED_ON_ATTACH = "4000000000000002"
+NEEDS_AUTHENTICATION = "4000002500003155"  # 3-D Secure on every payment
 
 
 @pytest.fixture
@@ -266,6 +267,19 @@ async def test_card_4000000000000341_attaches_but_its_charge_fails_with_a_code_n
     assert intent["status"] == "requires_payment_method"
     assert intent["metadata"] == {"invoice_id": invoice}
     assert intent["last_payment_error"]["code"] == "card_declined"
+
+
+async def test_card_that_needs_the_cardholder_to_authenticate_fails_off_session(
+    gateway: StripeGateway, stripe_api: httpx.AsyncClient
+) -> None:
+    customer, card_id = await customer_with_card(gateway, stripe_api, NEEDS_AUTHENTICATION)
+    invoice = invoice_id()
+
+    outcome = await gateway.charge(customer, card_id, 500, "usd", invoice, f"{invoice}-attempt-1")
+
+    assert (outcome.status, outcome.failure_code) == ("failed", "authentication_required")
+    intent = await read(stripe_api, f"/v1/payment_intents/{outcome.payment_intent_id}")
+    assert intent["status"] == "requires_action"
 
 
 async def test_declined_primary_falls_back_to_the_second_card_and_the_invoice_is_paid_once(
