@@ -2,9 +2,9 @@
 
 Test cards, as on Stripe: `pm_card_visa`, `pm_card_mastercard` and `pm_card_amex` attach and charge;
 `pm_card_chargeCustomerFail` (4000 0000 0000 0341) attaches but every charge is declined;
-`pm_card_visa_chargeDeclined` (4000 0000 0000 0002) is declined when attached;
-`pm_card_chargeDeclinedInsufficientFunds` (4000 0000 0000 9995) attaches, charges are declined for
-insufficient funds. Like Stripe, attaching a `pm_card_*` token makes a new card with its own id.
+`pm_card_visa_chargeDeclined` (4000 0000 0000 0002) is declined when attached (Stripe verifies a
+card on attach, so its other decline cards fail there too). Like Stripe, attaching a `pm_card_*` token
+makes a new card with its own id.
 `add_card` makes a card the way the browser would (a SetupIntent confirmed with card details).
 """
 
@@ -54,11 +54,6 @@ TEST_CARDS: dict[str, TestCard] = {
     "pm_card_amex": TestCard("378282246310005", "amex"),
     "pm_card_chargeCustomerFail": TestCard("4000000000000341", "visa", charge_decline=GENERIC_DECLINE),
     "pm_card_visa_chargeDeclined": TestCard("4000000000000002", "visa", declined_on_attach=True),
-    "pm_card_chargeDeclinedInsufficientFunds": TestCard(
-        "4000000000009995",
-        "visa",
-        charge_decline=("card_declined", "insufficient_funds", "Your card has insufficient funds."),
-    ),
 }
 
 
