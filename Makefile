@@ -22,7 +22,7 @@ test: $(BIN)/licensing
 lint: $(BIN)/licensing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain persistence resolvers schema app
+	$(BIN)/mypy domain persistence payments resolvers schema app
 
 bench: $(BIN)/licensing
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

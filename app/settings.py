@@ -29,6 +29,10 @@ class Settings:
     # Browser origins allowed to open websockets (empty: any; non-browser clients send no Origin).
     websocket_origins: tuple[str, ...] = ()
     max_subscriptions_per_connection: int = 20
+    # Stripe, or localstripe in tests and the demo (started by the test fixtures and `make run`).
+    stripe_api_key: str = "sk_test_localstripe"
+    stripe_api_base: str = "http://127.0.0.1:8420"
+    stripe_webhook_secret: str = "whsec_localstripe"
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -53,6 +57,9 @@ class Settings:
                 if origin.strip()
             ),
             max_subscriptions_per_connection=int(os.environ.get("LICENSING_MAX_SUBSCRIPTIONS", "20")),
+            stripe_api_key=os.environ.get("STRIPE_API_KEY") or "sk_test_localstripe",
+            stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",
+            stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_localstripe",
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from domain.clock import SettableClock
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.tokens import mint_token
+from tests.localstripe_server import LocalStripe, free_port
 
 
 @dataclass
@@ -109,12 +109,6 @@ async def partner(api: Api, staff_token: str) -> PartnerAccess:
     return await enrol(api, staff_token)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 async def live_server(database_url: str, clock: SettableClock, catalog: None) -> AsyncIterator[str]:
     """The app under a real uvicorn on a free port (same process, same clock); yields host:port."""
@@ -166,3 +160,16 @@ class GraphQLSocket:
                 "payload": {"query": query, "variables": variables or {}},
             }
         )
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStripe]:
+    """One localstripe server for the session, on a free port; its log is in the session's tmp dir."""
+    log_path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    with log_path.open("wb") as log:
+        server = LocalStripe(free_port(), log)
+        try:
+            server.wait_until_ready()
+            yield server
+        finally:
+            server.stop()

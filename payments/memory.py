@@ -1,0 +1,268 @@
+"""A deterministic in-memory gateway for unit and use-case tests, behaving like Stripe's test mode.
+
+Test cards, as on Stripe: `pm_card_visa`, `pm_card_mastercard` and `pm_card_amex` attach and charge;
+`pm_card_chargeCustomerFail` (4000 0000 0000 0341) attaches but every charge is declined;
+`pm_card_visa_chargeDeclined` (4000 0000 0000 0002) is declined when attached (Stripe verifies a
+card on attach, so its other decline cards fail there too). Like Stripe, attaching a `pm_card_*` token
+makes a new card with its own id.
+`add_card` makes a card the way the browser would (a SetupIntent confirmed with card details).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from payments.gateway import (
+    CardDetails,
+    ChargeOutcome,
+    GatewayRefused,
+    GatewayUnavailable,
+    PaymentGateway,
+    SetupIntentRef,
+    WebhookEvent,
+    payment_method_declined,
+    payment_method_not_found,
+    payment_method_not_usable,
+)
+from payments.webhooks import DEFAULT_TOLERANCE_SECONDS, sign_webhook, verify_webhook
+
+WEBHOOK_SECRET = "whsec_in_memory"
+
+
+@dataclass(frozen=True)
+class TestCard:
+    number: str
+    brand: str
+    exp_month: int = 12
+    exp_year: int = 2034
+    # None: every charge succeeds; otherwise the decline (code, decline_code, message).
+    charge_decline: tuple[str, str, str] | None = None
+    declined_on_attach: bool = False
+
+    __test__ = False  # not a pytest test class
+
+
+GENERIC_DECLINE = ("card_declined", "generic_decline", "Your card was declined.")
+TEST_CARDS: dict[str, TestCard] = {
+    "pm_card_visa": TestCard("4242424242424242", "visa"),
+    "pm_card_mastercard": TestCard("5555555555554444", "mastercard"),
+    "pm_card_amex": TestCard("378282246310005", "amex"),
+    "pm_card_chargeCustomerFail": TestCard("4000000000000341", "visa", charge_decline=GENERIC_DECLINE),
+    "pm_card_visa_chargeDeclined": TestCard("4000000000000002", "visa", declined_on_attach=True),
+}
+
+
+class Outage(Enum):
+    """How the gateway is down: requests never arrive, or they are applied but the answer is lost."""
+
+    REFUSED = "refused"
+    ANSWER_LOST = "answer_lost"
+
+
+@dataclass
+class StoredCard:
+    id: str
+    card: TestCard
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedCharge:
+    """One PaymentIntent the gateway created (each counts as money moved when it succeeded)."""
+
+    payment_intent_id: str
+    customer_id: str
+    payment_method_id: str
+    amount_minor: int
+    currency: str
+    invoice_id: str
+    idempotency_key: str
+    outcome: ChargeOutcome
+
+
+class InMemoryGateway:
+    """PaymentGateway without a network. Tests read `charges` and `defaults`; `outage` takes it down."""
+
+    def __init__(
+        self, webhook_secret: str = WEBHOOK_SECRET, webhook_tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    ) -> None:
+        self.webhook_secret = webhook_secret
+        self.webhook_tolerance_seconds = webhook_tolerance_seconds
+        self.outage: Outage | None = None
+        self.customers: dict[str, str] = {}  # customer id → partner id
+        self.defaults: dict[str, str | None] = {}  # customer id → invoice default card
+        self.cards: dict[str, StoredCard] = {}
+        self.setup_intents: dict[str, str] = {}  # setup intent id → customer id
+        self.charges: list[RecordedCharge] = []
+        self._by_key: dict[str, RecordedCharge] = {}
+        self._customer_by_partner: dict[str, str] = {}
+        self._ids = itertools.count(1)
+
+    # What the browser and Stripe's dashboard do, for tests.
+
+    def add_card(self, number: str = "4242424242424242", brand: str = "visa", *, exp_year: int = 2034) -> str:
+        """Create a card that belongs to no one yet (as confirming a SetupIntent in the browser does)."""
+        matching = next((card for card in TEST_CARDS.values() if card.number == number), None)
+        card = matching or TestCard(number, brand, exp_year=exp_year)
+        stored = StoredCard(self._new_id("pm"), card)
+        self.cards[stored.id] = stored
+        return stored.id
+
+    def webhook(
+        self, event_type: str, subject: dict[str, Any], *, event_id: str | None = None, at: int | None = None
+    ) -> tuple[bytes, str]:
+        """A signed webhook body and Stripe-Signature header, as Stripe would POST it."""
+        at = int(time.time()) if at is None else at
+        event = {
+            "id": event_id or self._new_id("evt"),
+            "object": "event",
+            "type": event_type,
+            "created": at,
+            "data": {"object": subject},
+        }
+        payload = json.dumps(event).encode()
+        return payload, sign_webhook(payload, self.webhook_secret, at)
+
+    def succeeded_charges(self, invoice_id: str) -> list[RecordedCharge]:
+        return [c for c in self.charges if c.invoice_id == invoice_id and c.outcome.succeeded]
+
+    # The PaymentGateway protocol.
+
+    async def create_customer(self, partner_id: str, name: str) -> str:
+        self._refuse_if_down()
+        # Like an idempotency key per partner: a lost answer does not make a second customer.
+        customer_id = self._customer_by_partner.get(partner_id)
+        if customer_id is None:
+            customer_id = self._new_id("cus")
+            self._customer_by_partner[partner_id] = customer_id
+            self.customers[customer_id] = partner_id
+            self.defaults[customer_id] = None
+        self._lose_answer_if_down()
+        return customer_id
+
+    async def create_setup_intent(self, customer_id: str) -> SetupIntentRef:
+        self._refuse_if_down()
+        self._require_customer(customer_id)
+        intent_id = self._new_id("seti")
+        self.setup_intents[intent_id] = customer_id
+        self._lose_answer_if_down()
+        return SetupIntentRef(id=intent_id, client_secret=f"{intent_id}_secret_{next(self._ids):08d}")
+
+    async def attach_payment_method(self, customer_id: str, payment_method_id: str) -> CardDetails:
+        self._refuse_if_down()
+        self._require_customer(customer_id)
+        if payment_method_id in TEST_CARDS:
+            stored = StoredCard(self._new_id("pm"), TEST_CARDS[payment_method_id])
+            self.cards[stored.id] = stored
+        elif payment_method_id in self.cards:
+            stored = self.cards[payment_method_id]
+        else:
+            raise payment_method_not_found(payment_method_id)
+        if stored.customer_id not in (None, customer_id):
+            raise payment_method_not_usable(
+                f"Payment method {payment_method_id!r} is already on file with another account."
+            )
+        if stored.card.declined_on_attach:
+            raise payment_method_declined("Your card was declined.")
+        stored.customer_id = customer_id
+        self._lose_answer_if_down()
+        card = stored.card
+        return CardDetails(stored.id, card.brand, card.number[-4:], card.exp_month, card.exp_year)
+
+    async def detach_payment_method(self, customer_id: str, payment_method_id: str) -> None:
+        self._refuse_if_down()
+        stored = self.cards.get(payment_method_id)
+        if stored is None or stored.customer_id != customer_id:
+            raise payment_method_not_found(payment_method_id)
+        stored.customer_id = None
+        # Stripe clears the invoice default when that card is detached.
+        if self.defaults.get(customer_id) == payment_method_id:
+            self.defaults[customer_id] = None
+        self._lose_answer_if_down()
+
+    async def set_default_payment_method(self, customer_id: str, payment_method_id: str | None) -> None:
+        self._refuse_if_down()
+        self._require_customer(customer_id)
+        if payment_method_id is not None:
+            stored = self.cards.get(payment_method_id)
+            if stored is None or stored.customer_id != customer_id:
+                raise payment_method_not_found(payment_method_id)
+        self.defaults[customer_id] = payment_method_id
+        self._lose_answer_if_down()
+
+    async def charge(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount_minor: int,
+        currency: str,
+        invoice_id: str,
+        idempotency_key: str,
+    ) -> ChargeOutcome:
+        if amount_minor <= 0:
+            raise ValueError("Only positive amounts are charged; a zero invoice is paid without a charge.")
+        self._refuse_if_down()
+        replay = self._by_key.get(idempotency_key)
+        if replay is not None:
+            # Stripe's idempotency: the same key returns the first answer and moves no money again.
+            self._lose_answer_if_down()
+            return replay.outcome
+        self._require_customer(customer_id)
+        stored = self.cards.get(payment_method_id)
+        intent_id = self._new_id("pi")
+        if stored is None or stored.customer_id != customer_id:
+            outcome = ChargeOutcome(
+                status="failed",
+                payment_intent_id=None,
+                failure_code="resource_missing",
+                failure_message=f"No such PaymentMethod on this customer: {payment_method_id!r}.",
+            )
+        elif stored.card.charge_decline is not None:
+            code, decline_code, message = stored.card.charge_decline
+            outcome = ChargeOutcome("failed", intent_id, code, message, decline_code)
+        else:
+            outcome = ChargeOutcome("succeeded", intent_id)
+        recorded = RecordedCharge(
+            intent_id,
+            customer_id,
+            payment_method_id,
+            amount_minor,
+            currency.lower(),
+            invoice_id,
+            idempotency_key,
+            outcome,
+        )
+        self.charges.append(recorded)
+        self._by_key[idempotency_key] = recorded
+        self._lose_answer_if_down()
+        return outcome
+
+    def parse_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
+        return verify_webhook(payload, signature_header, self.webhook_secret, self.webhook_tolerance_seconds)
+
+    async def close(self) -> None:
+        return None
+
+    def _refuse_if_down(self) -> None:
+        if self.outage is Outage.REFUSED:
+            raise GatewayUnavailable("The payment provider could not be reached; please try again later.")
+
+    def _lose_answer_if_down(self) -> None:
+        if self.outage is Outage.ANSWER_LOST:
+            raise GatewayUnavailable("The payment provider did not answer in time; please try again later.")
+
+    def _require_customer(self, customer_id: str) -> None:
+        if customer_id not in self.customers:
+            raise GatewayRefused(f"The payment provider has no customer {customer_id!r}.")
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}_mem{next(self._ids):06d}"
+
+
+if TYPE_CHECKING:
+    _conforms: PaymentGateway = InMemoryGateway()
