@@ -39,6 +39,7 @@ from domain.products import MICROS_PER_UNIT
 
 _MONTH_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})")
 _BY_KEY_THEN_ID = attrgetter("key", "id")
+_KEY, _ID, _SITE = attrgetter("key"), attrgetter("id"), attrgetter("site")
 FIRST_BILLING_YEAR = 2000
 LAST_BILLING_YEAR = 9998  # so that the next month always exists
 
@@ -356,10 +357,12 @@ def build_statement(
     exactly to the line; the assigned/unassigned costs are sums of day-lines, so they add up too.
     """
     midnights = month.midnights(zone)
-    billed_by_product: dict[str, list[Holding]] = defaultdict(list)
+    billed_by_product: dict[str, tuple[list[Holding], list[int]]] = defaultdict(lambda: ([], []))
     for holding, days in zip(holdings, _count_days(holdings, midnights), strict=True):
         if days:
-            billed_by_product[holding.product_slug].append(holding)
+            line_holdings, line_day_counts = billed_by_product[holding.product_slug]
+            line_holdings.append(holding)
+            line_day_counts.append(days)
 
     product_lines = []
     day_lines: list[DayLine] = []
@@ -369,18 +372,21 @@ def build_statement(
         if slug not in prices:
             raise DomainError(ErrorCode.NOT_FOUND, f"Product '{slug}' has no daily price.", field="product")
         price = prices[slug]
-        billed = billed_by_product[slug]
-        billed.sort(key=_BY_KEY_THEN_ID)
-        # Counting again is cheaper than carrying (holding, days) pairs through the sort.
-        days_column = _count_days(billed, midnights)
-        keys = [holding.key for holding in billed]
-        holding_ids = [holding.id for holding in billed]
-        sites = [holding.site for holding in billed]
+        unsorted_holdings, unsorted_days = billed_by_product[slug]
+        # Order by key, then holding id (unique): the day-lines' order, and ties go to the smaller key.
+        order = sorted(
+            range(len(unsorted_holdings)), key=list(map(_BY_KEY_THEN_ID, unsorted_holdings)).__getitem__
+        )
+        billed = [unsorted_holdings[position] for position in order]
+        days_column = [unsorted_days[position] for position in order]
+        keys = list(map(_KEY, billed))
+        holding_ids = list(map(_ID, billed))
+        sites = list(map(_SITE, billed))
         line_days = sum(days_column)
         amount = price_in_minor_units(line_days, price, currency_exponent)
-        # Rows are in key order, so position order breaks ties by key.
+        # Lines are in key order, so position order breaks ties by key.
         shares = allocate_largest_remainder(amount, days_column)
-        line_counts = _count_licenses(billed)
+        line_counts = _count_licenses(billed, keys, sites)
         counts += line_counts
         product_lines.append(ProductLine(slug, line_days, price, amount, line_counts))
         day_lines.extend(map(DayLine._make, zip(holding_ids, keys, repeat(slug), sites, days_column, shares)))
@@ -398,27 +404,17 @@ def build_statement(
     )
 
 
-def _count_licenses(holdings: Sequence[Holding]) -> LicenseCounts:
-    """Distinct keys; a key held more than once in the month (A → B → A) is classified by its latest holding.
-
-    `holdings` are sorted by key, so a key's holdings are adjacent.
-    """
-    assigned = unassigned = 0
-    previous_key = None
-    latest: Holding | None = None
+def _count_licenses(
+    holdings: Sequence[Holding], keys: Sequence[str], sites: Sequence[str | None]
+) -> LicenseCounts:
+    """Distinct keys; a key held twice in the month (A → B → A) is classified by its latest holding."""
+    if len(set(keys)) == len(keys):  # the usual case: one holding per key
+        unassigned = sites.count(None)
+        return LicenseCounts(len(sites) - unassigned, unassigned)
+    latest: dict[str, Holding] = {}
     for holding in holdings:
-        if holding.key != previous_key:
-            if latest is not None:
-                if latest.site is None:
-                    unassigned += 1
-                else:
-                    assigned += 1
-            previous_key, latest = holding.key, holding
-        elif latest is None or holding.held_from >= latest.held_from:
-            latest = holding
-    if latest is not None:
-        if latest.site is None:
-            unassigned += 1
-        else:
-            assigned += 1
-    return LicenseCounts(assigned, unassigned)
+        seen = latest.get(holding.key)
+        if seen is None or holding.held_from >= seen.held_from:
+            latest[holding.key] = holding
+    assigned = sum(1 for holding in latest.values() if holding.site is not None)
+    return LicenseCounts(assigned, len(latest) - assigned)
