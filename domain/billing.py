@@ -1,0 +1,420 @@
+"""Per-day billing: count license-days in a partner's billing month, price them, build the statement.
+
+The day rule (DESIGN §2), exactly as implemented here. A holding is one partner's tenure of a license key,
+from `held_from` (issue, or transfer acceptance for the receiver) to `held_until` (revoke or transfer out;
+None while active). Calendar days are the partner's zone's days; a day is the half-open interval
+[local midnight, next local midnight), found by DST-safe conversion of each local midnight to UTC.
+
+- A holding is billed on every calendar day from the day of `held_from` to the day of `held_until`,
+  both included: the issue day and the revoke day count, and issue + revoke on one day is 1 day.
+- A holding that ended by transfer is not billed on the transfer day: its last billed day is the day
+  before. The receiver's holding starts at that instant, so the receiver is billed for that day.
+- A holding still active (`held_until` None) is billed through the end of the month. That is also the
+  current-month estimate: days to the month's end for licenses still active.
+
+So along one key's chain of holdings, each day goes to whoever holds the key at the end of that day, or
+to the holder who revoked it that day. A → B → A within one day bills the day once, to the last A; a
+holding issued and transferred out the same day gets 0 days. Within one zone no day is billed twice.
+
+Money is integers only: daily prices in micro-units of the major unit, amounts in minor units.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from itertools import repeat
+from operator import attrgetter
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from domain.errors import DomainError, ErrorCode
+from domain.products import MICROS_PER_UNIT
+
+_MONTH_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})")
+_BY_KEY_THEN_ID = attrgetter("key", "id")
+_KEY, _ID, _SITE = attrgetter("key"), attrgetter("id"), attrgetter("site")
+FIRST_BILLING_YEAR = 2000
+LAST_BILLING_YEAR = 9998  # so that the next month always exists
+
+
+@dataclass(frozen=True, order=True)
+class BillingMonth:
+    """A calendar month, in whichever zone the partner bills in (the zone is given where it matters)."""
+
+    year: int
+    month: int
+
+    def __post_init__(self) -> None:
+        if not (FIRST_BILLING_YEAR <= self.year <= LAST_BILLING_YEAR and 1 <= self.month <= 12):
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                f"{self.year:04d}-{self.month:02d} is not a billing month "
+                f"(years {FIRST_BILLING_YEAR}-{LAST_BILLING_YEAR}).",
+                field="month",
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> BillingMonth:
+        """Read 'YYYY-MM' (e.g. '2026-07'); anything else is INVALID_INPUT on the field 'month'."""
+        matched = _MONTH_PATTERN.fullmatch(text.strip())
+        if matched is None or not 1 <= int(matched.group(2)) <= 12:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                f"'{text}' is not a month; write it as YYYY-MM, e.g. 2026-07.",
+                "month",
+            )
+        return cls(int(matched.group(1)), int(matched.group(2)))
+
+    @classmethod
+    def containing(cls, instant: datetime, zone: str) -> BillingMonth:
+        """The month that `instant` falls in, on the partner's calendar."""
+        local = instant.astimezone(ZoneInfo(zone))
+        return cls(local.year, local.month)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def days(self) -> int:
+        """Number of calendar days (28-31)."""
+        return calendar.monthrange(self.year, self.month)[1]
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, self.month, 1)
+
+    def next(self) -> BillingMonth:
+        return BillingMonth(self.year + self.month // 12, self.month % 12 + 1)
+
+    def previous(self) -> BillingMonth:
+        return BillingMonth(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
+    def midnights(self, zone: str) -> tuple[datetime, ...]:
+        """UTC instants of each local midnight of the month and of the next month's first (days + 1)."""
+        return _midnights(self.year, self.month, zone)
+
+    def bounds(self, zone: str) -> tuple[datetime, datetime]:
+        """[start, end) of the month in UTC: its first local midnight and the next month's."""
+        midnights = self.midnights(zone)
+        return midnights[0], midnights[-1]
+
+    def require_over(self, now: datetime, zone: str) -> None:
+        """Refuse to close a month that has not ended yet on the partner's calendar."""
+        end = self.bounds(zone)[1]
+        if now < end:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                f"{self} has not ended yet in {zone}; it can be closed from {end.isoformat()}.",
+                field="month",
+            )
+
+
+@lru_cache(maxsize=1024)
+def _midnights(year: int, month: int, zone: str) -> tuple[datetime, ...]:
+    tz = ZoneInfo(zone)
+    first = date(year, month, 1)
+    count = calendar.monthrange(year, month)[1]
+    # fold=0 is the right instant both ways: when midnight is skipped (DST gap at 00:00) it maps to the
+    # transition, the day's first instant; when it repeats (fall back to 00:00) it is the first occurrence.
+    return tuple(
+        datetime.combine(first + timedelta(days=offset), datetime.min.time(), tz).astimezone(UTC)
+        for offset in range(count + 1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One partner's tenure of a license key: the row billing reads (see the module docstring)."""
+
+    id: str
+    key: str
+    product_slug: str
+    site: str | None
+    held_from: datetime
+    held_until: datetime | None = None
+    ended_by_transfer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.held_from.tzinfo is None or (self.held_until is not None and self.held_until.tzinfo is None):
+            raise ValueError(f"holding {self.id}: instants must be timezone-aware")
+        if self.held_until is not None and self.held_until < self.held_from:
+            raise ValueError(f"holding {self.id}: held_until is before held_from")
+        if self.ended_by_transfer and self.held_until is None:
+            raise ValueError(f"holding {self.id}: a transfer ends the holding, so held_until is required")
+
+    @property
+    def is_assigned(self) -> bool:
+        return self.site is not None
+
+
+def _billed_day_range(holding: Holding, midnights: Sequence[datetime]) -> tuple[int, int]:
+    """Indices [first, last) of the month's days billed to the holding; first >= last means none."""
+    day_count = len(midnights) - 1
+    # bisect_right(...) - 1 is the index of the day containing the instant (-1 before the month,
+    # day_count after it); a midnight itself starts its day.
+    first = max(bisect_right(midnights, holding.held_from) - 1, 0)
+    if holding.held_until is None:
+        return first, day_count
+    last = bisect_right(midnights, holding.held_until) - holding.ended_by_transfer
+    return first, min(last, day_count)
+
+
+def billed_days(holding: Holding, month: BillingMonth, zone: str) -> list[date]:
+    """The calendar days of the month billed to the holding (for explanations and tests)."""
+    first, last = _billed_day_range(holding, month.midnights(zone))
+    return [month.first_day + timedelta(days=index) for index in range(first, last)]
+
+
+def license_days(holding: Holding, month: BillingMonth, zone: str) -> int:
+    """How many of the month's calendar days are billed to the holding."""
+    first, last = _billed_day_range(holding, month.midnights(zone))
+    return max(last - first, 0)
+
+
+def count_license_days(holdings: Sequence[Holding], month: BillingMonth, zone: str) -> list[int]:
+    """`license_days` for many holdings in one pass: the month's day boundaries are computed once."""
+    return _count_days(holdings, month.midnights(zone))
+
+
+def _count_days(holdings: Sequence[Holding], midnights: Sequence[datetime]) -> list[int]:
+    day_count = len(midnights) - 1
+    counts = []
+    for holding in holdings:  # _billed_day_range inlined: this loop runs once per license
+        first = bisect_right(midnights, holding.held_from) - 1
+        if first < 0:
+            first = 0
+        until = holding.held_until
+        if until is None:
+            last = day_count
+        else:
+            last = bisect_right(midnights, until) - holding.ended_by_transfer
+            if last > day_count:
+                last = day_count
+        counts.append(last - first if last > first else 0)
+    return counts
+
+
+def round_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator to the nearest integer, halves away from zero (exact: integers only)."""
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    if numerator < 0:
+        return -round_half_up(-numerator, denominator)
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def price_in_minor_units(license_days: int, daily_price_micros: int, currency_exponent: int) -> int:
+    """The amount for `license_days` at a daily price, rounded half up to the currency's minor unit."""
+    return round_half_up(license_days * daily_price_micros * 10**currency_exponent, MICROS_PER_UNIT)
+
+
+def allocate_largest_remainder(
+    total: int, weights: Sequence[int], tie_breakers: Sequence[str] | None = None
+) -> list[int]:
+    """Split `total` in proportion to `weights` into integers that add up to exactly `total`.
+
+    Each share is floor(total * weight / sum of weights); the units left over go one each to the largest
+    remainders. Equal remainders go to the smallest tie breaker (e.g. the license key), then position.
+    """
+    if total < 0 or any(weight < 0 for weight in weights):
+        raise ValueError("total and weights must not be negative")
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        if total != 0:
+            raise ValueError("cannot allocate a non-zero total over zero weights")
+        return [0] * len(weights)
+    # Equal weights get equal shares and remainders, and a statement's weights are day counts (at most
+    # 31 distinct values), so the arithmetic and the ranking work per distinct weight, not per line.
+    share_of: dict[int, int] = {}
+    weights_by_remainder: dict[int, set[int]] = defaultdict(set)
+    lines_per_weight = Counter(weights)
+    for weight in lines_per_weight:
+        share_of[weight], remainder = divmod(total * weight, weight_sum)
+        if remainder:
+            weights_by_remainder[remainder].add(weight)
+    shares = [share_of[weight] for weight in weights]
+    # Fewer units are left over than there are lines, since each share lost less than one unit.
+    left_over = total - sum(shares)
+    rounded_up: set[int] = set()  # weights whose lines all get one more unit
+    at_the_cut: list[int] = []  # positions competing for the last units, ranked by tie breaker
+    for remainder in sorted(weights_by_remainder, reverse=True):
+        if not left_over:
+            break
+        group = weights_by_remainder[remainder]
+        group_size = sum(lines_per_weight[weight] for weight in group)
+        if group_size <= left_over:
+            rounded_up |= group
+            left_over -= group_size
+        else:
+            at_the_cut = [position for position, weight in enumerate(weights) if weight in group]
+            ties = tie_breakers
+            if ties is not None:
+                at_the_cut.sort(key=lambda position: (ties[position], position))
+            at_the_cut = at_the_cut[:left_over]
+            left_over = 0
+    if rounded_up:
+        shares = [share + (weight in rounded_up) for share, weight in zip(shares, weights, strict=True)]
+    for position in at_the_cut:
+        shares[position] += 1
+    return shares
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseCounts:
+    """Licenses (distinct keys) billed in the month; assigned when the key's latest holding has a site."""
+
+    assigned: int = 0
+    unassigned: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.assigned + self.unassigned
+
+    def __add__(self, other: LicenseCounts) -> LicenseCounts:
+        return LicenseCounts(self.assigned + other.assigned, self.unassigned + other.unassigned)
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Amounts in minor units; `assigned + unassigned == total` exactly (allocated from the day-lines)."""
+
+    assigned: int = 0
+    unassigned: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.assigned + self.unassigned
+
+
+@dataclass(frozen=True, slots=True)
+class ProductLine:
+    """One invoice line: a product's license-days at its daily price, rounded half up to minor units."""
+
+    product_slug: str
+    license_days: int
+    daily_price_micros: int
+    amount: int
+    counts: LicenseCounts
+
+    @property
+    def exact_amount_micros(self) -> int:
+        """The amount before rounding, in micro-units of the major unit."""
+        return self.license_days * self.daily_price_micros
+
+
+class DayLine(NamedTuple):
+    """One holding's share of its product line: billed days and the amount allocated to it."""
+
+    holding_id: str
+    key: str
+    product_slug: str
+    site: str | None
+    days: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What a month costs a partner. Product lines are sorted by product slug; day-lines by
+    (product slug, key, holding id). total == sum of product line amounts == sum of day-line amounts."""
+
+    month: BillingMonth
+    zone: str
+    currency_exponent: int
+    product_lines: tuple[ProductLine, ...]
+    day_lines: tuple[DayLine, ...]
+    counts: LicenseCounts
+    costs: Costs
+
+    @property
+    def total(self) -> int:
+        return self.costs.total
+
+    @property
+    def license_days(self) -> int:
+        return sum(line.license_days for line in self.product_lines)
+
+
+def build_statement(
+    holdings: Sequence[Holding],
+    prices: Mapping[str, int],
+    month: BillingMonth,
+    zone: str,
+    currency_exponent: int,
+) -> Statement:
+    """Count, price and itemize a partner's month. `prices` maps product slug → daily price in micros.
+
+    Holdings with no billed day in the month produce no day-line. Per product, the line amount is
+    round_half_up(total days * price) and is allocated to day-lines by largest remainder of their exact
+    amounts (days * price, so proportional to days), ties to the smallest key, so the day-lines add up
+    exactly to the line; the assigned/unassigned costs are sums of day-lines, so they add up too.
+    """
+    midnights = month.midnights(zone)
+    billed_by_product: dict[str, tuple[list[Holding], list[int]]] = defaultdict(lambda: ([], []))
+    for holding, days in zip(holdings, _count_days(holdings, midnights), strict=True):
+        if days:
+            line_holdings, line_day_counts = billed_by_product[holding.product_slug]
+            line_holdings.append(holding)
+            line_day_counts.append(days)
+
+    product_lines = []
+    day_lines: list[DayLine] = []
+    counts = LicenseCounts()
+    assigned_cost = unassigned_cost = 0
+    for slug in sorted(billed_by_product):
+        if slug not in prices:
+            raise DomainError(ErrorCode.NOT_FOUND, f"Product '{slug}' has no daily price.", field="product")
+        price = prices[slug]
+        unsorted_holdings, unsorted_days = billed_by_product[slug]
+        # Order by key, then holding id (unique): the day-lines' order, and ties go to the smaller key.
+        order = sorted(
+            range(len(unsorted_holdings)), key=list(map(_BY_KEY_THEN_ID, unsorted_holdings)).__getitem__
+        )
+        billed = [unsorted_holdings[position] for position in order]
+        days_column = [unsorted_days[position] for position in order]
+        keys = list(map(_KEY, billed))
+        holding_ids = list(map(_ID, billed))
+        sites = list(map(_SITE, billed))
+        line_days = sum(days_column)
+        amount = price_in_minor_units(line_days, price, currency_exponent)
+        # Lines are in key order, so position order breaks ties by key.
+        shares = allocate_largest_remainder(amount, days_column)
+        line_counts = _count_licenses(billed, keys, sites)
+        counts += line_counts
+        product_lines.append(ProductLine(slug, line_days, price, amount, line_counts))
+        day_lines.extend(map(DayLine._make, zip(holding_ids, keys, repeat(slug), sites, days_column, shares)))
+        line_assigned = sum(share for share, site in zip(shares, sites, strict=True) if site is not None)
+        assigned_cost += line_assigned
+        unassigned_cost += amount - line_assigned
+    return Statement(
+        month=month,
+        zone=zone,
+        currency_exponent=currency_exponent,
+        product_lines=tuple(product_lines),
+        day_lines=tuple(day_lines),
+        counts=counts,
+        costs=Costs(assigned_cost, unassigned_cost),
+    )
+
+
+def _count_licenses(
+    holdings: Sequence[Holding], keys: Sequence[str], sites: Sequence[str | None]
+) -> LicenseCounts:
+    """Distinct keys; a key held twice in the month (A → B → A) is classified by its latest holding."""
+    if len(set(keys)) == len(keys):  # the usual case: one holding per key
+        unassigned = sites.count(None)
+        return LicenseCounts(len(sites) - unassigned, unassigned)
+    latest: dict[str, Holding] = {}
+    for holding in holdings:
+        seen = latest.get(holding.key)
+        if seen is None or holding.held_from >= seen.held_from:
+            latest[holding.key] = holding
+    assigned = sum(1 for holding in latest.values() if holding.site is not None)
+    return LicenseCounts(assigned, len(latest) - assigned)

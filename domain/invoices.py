@@ -1,0 +1,105 @@
+"""Invoices: one per partner and month, with the life cycle of DESIGN §2.
+
+draft (the current month, computed live) → open (finalized at month close: number, due date)
+→ paid | past_due (the charge failed, or the due date passed) → paid (paid later);
+open / past_due → void or uncollectible (staff). paid, void and uncollectible are final.
+
+Collection is automatic: the card on file is charged at finalization, so an invoice is due the moment it
+is finalized (net 0 days by default; `days_until_due` is a setting). A failed charge makes it past_due at
+once, and dunning retries it on later days; a zero invoice is paid at finalization.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from statemachine import State, StateMachine
+from statemachine.exceptions import TransitionNotAllowed
+
+from domain.billing import BillingMonth
+from domain.errors import DomainError, ErrorCode
+
+DEFAULT_DAYS_UNTIL_DUE = 0
+INVOICE_NUMBER_PREFIX = "PL"
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    PAST_DUE = "past_due"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class InvoiceEvent(StrEnum):
+    """What can happen to an invoice; the values are the state machine's event names."""
+
+    FINALIZE = "finalize"
+    RECORD_PAYMENT = "record_payment"
+    CHARGE_FAILED = "charge_failed"
+    DUE_DATE_PASSED = "due_date_passed"
+    VOID = "void"
+    MARK_UNCOLLECTIBLE = "mark_uncollectible"
+
+
+FINAL_STATUSES = frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE})
+# Statuses in which the partner still owes the amount (what standing and dunning look at).
+UNPAID_STATUSES = frozenset({InvoiceStatus.OPEN, InvoiceStatus.PAST_DUE})
+
+
+class InvoiceLifecycle(StateMachine):
+    """The invoice state machine; a StateMachine, so an event with no transition raises."""
+
+    draft = State(initial=True, value=InvoiceStatus.DRAFT.value)
+    open = State(value=InvoiceStatus.OPEN.value)
+    past_due = State(value=InvoiceStatus.PAST_DUE.value)
+    paid = State(final=True, value=InvoiceStatus.PAID.value)
+    void_state = State(final=True, value=InvoiceStatus.VOID.value)
+    uncollectible = State(final=True, value=InvoiceStatus.UNCOLLECTIBLE.value)
+
+    finalize = draft.to(open)
+    record_payment = open.to(paid) | past_due.to(paid)
+    charge_failed = open.to(past_due)
+    due_date_passed = open.to(past_due)
+    void = open.to(void_state) | past_due.to(void_state)
+    mark_uncollectible = open.to(uncollectible) | past_due.to(uncollectible)
+
+
+def next_invoice_status(status: InvoiceStatus, event: InvoiceEvent) -> InvoiceStatus:
+    """The status after `event`; INVALID_TRANSITION, naming the current status, if it cannot happen now."""
+    lifecycle = InvoiceLifecycle(start_value=status.value)
+    try:
+        lifecycle.send(event.value)
+    except TransitionNotAllowed as error:
+        raise DomainError(
+            ErrorCode.INVALID_TRANSITION,
+            f"The invoice is {status.value}; it cannot take '{event.value}'.",
+            field="status",
+        ) from error
+    return InvoiceStatus(lifecycle.current_state_value)
+
+
+def allowed_invoice_events(status: InvoiceStatus) -> list[InvoiceEvent]:
+    """The events that may happen to an invoice in this status (for explanations and the UI)."""
+    lifecycle = InvoiceLifecycle(start_value=status.value)
+    return [InvoiceEvent(event.id) for event in lifecycle.allowed_events]
+
+
+def invoice_number(partner_id: str, month: BillingMonth) -> str:
+    """A human-readable number unique per partner and month, e.g. PL-3F9A2C1B7D0E4A55-2026-07."""
+    partner_part = partner_id.removeprefix("ptr_").upper()
+    return f"{INVOICE_NUMBER_PREFIX}-{partner_part}-{month}"
+
+
+def invoice_due_at(finalized_at: datetime, days_until_due: int = DEFAULT_DAYS_UNTIL_DUE) -> datetime:
+    """When a finalized invoice is due: at finalization by default, since the card is charged then."""
+    if days_until_due < 0:
+        raise ValueError("days_until_due must not be negative")
+    return finalized_at + timedelta(days=days_until_due)
+
+
+def is_overdue(status: InvoiceStatus, due_at: datetime, now: datetime) -> bool:
+    """An open invoice whose due date has passed should take DUE_DATE_PASSED."""
+    return status is InvoiceStatus.OPEN and now > due_at
