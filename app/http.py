@@ -19,9 +19,11 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
+from domain.errors import DomainError, ErrorCode
 from persistence.database import Database
 from persistence.feed import PostgresListener
 from resolvers.context import RequestContext
+from resolvers.invoices import invoice_day_lines_csv
 from resolvers.tokens import authenticate
 from schema.build import build_schema
 
@@ -138,9 +140,25 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await listener.stop()
             await services.database.dispose()
 
+    async def invoice_csv(request: Request) -> Response:
+        context = await graphql.context_for(
+            bearer_token(request.headers.get("authorization")),
+            request.headers.get("x-request-id") or uuid.uuid4().hex,
+        )
+        try:
+            invoice, text = await invoice_day_lines_csv(context, invoice_id=request.path_params["invoice_id"])
+        except DomainError as error:
+            status = {ErrorCode.UNAUTHENTICATED: 401, ErrorCode.NOT_FOUND: 404}.get(error.code, 403)
+            return JSONResponse({"code": error.code.value, "message": error.message}, status_code=status)
+        filename = f"{invoice.number}-day-lines.csv"
+        return Response(
+            text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        )
+
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/invoices/{invoice_id}/day-lines.csv", invoice_csv),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
         ],

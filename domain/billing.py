@@ -105,12 +105,15 @@ class BillingMonth:
         midnights = self.midnights(zone)
         return midnights[0], midnights[-1]
 
+    def is_over(self, now: datetime, zone: str) -> bool:
+        return now >= self.bounds(zone)[1]
+
     def require_over(self, now: datetime, zone: str) -> None:
         """Refuse to close a month that has not ended yet on the partner's calendar."""
         end = self.bounds(zone)[1]
         if now < end:
             raise DomainError(
-                ErrorCode.INVALID_INPUT,
+                ErrorCode.MONTH_NOT_OVER,
                 f"{self} has not ended yet in {zone}; it can be closed from {end.isoformat()}.",
                 field="month",
             )

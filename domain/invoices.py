@@ -11,14 +11,17 @@ once, and dunning retries it on later days; a zero invoice is paid at finalizati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
-from domain.billing import BillingMonth
+from domain.billing import BillingMonth, Costs, DayLine, LicenseCounts, ProductLine, Statement
 from domain.errors import DomainError, ErrorCode
+from domain.partners import SUPPORTED_CURRENCIES
 
 DEFAULT_DAYS_UNTIL_DUE = 0
 INVOICE_NUMBER_PREFIX = "PL"
@@ -103,3 +106,39 @@ def invoice_due_at(finalized_at: datetime, days_until_due: int = DEFAULT_DAYS_UN
 def is_overdue(status: InvoiceStatus, due_at: datetime, now: datetime) -> bool:
     """An open invoice whose due date has passed should take DUE_DATE_PASSED."""
     return status is InvoiceStatus.OPEN and now > due_at
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """A finalized month for one partner: what was billed, in which zone and currency, and its status."""
+
+    id: str
+    partner_id: str
+    month: BillingMonth
+    number: str
+    status: InvoiceStatus
+    zone: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    finalized_at: datetime
+    due_at: datetime
+    paid_at: datetime | None
+    total: int
+    license_days: int
+    counts: LicenseCounts
+    costs: Costs
+    lines: tuple[ProductLine, ...]
+
+
+def invoiced_statement(invoice: Invoice, day_lines: Sequence[DayLine]) -> Statement:
+    """The statement as it was invoiced (a closed month answers what was billed)."""
+    return Statement(
+        month=invoice.month,
+        zone=invoice.zone,
+        currency_exponent=SUPPORTED_CURRENCIES[invoice.currency],
+        product_lines=invoice.lines,
+        day_lines=tuple(day_lines),
+        counts=invoice.counts,
+        costs=invoice.costs,
+    )

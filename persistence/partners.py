@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Row, String, Table, select, update
@@ -44,6 +45,12 @@ class PartnerRepository:
             await self._connection.execute(select(partners).where(partners.c.id == partner_id))
         ).one_or_none()
         return None if row is None else _to_partner(row)
+
+    async def ids_created_before(self, instant: datetime) -> list[str]:
+        rows = await self._connection.execute(
+            select(partners.c.id).where(partners.c.created_at < instant).order_by(partners.c.id)
+        )
+        return list(rows.scalars())
 
     async def lock(self, partner_id: str) -> None:
         """Serialize every writer for this partner (row lock on PostgreSQL; SQLite already holds the lock)."""

@@ -2,8 +2,18 @@
 
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
+from persistence.invoices import invoice_day_lines, invoice_lines, invoices
 from persistence.partners import partners
 from persistence.products import products
 from persistence.tokens import api_tokens
 
-__all__ = ["api_tokens", "events", "idempotency_keys", "partners", "products"]
+__all__ = [
+    "api_tokens",
+    "events",
+    "idempotency_keys",
+    "invoice_day_lines",
+    "invoice_lines",
+    "invoices",
+    "partners",
+    "products",
+]

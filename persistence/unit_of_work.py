@@ -6,9 +6,11 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from persistence.billing import BillingReader
 from persistence.database import Database
 from persistence.events import EventLog
 from persistence.idempotency import IdempotencyStore
+from persistence.invoices import InvoiceRepository
 from persistence.partners import PartnerRepository
 from persistence.products import ProductRepository
 from persistence.tokens import TokenRepository
@@ -22,6 +24,8 @@ class UnitOfWork:
     products: ProductRepository
     events: EventLog
     idempotency: IdempotencyStore
+    billing: BillingReader
+    invoices: InvoiceRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -47,6 +51,8 @@ class UnitOfWork:
         self.products = ProductRepository(connection)
         self.events = EventLog(connection)
         self.idempotency = IdempotencyStore(connection)
+        self.billing = BillingReader(connection)
+        self.invoices = InvoiceRepository(connection)
 
     async def __aexit__(
         self,

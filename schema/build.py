@@ -10,7 +10,9 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
+from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
+from schema.invoices import InvoiceQuery
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.products import ProductQuery
 from schema.sandbox import SandboxMutation
@@ -21,12 +23,12 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
-class Query(PartnerQuery, ProductQuery, SupportQuery):
+class Query(PartnerQuery, ProductQuery, BillingQuery, InvoiceQuery, SupportQuery):
     pass
 
 
 @strawberry.type(description="Change licenses, payment methods and (staff) the system.")
-class Mutation(PartnerMutation, TokenMutation, SandboxMutation):
+class Mutation(PartnerMutation, TokenMutation, BillingMutation, SandboxMutation):
     pass
 
 

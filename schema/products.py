@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.products import MICROS_PER_UNIT
+from domain.money import format_micros
 from domain.products import Product as DomainProduct
 from resolvers import products
 from schema.context import Info
@@ -22,8 +22,7 @@ class Product:
 
     @strawberry.field(description="The daily price as exact decimal text, e.g. '0.328767'.")
     def daily_price(self) -> str:
-        units, micros = divmod(self.daily_price_micros, MICROS_PER_UNIT)
-        return f"{units}.{micros:06d}"
+        return format_micros(self.daily_price_micros)
 
     @classmethod
     def from_domain(cls, product: DomainProduct) -> Product:

@@ -191,7 +191,7 @@ def test_month_not_over_in_the_partners_zone_cannot_be_closed() -> None:
     end_in_paris = datetime(2026, 7, 31, 22, 0, tzinfo=UTC)
     with pytest.raises(DomainError) as refused:
         JULY.require_over(datetime(2026, 7, 31, 21, 59, tzinfo=UTC), "Europe/Paris")
-    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "month")
+    assert (refused.value.code, refused.value.field) == (ErrorCode.MONTH_NOT_OVER, "month")
     JULY.require_over(end_in_paris, "Europe/Paris")
 
 

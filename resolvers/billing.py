@@ -1,0 +1,196 @@
+"""Billing use cases: the live estimate of a month, and closing a month into invoices."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.exc import IntegrityError
+
+from domain.billing import BillingMonth, DayLine, Statement, build_statement
+from domain.errors import DomainError, ErrorCode
+from domain.invoices import (
+    Invoice,
+    InvoiceEvent,
+    InvoiceStatus,
+    invoice_due_at,
+    invoice_number,
+    invoiced_statement,
+    next_invoice_status,
+)
+from domain.partners import SUPPORTED_CURRENCIES, Partner
+from persistence.database import Database
+from persistence.events import NewEvent
+from persistence.pagination import Page, decode_cursor, encode_cursor, page_size
+from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
+
+# The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.
+EARLIEST_ZONE = "Pacific/Kiritimati"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A month's bill for a partner: live for open months, as invoiced once the month is closed."""
+
+    partner: Partner
+    month: BillingMonth
+    statement: Statement
+    invoice: Invoice | None
+
+    @property
+    def currency(self) -> str:
+        return self.invoice.currency if self.invoice else self.partner.currency
+
+    @property
+    def zone(self) -> str:
+        return self.invoice.zone if self.invoice else self.partner.billing_zone
+
+
+async def billing_estimate(ctx: RequestContext, *, month: str | None) -> Estimate:
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        partner = await uow.partners.get(partner_id)
+        if partner is None:
+            raise DomainError(ErrorCode.NOT_FOUND, "The partner of this token no longer exists.")
+        billing_month = (
+            BillingMonth.parse(month)
+            if month
+            else BillingMonth.containing(ctx.clock.now(), partner.billing_zone)
+        )
+        invoice = await uow.invoices.for_month(partner_id, billing_month)
+        if invoice is not None:
+            # A closed month answers what was billed, not a recomputation over today's data.
+            day_lines = await uow.invoices.all_day_lines(invoice.id)
+            statement = invoiced_statement(invoice, day_lines)
+        else:
+            statement = await live_statement(uow, partner, billing_month)
+    return Estimate(partner, billing_month, statement, invoice)
+
+
+async def live_statement(uow: UnitOfWork, partner: Partner, month: BillingMonth) -> Statement:
+    start, end = month.bounds(partner.billing_zone)
+    holdings = await uow.billing.holdings(partner.id, start, end)
+    prices = await uow.billing.daily_prices()
+    return build_statement(
+        holdings, prices, month, partner.billing_zone, SUPPORTED_CURRENCIES[partner.currency]
+    )
+
+
+def day_lines_page(statement: Statement, *, first: int | None, after: str | None) -> Page[DayLine]:
+    """Page through a computed statement's day-lines; the cursor is the position in its fixed order."""
+    size = page_size(first)
+    start = 0 if after is None else int(decode_cursor(after, 1)[0]) + 1
+    lines = statement.day_lines
+    return Page(
+        items=[
+            (encode_cursor([position]), lines[position])
+            for position in range(start, min(start + size, len(lines)))
+        ],
+        has_next_page=start + size < len(lines),
+        has_previous_page=after is not None,
+        total_count=len(lines),
+    )
+
+
+class CloseOutcome(StrEnum):
+    CLOSED = "closed"
+    ALREADY_CLOSED = "already_closed"
+    PENDING = "pending"  # the month has not ended yet in the partner's zone
+
+
+@dataclass(frozen=True)
+class CloseReport:
+    month: BillingMonth
+    closed: int
+    already_closed: int
+    pending: int
+
+
+async def close_billing_month(ctx: RequestContext, *, month: str) -> CloseReport:
+    """Staff: finalize every partner's month into an invoice. Safe to re-run; each partner commits alone."""
+    ctx.require_staff()
+    billing_month = BillingMonth.parse(month)
+    now = ctx.clock.now()
+    billing_month.require_over(now, EARLIEST_ZONE)
+    outcomes = [
+        await close_partner_month(ctx.database, partner_id, billing_month, now=now, request_id=ctx.request_id)
+        for partner_id in await partners_to_close(ctx.database, billing_month)
+    ]
+    return CloseReport(
+        month=billing_month,
+        closed=outcomes.count(CloseOutcome.CLOSED),
+        already_closed=outcomes.count(CloseOutcome.ALREADY_CLOSED),
+        pending=outcomes.count(CloseOutcome.PENDING),
+    )
+
+
+async def partners_to_close(database: Database, month: BillingMonth) -> list[str]:
+    """Partners enrolled before the month ended anywhere (the latest zone ends last)."""
+    async with UnitOfWork(database, read_only=True) as uow:
+        return await uow.partners.ids_created_before(month.next().bounds("Etc/GMT+12")[0])
+
+
+async def close_partner_month(
+    database: Database, partner_id: str, month: BillingMonth, *, now: datetime, request_id: str | None = None
+) -> CloseOutcome:
+    """Finalize one partner's month in its own transaction (a crash leaves others to a re-run)."""
+    try:
+        async with UnitOfWork(database) as uow:
+            await uow.partners.lock(partner_id)
+            partner = await uow.partners.get(partner_id)
+            if partner is None or not month.is_over(now, partner.billing_zone):
+                return CloseOutcome.PENDING
+            if await uow.invoices.exists(partner_id, month):
+                return CloseOutcome.ALREADY_CLOSED
+            statement = await live_statement(uow, partner, month)
+            invoice = finalized_invoice(partner, month, statement, now)
+            await uow.invoices.add(invoice, statement)
+            await uow.events.append(
+                NewEvent(
+                    partner_id=partner_id,
+                    stream="invoice",
+                    subject=invoice.id,
+                    action="finalize",
+                    at=now,
+                    from_state=InvoiceStatus.DRAFT.value,
+                    to_state=invoice.status.value,
+                    request_id=request_id,
+                    payload={"number": invoice.number, "month": str(month), "total": invoice.total},
+                )
+            )
+            return CloseOutcome.CLOSED
+    except IntegrityError:
+        # Another closer won the race for this (partner, month); the unique constraint kept one invoice.
+        return CloseOutcome.ALREADY_CLOSED
+
+
+def finalized_invoice(partner: Partner, month: BillingMonth, statement: Statement, now: datetime) -> Invoice:
+    status = next_invoice_status(InvoiceStatus.DRAFT, InvoiceEvent.FINALIZE)
+    paid_at = None
+    if statement.total == 0:
+        # Nothing to collect: a zero invoice is paid at once.
+        status = next_invoice_status(status, InvoiceEvent.RECORD_PAYMENT)
+        paid_at = now
+    start, end = month.bounds(partner.billing_zone)
+    return Invoice(
+        id="inv_" + secrets.token_hex(8),
+        partner_id=partner.id,
+        month=month,
+        number=invoice_number(partner.id, month),
+        status=status,
+        zone=partner.billing_zone,
+        currency=partner.currency,
+        period_start=start,
+        period_end=end,
+        finalized_at=now,
+        due_at=invoice_due_at(now),
+        paid_at=paid_at,
+        total=statement.total,
+        license_days=statement.license_days,
+        counts=statement.counts,
+        costs=statement.costs,
+        lines=statement.product_lines,
+    )

@@ -1,0 +1,89 @@
+"""Invoice use cases: list and read a partner's invoices, page or export their day-lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from domain.billing import DayLine
+from domain.errors import DomainError, ErrorCode
+from domain.invoices import Invoice, InvoiceStatus
+from domain.money import format_minor_units
+from domain.partners import SUPPORTED_CURRENCIES
+from persistence.pagination import Page
+from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
+
+
+async def list_invoices(
+    ctx: RequestContext, *, statuses: Sequence[InvoiceStatus], first: int | None, after: str | None
+) -> Page[Invoice]:
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        return await uow.invoices.page(partner_id, statuses=statuses, first=first, after=after)
+
+
+async def get_invoice(ctx: RequestContext, *, invoice_id: str) -> Invoice:
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        return await owned_invoice(uow, partner_id, invoice_id)
+
+
+async def owned_invoice(
+    uow: UnitOfWork, partner_id: str, invoice_id: str, *, for_update: bool = False
+) -> Invoice:
+    """The partner's invoice; another partner's id answers exactly like an unknown one."""
+    invoice = await uow.invoices.get(partner_id, invoice_id, for_update=for_update)
+    if invoice is None:
+        raise DomainError(ErrorCode.NOT_FOUND, f"No invoice '{invoice_id}'.", field="id")
+    return invoice
+
+
+async def invoice_day_lines(
+    ctx: RequestContext, *, invoice_id: str, first: int | None, after: str | None
+) -> Page[DayLine]:
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        await owned_invoice(uow, partner_id, invoice_id)
+        return await uow.invoices.day_lines(invoice_id, first=first, after=after)
+
+
+CSV_HEADER = (
+    "invoice",
+    "month",
+    "license_key",
+    "product",
+    "site",
+    "days",
+    "amount_minor",
+    "amount",
+    "currency",
+)
+
+
+async def invoice_day_lines_csv(ctx: RequestContext, *, invoice_id: str) -> tuple[Invoice, str]:
+    """Every day-line of an invoice as CSV; the amount column adds up exactly to the invoice total."""
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        invoice = await owned_invoice(uow, partner_id, invoice_id)
+        lines = await uow.invoices.all_day_lines(invoice_id)
+    exponent = SUPPORTED_CURRENCIES[invoice.currency]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for line in lines:
+        writer.writerow(
+            (
+                invoice.number,
+                str(invoice.month),
+                line.key,
+                line.product_slug,
+                line.site or "",
+                line.days,
+                line.amount,
+                format_minor_units(line.amount, exponent),
+                invoice.currency,
+            )
+        )
+    return invoice, out.getvalue()

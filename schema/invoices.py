@@ -1,0 +1,89 @@
+"""Invoices in the API: `invoices`, `invoice(id)` and their day-lines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from domain.invoices import Invoice as DomainInvoice
+from domain.invoices import InvoiceStatus
+from resolvers import invoices
+from schema.billing import BillingProductLine, Costs, DayLine, LicenseCounts, Money
+from schema.context import Info
+from schema.pagination import Connection, connection
+
+strawberry.enum(InvoiceStatus, name="InvoiceStatus", description="Where an invoice is in its life cycle.")
+
+
+@strawberry.type(description="A closed month's invoice: product lines and per-license day-lines.")
+class Invoice:
+    id: strawberry.ID = strawberry.field(description="Invoice id.")
+    number: str = strawberry.field(description="Human-readable number, unique per partner and month.")
+    month: str = strawberry.field(description="The billed month, YYYY-MM, in `zone`.")
+    status: InvoiceStatus = strawberry.field(description="open, paid, past_due, void or uncollectible.")
+    zone: str = strawberry.field(description="IANA zone whose calendar days were billed.")
+    currency: str = strawberry.field(description="ISO 4217 code, lower case.")
+    period_start: datetime = strawberry.field(description="First instant of the month in `zone`.")
+    period_end: datetime = strawberry.field(description="First instant after the month in `zone`.")
+    finalized_at: datetime = strawberry.field(description="When the month was closed.")
+    due_at: datetime = strawberry.field(description="When payment is due.")
+    paid_at: datetime | None = strawberry.field(description="When it was paid, if it was.")
+    total: Money = strawberry.field(description="Sum of the product lines (and of the day-lines).")
+    license_days: int = strawberry.field(description="All license-days billed.")
+    license_counts: LicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
+    costs: Costs = strawberry.field(description="The total split by assigned and unassigned licenses.")
+    lines: list[BillingProductLine] = strawberry.field(description="One line per product.")
+
+    @strawberry.field(description="Per-license day-lines, in product then key order.")
+    async def day_lines(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[DayLine]:
+        page = await invoices.invoice_day_lines(
+            info.context, invoice_id=str(self.id), first=first, after=after
+        )
+        return connection(page, lambda line: DayLine.from_domain(line, self.currency))
+
+    @strawberry.field(description="Where to download every day-line as CSV (send the same Bearer token).")
+    def day_lines_csv_path(self) -> str:
+        return f"/invoices/{self.id}/day-lines.csv"
+
+    @classmethod
+    def from_domain(cls, invoice: DomainInvoice) -> Invoice:
+        currency = invoice.currency
+        return cls(
+            id=strawberry.ID(invoice.id),
+            number=invoice.number,
+            month=str(invoice.month),
+            status=invoice.status,
+            zone=invoice.zone,
+            currency=currency,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            finalized_at=invoice.finalized_at,
+            due_at=invoice.due_at,
+            paid_at=invoice.paid_at,
+            total=Money.of(invoice.total, currency),
+            license_days=invoice.license_days,
+            license_counts=LicenseCounts.from_domain(invoice.counts),
+            costs=Costs.from_domain(invoice.costs, currency),
+            lines=[BillingProductLine.from_domain(line, currency) for line in invoice.lines],
+        )
+
+
+@strawberry.type
+class InvoiceQuery:
+    @strawberry.field(description="The partner's invoices, newest first.")
+    async def invoices(
+        self,
+        info: Info,
+        status: list[InvoiceStatus] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Invoice]:
+        page = await invoices.list_invoices(info.context, statuses=status or [], first=first, after=after)
+        return connection(page, Invoice.from_domain)
+
+    @strawberry.field(description="One of the partner's invoices.")
+    async def invoice(self, info: Info, id: strawberry.ID) -> Invoice:
+        return Invoice.from_domain(await invoices.get_invoice(info.context, invoice_id=str(id)))
