@@ -2,8 +2,17 @@
 
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
+from persistence.licenses import license_transfers, licenses
 from persistence.partners import partners
 from persistence.products import products
 from persistence.tokens import api_tokens
 
-__all__ = ["api_tokens", "events", "idempotency_keys", "partners", "products"]
+__all__ = [
+    "api_tokens",
+    "events",
+    "idempotency_keys",
+    "license_transfers",
+    "licenses",
+    "partners",
+    "products",
+]

@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from persistence.database import Database
 from persistence.events import EventLog
 from persistence.idempotency import IdempotencyStore
+from persistence.licenses import LicenseRepository, TransferRepository
 from persistence.partners import PartnerRepository
 from persistence.products import ProductRepository
+from persistence.standing import StandingRepository
 from persistence.tokens import TokenRepository
 
 
@@ -22,6 +24,9 @@ class UnitOfWork:
     products: ProductRepository
     events: EventLog
     idempotency: IdempotencyStore
+    standing: StandingRepository
+    licenses: LicenseRepository
+    transfers: TransferRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -47,6 +52,9 @@ class UnitOfWork:
         self.products = ProductRepository(connection)
         self.events = EventLog(connection)
         self.idempotency = IdempotencyStore(connection)
+        self.standing = StandingRepository(connection)
+        self.licenses = LicenseRepository(connection)
+        self.transfers = TransferRepository(connection)
 
     async def __aexit__(
         self,

@@ -11,6 +11,7 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.types import ExecutionContext
 
 from schema.errors import MaskUnexpectedErrors
+from schema.licenses import LicenseMutation, LicenseQuery
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.products import ProductQuery
 from schema.sandbox import SandboxMutation
@@ -21,12 +22,12 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
-class Query(PartnerQuery, ProductQuery, SupportQuery):
+class Query(PartnerQuery, ProductQuery, SupportQuery, LicenseQuery):
     pass
 
 
 @strawberry.type(description="Change licenses, payment methods and (staff) the system.")
-class Mutation(PartnerMutation, TokenMutation, SandboxMutation):
+class Mutation(PartnerMutation, TokenMutation, SandboxMutation, LicenseMutation):
     pass
 
 
