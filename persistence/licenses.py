@@ -216,11 +216,11 @@ class LicenseRepository:
 
     async def counts_by_state(self, partner_id: str) -> dict[str, int]:
         rows = await self._connection.execute(
-            select(licenses.c.state, func.count())
+            select(licenses.c.state, func.count().label("count"))
             .where(licenses.c.partner_id == partner_id)
             .group_by(licenses.c.state)
         )
-        return {state: int(count) for state, count in rows.tuples()}
+        return {row.state: int(row.count) for row in rows}
 
     def _locking(self, statement: Any, for_update: bool) -> Any:
         # SQLite writers already hold the database's write lock (BEGIN IMMEDIATE).

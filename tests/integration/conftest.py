@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -13,8 +14,10 @@ from app.demo import DEMO_CATALOG
 from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
+from domain.standing import StandingEvent
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 
 
@@ -101,3 +104,25 @@ async def enrol(api: Api, staff_token: str, name: str = "Acme Agency", zone: str
 @pytest.fixture
 async def partner(api: Api, staff_token: str) -> PartnerAccess:
     return await enrol(api, staff_token)
+
+
+async def move_standing(
+    database: Database, partner_id: str, event: StandingEvent, at: datetime, **details: Any
+) -> None:
+    """Move a partner's standing through its domain event, as payments and invoices will."""
+    async with UnitOfWork(database) as uow:
+        await apply_standing_event(uow, partner_id=partner_id, event=event, at=at, **details)
+
+
+async def enrol_in_good_standing(
+    api: Api, staff_token: str, database: Database, clock: SettableClock, name: str = "Acme Agency"
+) -> PartnerAccess:
+    """A partner with a card on file. Until the payments feature lands, the card is the domain event."""
+    access = await enrol(api, staff_token, name)
+    await move_standing(database, access.id, StandingEvent.PAYMENT_METHOD_ADDED, clock.now())
+    return access
+
+
+@pytest.fixture
+async def good_partner(api: Api, staff_token: str, database: Database, clock: SettableClock) -> PartnerAccess:
+    return await enrol_in_good_standing(api, staff_token, database, clock)
