@@ -197,7 +197,9 @@ class LicenseRepository:
     ) -> Page[License]:
         column = _ORDER_COLUMNS[order.field]
         missing_last = _EARLIEST if order.descending else _LATEST
-        sort_value = func.coalesce(column, literal(missing_last, UTCDateTime()))
+        sort_value: ColumnElement[Any] = (
+            column if not column.nullable else func.coalesce(column, literal(missing_last, UTCDateTime()))
+        )
         statement = select(licenses, sort_value.label("sort_value")).where(
             licenses.c.partner_id == partner_id, *_conditions(where)
         )
