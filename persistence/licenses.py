@@ -218,11 +218,11 @@ class LicenseRepository:
 
     async def counts_by_state(self, partner_id: str) -> dict[str, int]:
         rows = await self._connection.execute(
-            select(licenses.c.state, func.count().label("count"))
+            select(licenses.c.state, func.count().label("holdings"))
             .where(licenses.c.partner_id == partner_id)
             .group_by(licenses.c.state)
         )
-        return {row.state: int(row.count) for row in rows}
+        return {row.state: int(row.holdings) for row in rows}
 
     def _locking(self, statement: Any, for_update: bool) -> Any:
         # SQLite writers already hold the database's write lock (BEGIN IMMEDIATE).
