@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.demo import seed_demo
+from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock
 from app.settings import Settings
 from domain.clock import SystemClock
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--access-file", default=".licensing-demo.json")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(run=_demo)
+
+    diagrams = commands.add_parser("diagrams", help="write the state machines as Mermaid into README.md")
+    diagrams.add_argument("--readme", type=Path, default=README)
+    diagrams.add_argument("--check", action="store_true", help="only report whether README.md is current")
+    diagrams.set_defaults(run=_diagrams)
 
     partner = commands.add_parser("partner", help="manage partners").add_subparsers()
     create_partner = partner.add_parser("create", help="enrol a partner")
@@ -106,6 +112,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"       -H 'Content-Type: application/json' -d '{{\"query\": \"{EXAMPLE_QUERY}\"}}'\n")
 
     asyncio.run(seed())
+    return 0
+
+
+def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.readme
+    if args.check:
+        current = path.read_text() == with_diagrams(path.read_text())
+        print(f"{path}: diagrams {'are current' if current else 'are stale: run `licensing diagrams`'}")
+        return 0 if current else 1
+    changed = write_diagrams(path)
+    print(f"{path}: diagrams {'updated' if changed else 'already current'}")
     return 0
 
 

@@ -22,6 +22,10 @@ partners = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Incremented under the partner's row lock, so the event feed's cursor commits in order (DESIGN §4).
     Column("event_seq", BigInteger, nullable=False, server_default="0"),
+    # Account standing (domain/standing.py); a new partner has no payment method yet.
+    Column("standing", String(32), nullable=False, server_default="no_payment_method"),
+    Column("standing_since", UTCDateTime(), nullable=True),
+    Column("standing_reason_invoice_id", String(32), nullable=True),
 )
 
 

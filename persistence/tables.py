@@ -3,6 +3,7 @@
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
 from persistence.invoices import invoice_day_lines, invoice_lines, invoices
+from persistence.licenses import license_transfers, licenses
 from persistence.partners import partners
 from persistence.products import products
 from persistence.tokens import api_tokens
@@ -14,6 +15,8 @@ __all__ = [
     "invoice_day_lines",
     "invoice_lines",
     "invoices",
+    "license_transfers",
+    "licenses",
     "partners",
     "products",
 ]

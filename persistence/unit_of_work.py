@@ -11,8 +11,10 @@ from persistence.database import Database
 from persistence.events import EventLog
 from persistence.idempotency import IdempotencyStore
 from persistence.invoices import InvoiceRepository
+from persistence.licenses import LicenseRepository, TransferRepository
 from persistence.partners import PartnerRepository
 from persistence.products import ProductRepository
+from persistence.standing import StandingRepository
 from persistence.tokens import TokenRepository
 
 
@@ -26,6 +28,9 @@ class UnitOfWork:
     idempotency: IdempotencyStore
     billing: BillingReader
     invoices: InvoiceRepository
+    standing: StandingRepository
+    licenses: LicenseRepository
+    transfers: TransferRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -53,6 +58,9 @@ class UnitOfWork:
         self.idempotency = IdempotencyStore(connection)
         self.billing = BillingReader(connection)
         self.invoices = InvoiceRepository(connection)
+        self.standing = StandingRepository(connection)
+        self.licenses = LicenseRepository(connection)
+        self.transfers = TransferRepository(connection)
 
     async def __aexit__(
         self,

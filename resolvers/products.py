@@ -20,3 +20,10 @@ async def catalog(ctx: RequestContext) -> dict[str, Product]:
             cached = {product.slug: product for product in await uow.products.list_all()}
         ctx.loaders["catalog"] = cached
     return cached  # type: ignore[return-value]
+
+
+async def products_by_slug(ctx: RequestContext, slugs: list[str]) -> list[Product | None]:
+    """Catalog entries for many slugs in one statement, in the order asked (for batching loaders)."""
+    async with ctx.reader() as uow:
+        found = await uow.products.get_many(slugs)
+    return [found.get(slug) for slug in slugs]

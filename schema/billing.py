@@ -35,13 +35,13 @@ class Money:
 
 
 @strawberry.type(description="Licenses billed in a month (distinct keys), by whether they are on a site.")
-class LicenseCounts:
+class BilledLicenseCounts:
     assigned: int = strawberry.field(description="Licenses on a site.")
     unassigned: int = strawberry.field(description="Licenses issued but not on a site (still billed).")
     total: int = strawberry.field(description="All licenses billed in the month.")
 
     @classmethod
-    def from_domain(cls, counts: DomainLicenseCounts) -> LicenseCounts:
+    def from_domain(cls, counts: DomainLicenseCounts) -> BilledLicenseCounts:
         return cls(assigned=counts.assigned, unassigned=counts.unassigned, total=counts.total)
 
 
@@ -68,7 +68,7 @@ class BillingProductLine:
     license_days: int = strawberry.field(description="Days licenses of this product were active, summed.")
     daily_price_micros: int = strawberry.field(description="Price per license per day, in micro-units.")
     amount: Money = strawberry.field(description="round_half_up(licenseDays * daily price) in minor units.")
-    counts: LicenseCounts = strawberry.field(description="Licenses of this product billed in the month.")
+    counts: BilledLicenseCounts = strawberry.field(description="Licenses of this product billed.")
 
     @strawberry.field(description="The daily price as exact decimal text.")
     def daily_price(self) -> str:
@@ -85,7 +85,7 @@ class BillingProductLine:
             license_days=line.license_days,
             daily_price_micros=line.daily_price_micros,
             amount=Money.of(line.amount, currency),
-            counts=LicenseCounts.from_domain(line.counts),
+            counts=BilledLicenseCounts.from_domain(line.counts),
         )
 
 
@@ -124,7 +124,7 @@ class BillingEstimate:
     currency: str = strawberry.field(description="ISO 4217 code, lower case.")
     invoiced: bool = strawberry.field(description="True when the month is closed and this is its invoice.")
     license_days: int = strawberry.field(description="All license-days of the month.")
-    license_counts: LicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
+    license_counts: BilledLicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
     costs: Costs = strawberry.field(description="The month's cost, split by assigned and unassigned.")
     products: list[BillingProductLine] = strawberry.field(description="One line per product.")
 
@@ -161,7 +161,7 @@ class BillingQuery:
             currency=currency,
             invoiced=estimate.invoice is not None,
             license_days=statement.license_days,
-            license_counts=LicenseCounts.from_domain(statement.counts),
+            license_counts=BilledLicenseCounts.from_domain(statement.counts),
             costs=Costs.from_domain(statement.costs, currency),
             products=[BillingProductLine.from_domain(line, currency) for line in statement.product_lines],
         )

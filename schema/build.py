@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
 from schema.invoices import InvoiceQuery
+from schema.licenses import LicenseMutation, LicenseQuery
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.products import ProductQuery
 from schema.sandbox import SandboxMutation
@@ -23,12 +24,12 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
-class Query(PartnerQuery, ProductQuery, BillingQuery, InvoiceQuery, SupportQuery):
+class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery, SupportQuery):
     pass
 
 
 @strawberry.type(description="Change licenses, payment methods and (staff) the system.")
-class Mutation(PartnerMutation, TokenMutation, BillingMutation, SandboxMutation):
+class Mutation(PartnerMutation, TokenMutation, LicenseMutation, BillingMutation, SandboxMutation):
     pass
 
 

@@ -9,7 +9,7 @@ import strawberry
 from domain.invoices import Invoice as DomainInvoice
 from domain.invoices import InvoiceStatus
 from resolvers import invoices
-from schema.billing import BillingProductLine, Costs, DayLine, LicenseCounts, Money
+from schema.billing import BilledLicenseCounts, BillingProductLine, Costs, DayLine, Money
 from schema.context import Info
 from schema.pagination import Connection, connection
 
@@ -31,7 +31,7 @@ class Invoice:
     paid_at: datetime | None = strawberry.field(description="When it was paid, if it was.")
     total: Money = strawberry.field(description="Sum of the product lines (and of the day-lines).")
     license_days: int = strawberry.field(description="All license-days billed.")
-    license_counts: LicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
+    license_counts: BilledLicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
     costs: Costs = strawberry.field(description="The total split by assigned and unassigned licenses.")
     lines: list[BillingProductLine] = strawberry.field(description="One line per product.")
 
@@ -65,7 +65,7 @@ class Invoice:
             paid_at=invoice.paid_at,
             total=Money.of(invoice.total, currency),
             license_days=invoice.license_days,
-            license_counts=LicenseCounts.from_domain(invoice.counts),
+            license_counts=BilledLicenseCounts.from_domain(invoice.counts),
             costs=Costs.from_domain(invoice.costs, currency),
             lines=[BillingProductLine.from_domain(line, currency) for line in invoice.lines],
         )

@@ -10,6 +10,7 @@ from domain.partners import Partner as DomainPartner
 from resolvers import partners
 from schema.context import Info
 from schema.errors import UserError, attempt
+from schema.standing import Standing, standing_of
 
 
 @strawberry.type(description="An agency in the partner program: it issues licenses and is billed per day.")
@@ -21,6 +22,10 @@ class Partner:
     )
     currency: str = strawberry.field(description="ISO 4217 currency code (lower case) of its invoices.")
     created_at: datetime = strawberry.field(description="When the partner was enrolled.")
+
+    @strawberry.field(description="Whether the partner may issue and assign licenses now, and why.")
+    async def standing(self, info: Info) -> Standing:
+        return await standing_of(info, str(self.id))
 
     @classmethod
     def from_domain(cls, partner: DomainPartner) -> Partner:

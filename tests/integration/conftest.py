@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,8 +19,10 @@ from app.demo import DEMO_CATALOG
 from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
+from domain.standing import StandingEvent
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 from tests.localstripe_server import LocalStripe, free_port
 
@@ -173,3 +176,30 @@ def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStrip
             yield server
         finally:
             server.stop()
+
+
+async def move_standing(
+    database: Database, partner_id: str, event: StandingEvent, at: datetime, **details: Any
+) -> None:
+    """Move a partner's standing through its domain event, as payments and invoices will."""
+    async with UnitOfWork(database) as uow:
+        await apply_standing_event(uow, partner_id=partner_id, event=event, at=at, **details)
+
+
+async def enrol_in_good_standing(
+    api: Api,
+    staff_token: str,
+    database: Database,
+    clock: SettableClock,
+    name: str = "Acme Agency",
+    zone: str = "UTC",
+) -> PartnerAccess:
+    """A partner with a card on file. Until the payments feature lands, the card is the domain event."""
+    access = await enrol(api, staff_token, name, zone)
+    await move_standing(database, access.id, StandingEvent.PAYMENT_METHOD_ADDED, clock.now())
+    return access
+
+
+@pytest.fixture
+async def good_partner(api: Api, staff_token: str, database: Database, clock: SettableClock) -> PartnerAccess:
+    return await enrol_in_good_standing(api, staff_token, database, clock)

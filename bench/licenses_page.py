@@ -1,0 +1,181 @@
+"""Latency of `licenses(first: 100)` for a partner holding 100k licenses, beside a trivial query.
+
+Seeds a temporary SQLite file by bulk insert (Core, not the API), then runs both queries through the
+schema in-process and prints median / p95 in milliseconds and their ratio. With DATABASE_URL set to a
+PostgreSQL database, that database is measured too (its licenses and events tables are filled; use a
+scratch database).
+
+    .venv/bin/python bench/licenses_page.py [--licenses 100000] [--runs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import strawberry
+
+from app.demo import DEMO_CATALOG
+from domain.clock import SettableClock
+from domain.principals import Principal
+from domain.support import SupportContact
+from persistence import migrate
+from persistence.database import Database
+from persistence.events import events
+from persistence.licenses import licenses
+from persistence.partners import partners
+from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
+from schema.build import build_schema
+
+PAGE = """{ licenses(first: 100) { totalCount pageInfo { endCursor }
+  nodes { key state site issuedAt product { name dailyPrice } } } }"""
+TRIVIAL = "{ numbers { value label } }"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+BATCH = 5_000
+
+
+@strawberry.type(description="A plain object.")
+class Plain:
+    value: int = strawberry.field(description="A number.")
+    label: str = strawberry.field(description="Its label.")
+
+
+@strawberry.type(description="The trivial baseline: 100 objects from memory, no database.")
+class TrivialQuery:
+    @strawberry.field(description="100 plain objects.")
+    async def numbers(self) -> list[Plain]:
+        return [Plain(value=i, label=f"n{i}") for i in range(100)]
+
+
+async def seed(database: Database, count: int) -> str:
+    partner_id = "ptr_bench_" + secrets.token_hex(4)
+    products = [p.slug for p in DEMO_CATALOG]
+    async with UnitOfWork(database) as uow:
+        for product in DEMO_CATALOG:
+            await uow.products.save(product)
+        await uow.connection.execute(
+            partners.insert().values(
+                id=partner_id, name="Bench Agency", billing_zone="UTC", currency="usd", created_at=START
+            )
+        )
+    for offset in range(0, count, BATCH):
+        rows, event_rows = [], []
+        for i in range(offset, min(offset + BATCH, count)):
+            at = START + timedelta(seconds=i * 60)
+            product = products[i % len(products)]
+            key = f"{product}_{secrets.token_hex(16)}"
+            assigned = i % 3 == 0
+            revoked = i % 7 == 0
+            state = "revoked" if revoked else ("assigned" if assigned else "issued")
+            site = f"https://site-{i}.example.com" if assigned and not revoked else None
+            rows.append(
+                {
+                    "id": "lic_" + secrets.token_hex(12),
+                    "key": key,
+                    "partner_id": partner_id,
+                    "product_slug": product,
+                    "state": state,
+                    "site": site,
+                    "held_from": at,
+                    "held_until": at + timedelta(days=3) if revoked else None,
+                    "issued_at": at,
+                    "assigned_at": at if site else None,
+                    "revoked_at": at + timedelta(days=3) if revoked else None,
+                    "transferred_at": None,
+                    "version": 1,
+                }
+            )
+            event_rows.append(
+                {
+                    "partner_id": partner_id,
+                    "seq": i + 1,
+                    "stream": "license",
+                    "subject": key,
+                    "action": "issue",
+                    "from_state": None,
+                    "to_state": "issued",
+                    "at": at,
+                    "actor_token_id": None,
+                    "request_id": None,
+                    "payload": "{}",
+                }
+            )
+        async with UnitOfWork(database) as uow:
+            await uow.connection.execute(licenses.insert(), rows)
+            await uow.connection.execute(events.insert(), event_rows)
+    return partner_id
+
+
+async def timed(schema: Any, query: str, context: RequestContext, runs: int) -> list[float]:
+    samples = []
+    for run in range(runs + 3):
+        context.loaders.clear()
+        began = time.perf_counter()
+        result = await schema.execute(query, context_value=context)
+        elapsed = (time.perf_counter() - began) * 1000
+        assert result.errors is None, result.errors
+        if run >= 3:  # warm-up runs are not counted
+            samples.append(elapsed)
+    return samples
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.95) - 1)]
+
+
+async def measure(url: str, count: int, runs: int) -> None:
+    database = Database(url)
+    try:
+        began = time.perf_counter()
+        partner_id = await seed(database, count)
+        print(f"  seeded {count:,} licenses in {time.perf_counter() - began:.1f}s")
+        context = RequestContext(
+            database=database,
+            clock=SettableClock(START),
+            principal=Principal(token_id="tok_bench", partner_id=partner_id, is_staff=False),
+            request_id="bench",
+            support=SupportContact("", "", ""),
+        )
+        page = await timed(build_schema(), PAGE, context, runs)
+        trivial = await timed(strawberry.Schema(query=TrivialQuery), TRIVIAL, context, runs)
+        page_median, page_p95 = summary(page)
+        trivial_median, trivial_p95 = summary(trivial)
+        for label, median, p95 in (
+            ("licenses(first: 100), product and site", page_median, page_p95),
+            ("trivial query, 100 plain objects", trivial_median, trivial_p95),
+        ):
+            print(f"  {label:<40} median {median:7.2f} ms   p95 {p95:7.2f} ms")
+        print(f"  ratio (median): {page_median / trivial_median:.1f}x")
+    finally:
+        await database.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--licenses", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
+        await asyncio.to_thread(migrate.upgrade, url)
+        print(f"SQLite ({args.licenses:,} licenses, {args.runs} runs)")
+        await measure(url, args.licenses, args.runs)
+    postgres = os.environ.get("DATABASE_URL", "")
+    if postgres.startswith("postgresql"):
+        await asyncio.to_thread(migrate.upgrade, postgres)
+        print(f"PostgreSQL ({args.licenses:,} licenses, {args.runs} runs)")
+        await measure(postgres, args.licenses, args.runs)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

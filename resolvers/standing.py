@@ -1,0 +1,73 @@
+"""Account standing: read it, gate actions on it, and move it with domain events.
+
+Payment methods and invoices (later features) call `apply_standing_event` inside their own unit of
+work; until they exist, tests move a partner's standing through it directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.errors import DomainError, ErrorCode
+from domain.standing import Action, Standing, StandingEvent
+from domain.standing import apply_standing_event as next_standing
+from persistence.events import NewEvent
+from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
+
+
+async def standing_of(ctx: RequestContext, *, partner_id: str) -> Standing:
+    """A partner's standing; a partner token sees only its own, staff sees any."""
+    caller = ctx.caller()
+    if not caller.is_staff and caller.partner_id != partner_id:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    async with ctx.reader() as uow:
+        standing = await uow.standing.get(partner_id)
+    if standing is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    return standing
+
+
+async def require_standing(uow: UnitOfWork, partner_id: str, action: Action) -> None:
+    """Refuse `action` with NO_PAYMENT_METHOD or ACCOUNT_PAST_DUE when the standing blocks it."""
+    standing = await uow.standing.get(partner_id)
+    if standing is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    standing.require(action)
+
+
+async def apply_standing_event(
+    uow: UnitOfWork,
+    *,
+    partner_id: str,
+    event: StandingEvent,
+    at: datetime,
+    invoice_id: str | None = None,
+    has_payment_method: bool = False,
+    actor_token_id: str | None = None,
+    request_id: str | None = None,
+) -> Standing:
+    """Move a partner's standing inside an open unit of work and record a "standing" event."""
+    await uow.partners.lock(partner_id)
+    current = await uow.standing.get(partner_id)
+    if current is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    standing = next_standing(
+        current, event, at=at, invoice_id=invoice_id, has_payment_method=has_payment_method
+    )
+    await uow.standing.save(partner_id, standing)
+    await uow.events.append(
+        NewEvent(
+            partner_id=partner_id,
+            stream="standing",
+            subject=partner_id,
+            action=event.value,
+            at=at,
+            from_state=current.state.value,
+            to_state=standing.state.value,
+            actor_token_id=actor_token_id,
+            request_id=request_id,
+            payload={"invoice_id": invoice_id} if invoice_id else {},
+        )
+    )
+    return standing

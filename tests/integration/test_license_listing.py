@@ -1,0 +1,154 @@
+"""Listing licenses: filters, search, order, keyset pages, and a constant number of SQL statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from domain.clock import SettableClock
+from persistence.database import Database
+from tests.integration.conftest import Api, PartnerAccess, enrol_in_good_standing
+from tests.integration.license_operations import REVOKE, assign, fresh_site, issue, mutate
+
+LIST = """
+query($filter: LicenseFilterInput, $orderBy: LicenseOrderInput, $first: Int, $after: String) {
+  licenses(filter: $filter, orderBy: $orderBy, first: $first, after: $after) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage endCursor }
+    nodes { key state site issuedAt assignedAt revokedAt product { slug name dailyPrice } events { action } }
+  }
+}"""
+
+
+async def page(api: Api, token: str, **variables: Any) -> dict[str, Any]:
+    body = await api.data(LIST, variables, token)
+    result: dict[str, Any] = body["licenses"]
+    return result
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    """Every SQL statement (but SQLite's BEGIN) any engine sends while the block runs."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.strip().upper() not in {"BEGIN", "BEGIN IMMEDIATE"}:
+            seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+async def test_a_page_of_100_costs_the_same_statements_as_a_page_of_10(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    keys = await issue(api, good_partner.token, "jetpack-backup", 60)
+    keys += await issue(api, good_partner.token, "jetpack-scan", 60)
+    for key in keys[:30]:
+        await assign(api, good_partner.token, key, fresh_site())
+    with counted_statements() as ten:
+        small = await page(api, good_partner.token, first=10)
+    with counted_statements() as hundred:
+        large = await page(api, good_partner.token, first=100)
+    assert (len(small["nodes"]), len(large["nodes"])) == (10, 100)
+    assert {n["product"]["slug"] for n in large["nodes"]} == {"jetpack-backup", "jetpack-scan"}
+    assert all(n["events"] for n in large["nodes"])
+    assert len(ten) == len(hundred), (ten, hundred)
+    # The token, the count, the page, the products, the events: whatever the page size.
+    assert len(hundred) == 5, hundred
+
+
+async def test_pages_follow_each_other_without_gaps_or_repeats(
+    api: Api, good_partner: PartnerAccess, clock: SettableClock
+) -> None:
+    keys = []
+    for _ in range(5):
+        keys += await issue(api, good_partner.token, "jetpack-boost", 5)  # 5 share each issue instant
+        clock.advance_to(clock.now() + timedelta(minutes=1))
+    seen: list[str] = []
+    after = None
+    while True:
+        current = await page(api, good_partner.token, first=7, after=after)
+        assert current["totalCount"] == 25
+        seen += [n["key"] for n in current["nodes"]]
+        if not current["pageInfo"]["hasNextPage"]:
+            break
+        after = current["pageInfo"]["endCursor"]
+    assert sorted(seen) == sorted(keys)
+    assert len(seen) == 25
+    issued = [n["issuedAt"] for n in (await page(api, good_partner.token, first=25))["nodes"]]
+    assert issued == sorted(issued, reverse=True)  # newest first by default
+
+
+async def test_filter_by_state_and_product_and_order_by_revocation(
+    api: Api, good_partner: PartnerAccess, clock: SettableClock
+) -> None:
+    backups = await issue(api, good_partner.token, "jetpack-backup", 3)
+    scans = await issue(api, good_partner.token, "jetpack-scan", 2)
+    for key in (backups[2], backups[0], scans[0]):
+        clock.advance_to(clock.now() + timedelta(hours=1))
+        await mutate(api, good_partner.token, REVOKE, key=key)
+    revoked_backups = await page(
+        api,
+        good_partner.token,
+        filter={"states": ["REVOKED"], "productSlugs": ["jetpack-backup"]},
+        orderBy={"field": "REVOKED_AT", "direction": "ASC"},
+    )
+    assert [n["key"] for n in revoked_backups["nodes"]] == [backups[2], backups[0]]
+    assert revoked_backups["totalCount"] == 2
+    by_revocation = await page(api, good_partner.token, orderBy={"field": "REVOKED_AT", "direction": "DESC"})
+    assert [n["key"] for n in by_revocation["nodes"][:3]] == [scans[0], backups[0], backups[2]]
+    assert all(n["revokedAt"] is None for n in by_revocation["nodes"][3:])  # never revoked: last
+
+
+async def test_licenses_never_assigned_come_last_in_both_directions(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    keys = await issue(api, good_partner.token, "jetpack-social", 3)
+    await assign(api, good_partner.token, keys[1], fresh_site())
+    for direction in ("ASC", "DESC"):
+        listed = await page(api, good_partner.token, orderBy={"field": "ASSIGNED_AT", "direction": direction})
+        assert listed["nodes"][0]["key"] == keys[1]
+        assert [n["assignedAt"] for n in listed["nodes"][1:]] == [None, None]
+
+
+async def test_search_matches_key_product_name_and_site_in_any_case(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    [backup] = await issue(api, good_partner.token, "jetpack-backup")
+    [video] = await issue(api, good_partner.token, "jetpack-videopress")
+    site = fresh_site("bakery")
+    await assign(api, good_partner.token, backup, site)
+
+    async def found(search: str) -> set[str]:
+        return {n["key"] for n in (await page(api, good_partner.token, filter={"search": search}))["nodes"]}
+
+    assert await found(video[-10:].upper()) == {video}
+    assert await found("videoPRESS") == {video}  # product name
+    assert await found(site.removeprefix("https://")[:12]) == {backup}
+    assert await found("%") == set()  # wildcards are plain text
+    assert await found("   ") == {backup, video}
+
+
+async def test_another_partners_licenses_are_never_listed(
+    api: Api, good_partner: PartnerAccess, staff_token: str, database: Database, clock: SettableClock
+) -> None:
+    other = await enrol_in_good_standing(api, staff_token, database, clock, "Other")
+    await issue(api, other.token, "jetpack-backup", 3)
+    mine = await issue(api, good_partner.token, "jetpack-backup", 1)
+    listed = await page(api, good_partner.token)
+    assert [n["key"] for n in listed["nodes"]] == mine
+
+
+async def test_page_size_and_foreign_cursors_are_refused(api: Api, good_partner: PartnerAccess) -> None:
+    for variables in ({"first": 0}, {"first": 101}, {"after": "not-a-cursor"}):
+        body = await api.call(LIST, variables, good_partner.token)
+        assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT", variables
