@@ -11,11 +11,13 @@ from app.demo import seed_demo
 from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock
 from app.settings import Settings
+from domain.billing import BillingMonth
 from domain.clock import SystemClock
 from domain.errors import DomainError
 from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.billing import CloseReport, close_month
 from resolvers.partners import enrol_partner
 from resolvers.tokens import mint_token
 
@@ -58,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     diagrams.add_argument("--readme", type=Path, default=README)
     diagrams.add_argument("--check", action="store_true", help="only report whether README.md is current")
     diagrams.set_defaults(run=_diagrams)
+
+    billing = commands.add_parser("billing", help="month close").add_subparsers()
+    close = billing.add_parser("close", help="finalize every partner's invoice for a month")
+    close.add_argument("--month", required=True, help="YYYY-MM, a month that has ended")
+    close.set_defaults(run=_close_month)
 
     partner = commands.add_parser("partner", help="manage partners").add_subparsers()
     create_partner = partner.add_parser("create", help="enrol a partner")
@@ -124,6 +131,30 @@ def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
     changed = write_diagrams(path)
     print(f"{path}: diagrams {'updated' if changed else 'already current'}")
     return 0
+
+
+def _close_month(args: argparse.Namespace, settings: Settings) -> int:
+    month = BillingMonth.parse(args.month)
+
+    async def close() -> CloseReport:
+        database = Database(settings.database_url)
+        try:
+            return await close_month(database, month, now=SystemClock().now(), progress=_progress_bar)
+        finally:
+            await database.dispose()
+
+    report = asyncio.run(close())
+    print(
+        f"\n{report.month}: {report.closed} closed, {report.already_closed} already closed, "
+        f"{report.pending} pending (month not over in their zone)"
+    )
+    return 0
+
+
+def _progress_bar(done: int, total: int, width: int = 30) -> None:
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} partners")
+    sys.stderr.flush()
 
 
 def _create_partner(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -112,15 +113,31 @@ class CloseReport:
 async def close_billing_month(ctx: RequestContext, *, month: str) -> CloseReport:
     """Staff: finalize every partner's month into an invoice. Safe to re-run; each partner commits alone."""
     ctx.require_staff()
-    billing_month = BillingMonth.parse(month)
-    now = ctx.clock.now()
-    billing_month.require_over(now, EARLIEST_ZONE)
-    outcomes = [
-        await close_partner_month(ctx.database, partner_id, billing_month, now=now, request_id=ctx.request_id)
-        for partner_id in await partners_to_close(ctx.database, billing_month)
-    ]
+    return await close_month(
+        ctx.database, BillingMonth.parse(month), now=ctx.clock.now(), request_id=ctx.request_id
+    )
+
+
+async def close_month(
+    database: Database,
+    month: BillingMonth,
+    *,
+    now: datetime,
+    request_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CloseReport:
+    """Close `month` for every partner, one transaction each; `progress(done, total)` after each."""
+    month.require_over(now, EARLIEST_ZONE)
+    partner_ids = await partners_to_close(database, month)
+    outcomes = []
+    for done, partner_id in enumerate(partner_ids, 1):
+        outcomes.append(
+            await close_partner_month(database, partner_id, month, now=now, request_id=request_id)
+        )
+        if progress is not None:
+            progress(done, len(partner_ids))
     return CloseReport(
-        month=billing_month,
+        month=month,
         closed=outcomes.count(CloseOutcome.CLOSED),
         already_closed=outcomes.count(CloseOutcome.ALREADY_CLOSED),
         pending=outcomes.count(CloseOutcome.PENDING),
