@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.billing import Holding
@@ -45,8 +45,8 @@ class BillingReader:
                 key=row[1],
                 product_slug=row[2],
                 site=row[3],
-                held_from=row[4],
-                held_until=row[5],
+                held_from=_instant(row[4]),
+                held_until=None if row[5] is None else _instant(row[5]),
                 ended_by_transfer=row[6] == TRANSFERRED,
             )
             for row in result
@@ -55,3 +55,9 @@ class BillingReader:
     async def daily_prices(self) -> dict[str, int]:
         rows = await self._connection.execute(select(products.c.slug, products.c.daily_price_micros))
         return {slug: price for slug, price in rows}
+
+
+def _instant(value: str | datetime) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.astimezone(UTC)
