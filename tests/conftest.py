@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,9 @@ POSTGRES_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRES = POSTGRES_URL.startswith("postgresql")
 
 
+SCRATCH_DATABASES: list[str] = []
+
+
 async def scratch_database_url(tmp_path: Path) -> str:
     """A new, empty database of the kind under test (a new PostgreSQL database, or a new SQLite file)."""
     if not ON_POSTGRES:
@@ -29,6 +33,7 @@ async def scratch_database_url(tmp_path: Path) -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
+    SCRATCH_DATABASES.append(name)
     return f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
 
 
@@ -53,3 +58,21 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def clock() -> SettableClock:
     return SettableClock(datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_scratch_databases() -> Iterator[None]:
+    """PostgreSQL scratch databases outlive the test; drop them when the session ends."""
+    yield
+    if not SCRATCH_DATABASES:
+        return
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            for name in SCRATCH_DATABASES:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
