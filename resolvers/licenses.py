@@ -402,3 +402,14 @@ async def _note(
 
 def _actor(ctx: RequestContext) -> str | None:
     return None if ctx.principal is None else ctx.principal.token_id
+
+
+async def licenses_by_ids(ctx: RequestContext, license_ids: list[str]) -> list[License | None]:
+    """The caller's holdings by id, in the order asked, None where not its own (for loaders)."""
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        found = {holding.id: holding for holding in await uow.licenses.get_many(license_ids)}
+    return [
+        holding if holding is not None and holding.partner_id == partner_id else None
+        for holding in map(found.get, license_ids)
+    ]

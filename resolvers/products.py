@@ -12,16 +12,6 @@ async def list_products(ctx: RequestContext) -> list[Product]:
         return await uow.products.list_all()
 
 
-async def catalog(ctx: RequestContext) -> dict[str, Product]:
-    """Every product by slug, loaded once per request (the catalog is small; lines refer to it often)."""
-    cached = ctx.loaders.get("catalog")
-    if cached is None:
-        async with ctx.reader() as uow:
-            cached = {product.slug: product for product in await uow.products.list_all()}
-        ctx.loaders["catalog"] = cached
-    return cached  # type: ignore[return-value]
-
-
 async def products_by_slug(ctx: RequestContext, slugs: list[str]) -> list[Product | None]:
     """Catalog entries for many slugs in one statement, in the order asked (for batching loaders)."""
     async with ctx.reader() as uow:

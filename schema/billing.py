@@ -11,10 +11,11 @@ from domain.billing import ProductLine as DomainProductLine
 from domain.billing import Statement
 from domain.money import format_micros, format_minor_units
 from domain.partners import SUPPORTED_CURRENCIES
-from resolvers import billing
-from resolvers.products import catalog
-from schema.context import Info
+from resolvers import billing, licenses
+from resolvers.products import products_by_slug
+from schema.context import Info, request_loader
 from schema.errors import UserError, attempt
+from schema.licenses import License
 from schema.pagination import Connection, connection
 from schema.products import Product
 
@@ -76,7 +77,7 @@ class BillingProductLine:
 
     @strawberry.field(description="The product.")
     async def product(self, info: Info) -> Product:
-        return Product.from_domain((await catalog(info.context))[self.product_slug])
+        return await product_of(info, self.product_slug)
 
     @classmethod
     def from_domain(cls, line: DomainProductLine, currency: str) -> BillingProductLine:
@@ -94,6 +95,7 @@ class BillingProductLine:
 )
 class DayLine:
     product_slug: strawberry.Private[str]
+    holding_id: strawberry.Private[str]
     license_key: str = strawberry.field(description="The license key.")
     site: str | None = strawberry.field(description="The site the license is on, if any.")
     days: int = strawberry.field(description="Days billed in the month.")
@@ -103,17 +105,29 @@ class DayLine:
 
     @strawberry.field(description="The product of the license.")
     async def product(self, info: Info) -> Product:
-        return Product.from_domain((await catalog(info.context))[self.product_slug])
+        return await product_of(info, self.product_slug)
+
+    @strawberry.field(description="The license (this partner's holding of the key) the days were billed for.")
+    async def license(self, info: Info) -> License | None:
+        holding = await request_loader(info, "licenses_by_id", licenses.licenses_by_ids).load(self.holding_id)
+        return None if holding is None else License.from_domain(holding)
 
     @classmethod
     def from_domain(cls, line: DomainDayLine, currency: str) -> DayLine:
         return cls(
             product_slug=line.product_slug,
+            holding_id=line.holding_id,
             license_key=line.key,
             site=line.site,
             days=line.days,
             amount=Money.of(line.amount, currency),
         )
+
+
+async def product_of(info: Info, slug: str) -> Product:
+    """A product through the request's batching loader (one statement for a whole page of lines)."""
+    found = await request_loader(info, "products", products_by_slug).load(slug)
+    return Product.from_domain(found)
 
 
 @strawberry.type(description="A month's bill: live while the month is open, as invoiced once it is closed.")

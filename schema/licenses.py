@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from functools import partial
 from typing import Any, cast
 
 import strawberry
-from strawberry.dataloader import DataLoader
 
 from domain.licenses import (
     IssueItem,
@@ -27,9 +25,8 @@ from domain.licenses import Transfer as DomainTransfer
 from domain.products import Product as DomainProduct
 from persistence.events import RecordedEvent
 from resolvers import licenses
-from resolvers.context import RequestContext
 from resolvers.products import products_by_slug
-from schema.context import Info
+from schema.context import Info, request_loader
 from schema.errors import UserError, attempt
 from schema.pagination import Connection, connection
 from schema.products import Product
@@ -100,12 +97,12 @@ class License:
 
     @strawberry.field(description="The licensed product.")
     async def product(self, info: Info) -> Product:
-        found = await _loader(info, "products", products_by_slug).load(self.product_slug)
+        found = await request_loader(info, "products", products_by_slug).load(self.product_slug)
         return Product.from_domain(cast(DomainProduct, found))
 
     @strawberry.field(description="This partner's history of the key, oldest first.")
     async def events(self, info: Info) -> list[LicenseEvent]:
-        recorded = await _loader(info, "license_events", licenses.license_histories).load(
+        recorded = await request_loader(info, "license_events", licenses.license_histories).load(
             (self.partner_id, self.key)
         )
         return [LicenseEvent.from_recorded(event) for event in recorded]
@@ -353,11 +350,3 @@ class LicenseMutation:
 async def _license_payload(call: Any) -> LicensePayload:
     holding, errors = await attempt(call)
     return LicensePayload(license=None if holding is None else License.from_domain(holding), errors=errors)
-
-
-def _loader(info: Info, name: str, load: Any) -> DataLoader[Any, Any]:
-    """One batching loader per request and name: every `.load` in the same tick is one call."""
-    context: RequestContext = info.context
-    if name not in context.loaders:
-        context.loaders[name] = DataLoader(load_fn=partial(load, context))
-    return cast(DataLoader[Any, Any], context.loaders[name])

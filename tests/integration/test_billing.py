@@ -28,7 +28,7 @@ query($month: String) {
     costs { assigned { amount } unassigned { amount } total { amount formatted } }
     products { product { slug } licenseDays dailyPriceMicros amount { amount } counts { total } }
     dayLines(first: 100) {
-      totalCount edges { node { licenseKey site days amount { amount } product { slug } } }
+      totalCount edges { node { licenseKey site days amount { amount } product { slug } license { key } } }
     }
   }
 }"""
@@ -66,7 +66,9 @@ async def estimate(api: Api, token: str, month: str | None = "2026-07") -> dict[
 
 
 def days_by_key(result: dict[str, Any]) -> dict[str, int]:
-    return {edge["node"]["licenseKey"]: edge["node"]["days"] for edge in result["dayLines"]["edges"]}
+    nodes = [edge["node"] for edge in result["dayLines"]["edges"]]
+    assert all(node["license"]["key"] == node["licenseKey"] for node in nodes)
+    return {node["licenseKey"]: node["days"] for node in nodes}
 
 
 async def close_july(api: Api, staff_token: str, clock: SettableClock) -> dict[str, Any]:
