@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 from persistence.events import FEED_CHANNEL
 
 log = logging.getLogger("licensing.feed")
+LISTENER_NAME = "licensing-feed-listener"
 
 
 class FeedSignal:
@@ -80,7 +82,10 @@ class PostgresListener:
             await asyncio.sleep(self._retry_seconds)
 
     async def _listen_until_lost(self) -> None:
-        connection = await asyncpg.connect(self._dsn)
+        # Named per process, so operators (and the multi-worker test) can find each worker's listener.
+        connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": f"{LISTENER_NAME} pid={os.getpid()}"}
+        )
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _connection: lost.set())

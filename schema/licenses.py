@@ -28,6 +28,7 @@ from domain.products import Product as DomainProduct
 from persistence.events import RecordedEvent
 from resolvers import licenses
 from resolvers.context import RequestContext
+from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
 from schema.context import Info
 from schema.errors import UserError, attempt
@@ -53,6 +54,10 @@ class OrderDirection(Enum):
 
 @strawberry.type(description="One entry in a license's history: a transition, or a transfer offer.")
 class LicenseEvent:
+    cursor: str = strawberry.field(
+        description="Where this event sits in the partner's feed: `licenseEvents(since:)` resumes after it."
+    )
+    key: str = strawberry.field(description="The license key the event is about.")
     seq: int = strawberry.field(description="The partner's event sequence number (orders its history).")
     action: str = strawberry.field(
         description="issue, receive, assign, move, unassign, revoke, transfer, "
@@ -69,6 +74,8 @@ class LicenseEvent:
     @classmethod
     def from_recorded(cls, event: RecordedEvent) -> LicenseEvent:
         return cls(
+            cursor=encode_feed_cursor(event.seq),
+            key=event.subject,
             seq=event.seq,
             action=event.action,
             from_state=None if event.from_state is None else LicenseState(event.from_state),
