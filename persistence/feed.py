@@ -28,8 +28,15 @@ class FeedSignal:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        # Counts wake-ups, so readers woken by the same one can share a read (see `generation`).
+        self._epoch = 0
+        self._generations: dict[str, int] = defaultdict(int)
 
     def wake(self, partner_id: str | None) -> None:
+        if partner_id is None:
+            self._epoch += 1
+        else:
+            self._generations[partner_id] += 1
         groups = self._waiters.values() if partner_id is None else [self._waiters.get(partner_id, set())]
         for waiters in groups:
             for waiter in waiters:
@@ -45,6 +52,11 @@ class FeedSignal:
             self._waiters[partner_id].discard(event)
             if not self._waiters[partner_id]:
                 del self._waiters[partner_id]
+
+    def generation(self, partner_id: str) -> tuple[int, int]:
+        """Which wake-ups of this partner have happened: a read started after observing a generation
+        sees every commit that woke readers up to it."""
+        return self._epoch, self._generations[partner_id]
 
     def waiting(self) -> int:
         return sum(len(waiters) for waiters in self._waiters.values())

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import json
+import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,19 +44,75 @@ async def follow_events(
     Sequence numbers are taken under the partner's lock, so they commit in order and a cursor read
     never skips an event that commits later. Wake-ups only shorten the wait; the poll is the fallback.
     """
-    with database.signal.waiter(partner_id) as woken:
+    signal = database.signal
+    with signal.waiter(partner_id) as woken:
         while True:
             woken.clear()  # before reading: a commit after the read sets it again
-            async with UnitOfWork(database, read_only=True) as uow:
-                batch = await uow.events.after(partner_id, after_seq, limit=BATCH)
+            batch = await _shared_reads(database).after(partner_id, after_seq, signal.generation(partner_id))
             for event in batch:
                 after_seq = event.seq
                 if wanted(event):
                     yield event
             if len(batch) == BATCH:
                 continue
+            # asyncio.timeout, not wait_for: no extra task per follower per wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=poll_seconds)
+                async with asyncio.timeout(poll_seconds):
+                    await woken.wait()
+
+
+class SharedReads:
+    """Followers of one partner woken by the same commit ask for the same batch: read it once.
+
+    A read is shared only by followers that observed the same wake-up generation before asking, and it
+    starts after the first of them observed it, so it sees every commit that generation announced: a
+    thousand followers cost one query per commit instead of a thousand, with no gap.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._reading: dict[tuple[str, int, tuple[int, int]], SharedRead] = {}
+
+    async def after(self, partner_id: str, seq: int, generation: tuple[int, int]) -> list[RecordedEvent]:
+        key = (partner_id, seq, generation)
+        read = self._reading.get(key)
+        if read is None:
+            read = self._reading[key] = SharedRead()
+            # Its own task: a follower that leaves must not cancel the read the others wait for.
+            task = asyncio.ensure_future(self._read(partner_id, seq, read))
+            task.add_done_callback(lambda _task: self._reading.pop(key, None))
+        await read.done.wait()
+        if read.error is not None:
+            raise read.error
+        return read.events
+
+    async def _read(self, partner_id: str, seq: int, read: SharedRead) -> None:
+        try:
+            async with UnitOfWork(self._database, read_only=True) as uow:
+                read.events = await uow.events.after(partner_id, seq, limit=BATCH)
+        except Exception as error:
+            read.error = error
+        finally:
+            read.done.set()
+
+
+class SharedRead:
+    """One batch read that several followers wait for (an Event: cheaper than a Future per follower)."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.events: list[RecordedEvent] = []
+        self.error: Exception | None = None
+
+
+_SHARED_READS: weakref.WeakKeyDictionary[Database, SharedReads] = weakref.WeakKeyDictionary()
+
+
+def _shared_reads(database: Database) -> SharedReads:
+    reads = _SHARED_READS.get(database)
+    if reads is None:
+        reads = _SHARED_READS[database] = SharedReads(database)
+    return reads
 
 
 async def latest_seq(database: Database, partner_id: str) -> int:
