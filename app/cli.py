@@ -86,7 +86,15 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    uvicorn.run("app.asgi:app", host=args.host, port=args.port, workers=args.workers, lifespan="on")
+    uvicorn.run(
+        "app.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        lifespan="on",
+        # Events are small JSON: per-message deflate would cost CPU per delivery and ~100 KiB per socket.
+        ws_per_message_deflate=False,
+    )
     return 0
 
 

@@ -131,7 +131,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         listener = None
         if not services.database.is_sqlite:
             # Other workers' commits reach this worker's subscribers through NOTIFY.
-            listener = PostgresListener(settings.database_url, services.database.signal)
+            listener = PostgresListener(
+                settings.database_url, services.database.signal, retry_seconds=settings.feed_retry_seconds
+            )
             listener.start()
         try:
             yield

@@ -29,6 +29,8 @@ class Settings:
     # Browser origins allowed to open websockets (empty: any; non-browser clients send no Origin).
     websocket_origins: tuple[str, ...] = ()
     max_subscriptions_per_connection: int = 20
+    # PostgreSQL: how long the NOTIFY listener waits before reconnecting after losing its connection.
+    feed_retry_seconds: float = 0.5
     # Stripe, or localstripe in tests and the demo (started by the test fixtures and `make run`).
     stripe_api_key: str = "sk_test_localstripe"
     stripe_api_base: str = "http://127.0.0.1:8420"
@@ -57,6 +59,7 @@ class Settings:
                 if origin.strip()
             ),
             max_subscriptions_per_connection=int(os.environ.get("LICENSING_MAX_SUBSCRIPTIONS", "20")),
+            feed_retry_seconds=float(os.environ.get("LICENSING_FEED_RETRY_SECONDS", "0.5")),
             stripe_api_key=os.environ.get("STRIPE_API_KEY") or "sk_test_localstripe",
             stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",
             stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_localstripe",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 from persistence.events import FEED_CHANNEL
 
 log = logging.getLogger("licensing.feed")
+LISTENER_NAME = "licensing-feed-listener"
 
 
 class FeedSignal:
@@ -26,8 +28,15 @@ class FeedSignal:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        # Counts wake-ups, so readers woken by the same one can share a read (see `generation`).
+        self._epoch = 0
+        self._generations: dict[str, int] = defaultdict(int)
 
     def wake(self, partner_id: str | None) -> None:
+        if partner_id is None:
+            self._epoch += 1
+        else:
+            self._generations[partner_id] += 1
         groups = self._waiters.values() if partner_id is None else [self._waiters.get(partner_id, set())]
         for waiters in groups:
             for waiter in waiters:
@@ -43,6 +52,11 @@ class FeedSignal:
             self._waiters[partner_id].discard(event)
             if not self._waiters[partner_id]:
                 del self._waiters[partner_id]
+
+    def generation(self, partner_id: str) -> tuple[int, int]:
+        """Which wake-ups of this partner have happened: a read started after observing a generation
+        sees every commit that woke readers up to it."""
+        return self._epoch, self._generations[partner_id]
 
     def waiting(self) -> int:
         return sum(len(waiters) for waiters in self._waiters.values())
@@ -80,7 +94,10 @@ class PostgresListener:
             await asyncio.sleep(self._retry_seconds)
 
     async def _listen_until_lost(self) -> None:
-        connection = await asyncpg.connect(self._dsn)
+        # Named per process, so operators (and the multi-worker test) can find each worker's listener.
+        connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": f"{LISTENER_NAME} pid={os.getpid()}"}
+        )
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _connection: lost.set())

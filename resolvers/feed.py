@@ -1,16 +1,34 @@
-"""Following a partner's event feed from a cursor: replay what was missed, then go live, in order."""
+"""The event feed: follow a partner's events from a cursor, and the three subscriptions built on it.
+
+Replay what was missed, then go live, in order. A cursor is the partner's event sequence number
+(opaque to clients); every subscription item carries one, and any of them resumes any subscription.
+Every read here is its own short unit of work: nothing holds a connection while waiting for events.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+import weakref
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
 
+from domain.errors import DomainError, ErrorCode
+from domain.invoices import Invoice
+from domain.standing import Standing
 from persistence.database import Database
 from persistence.events import RecordedEvent
 from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
 
 BATCH = 500
+# A wake-up is only a hint; this is how long a follower waits without one before re-reading.
+POLL_SECONDS = 5.0
+MAX_WATCHED_KEYS = 100
+CURSOR_TAG = "feed"
 
 
 async def follow_events(
@@ -19,29 +37,241 @@ async def follow_events(
     *,
     after_seq: int,
     wanted: Callable[[RecordedEvent], bool] = lambda _event: True,
-    poll_seconds: float = 5.0,
-) -> AsyncIterator[RecordedEvent]:
+    poll_seconds: float = POLL_SECONDS,
+) -> AsyncGenerator[RecordedEvent, None]:
     """Yield the partner's events with seq > after_seq forever: no gap, no duplicate.
 
     Sequence numbers are taken under the partner's lock, so they commit in order and a cursor read
     never skips an event that commits later. Wake-ups only shorten the wait; the poll is the fallback.
     """
-    with database.signal.waiter(partner_id) as woken:
+    signal = database.signal
+    with signal.waiter(partner_id) as woken:
         while True:
             woken.clear()  # before reading: a commit after the read sets it again
-            async with UnitOfWork(database, read_only=True) as uow:
-                batch = await uow.events.after(partner_id, after_seq, limit=BATCH)
+            batch = await _shared_reads(database).after(partner_id, after_seq, signal.generation(partner_id))
             for event in batch:
                 after_seq = event.seq
                 if wanted(event):
                     yield event
             if len(batch) == BATCH:
                 continue
+            # asyncio.timeout, not wait_for: no extra task per follower per wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=poll_seconds)
+                async with asyncio.timeout(poll_seconds):
+                    await woken.wait()
+
+
+class SharedReads:
+    """Followers of one partner woken by the same commit ask for the same batch: read it once.
+
+    A read is shared only by followers that observed the same wake-up generation before asking, and it
+    starts after the first of them observed it, so it sees every commit that generation announced: a
+    thousand followers cost one query per commit instead of a thousand, with no gap.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._reading: dict[tuple[str, int, tuple[int, int]], SharedRead] = {}
+
+    async def after(self, partner_id: str, seq: int, generation: tuple[int, int]) -> list[RecordedEvent]:
+        key = (partner_id, seq, generation)
+        read = self._reading.get(key)
+        if read is None:
+            read = self._reading[key] = SharedRead()
+            # Its own task: a follower that leaves must not cancel the read the others wait for.
+            task = asyncio.ensure_future(self._read(partner_id, seq, read))
+            task.add_done_callback(lambda _task: self._reading.pop(key, None))
+        await read.done.wait()
+        if read.error is not None:
+            raise read.error
+        return read.events
+
+    async def _read(self, partner_id: str, seq: int, read: SharedRead) -> None:
+        try:
+            async with UnitOfWork(self._database, read_only=True) as uow:
+                read.events = await uow.events.after(partner_id, seq, limit=BATCH)
+        except Exception as error:
+            read.error = error
+        finally:
+            read.done.set()
+
+
+class SharedRead:
+    """One batch read that several followers wait for (an Event: cheaper than a Future per follower)."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.events: list[RecordedEvent] = []
+        self.error: Exception | None = None
+
+
+_SHARED_READS: weakref.WeakKeyDictionary[Database, SharedReads] = weakref.WeakKeyDictionary()
+
+
+def _shared_reads(database: Database) -> SharedReads:
+    reads = _SHARED_READS.get(database)
+    if reads is None:
+        reads = _SHARED_READS[database] = SharedReads(database)
+    return reads
 
 
 async def latest_seq(database: Database, partner_id: str) -> int:
     """The partner's current cursor: subscribing from here yields only what happens next."""
     async with UnitOfWork(database, read_only=True) as uow:
         return await uow.events.latest_seq(partner_id)
+
+
+# -- cursors ------------------------------------------------------------------------------------
+
+
+def encode_feed_cursor(seq: int) -> str:
+    """The opaque cursor of the partner's event number `seq` (0: before the first event)."""
+    return base64.urlsafe_b64encode(json.dumps([CURSOR_TAG, seq]).encode()).decode().rstrip("=")
+
+
+def decode_feed_cursor(cursor: str) -> int:
+    """The sequence number inside a cursor; anything that is not one of ours is INVALID_INPUT."""
+    problem = DomainError(ErrorCode.INVALID_INPUT, "'since' is not a cursor from this event feed.", "since")
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+        raise problem from error
+    if not (isinstance(value, list) and len(value) == 2 and value[0] == CURSOR_TAG):
+        raise problem
+    seq = value[1]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise problem
+    return seq
+
+
+async def current_cursor(ctx: RequestContext) -> str:
+    """The caller's feed position now: read state, then subscribe `since` this to miss nothing."""
+    return encode_feed_cursor(await latest_seq(ctx.database, ctx.partner_id()))
+
+
+async def _starting_seq(database: Database, partner_id: str, since: str | None) -> int:
+    """Where a subscription starts: after `since`, or (omitted) after the latest committed event."""
+    latest = await latest_seq(database, partner_id)
+    if since is None:
+        return latest
+    seq = decode_feed_cursor(since)
+    if seq > latest:
+        # Not a position this partner's feed has reached: resuming from it would skip events.
+        raise DomainError(ErrorCode.INVALID_INPUT, "'since' is not a cursor from this event feed.", "since")
+    return seq
+
+
+# -- subscriptions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StandingChange:
+    """A standing event (none for the snapshot sent on subscribing) and the standing when delivered."""
+
+    seq: int
+    event: RecordedEvent | None
+    standing: Standing
+
+
+@dataclass(frozen=True)
+class InvoiceUpdate:
+    """An invoice event and the invoice as it is when delivered."""
+
+    seq: int
+    event: RecordedEvent
+    invoice: Invoice
+
+
+async def license_events(
+    ctx: RequestContext,
+    *,
+    keys: Sequence[str] | None,
+    since: str | None,
+    poll_seconds: float = POLL_SECONDS,
+) -> AsyncGenerator[RecordedEvent, None]:
+    """The caller's license events, optionally only for `keys`; checks the arguments before streaming.
+
+    Another partner's key is never refused (that would tell whether it exists): it simply never
+    matches, because the stream only ever holds the caller's own partner's events.
+    """
+    partner_id = ctx.partner_id()
+    watched = _watched_keys(keys)
+    after_seq = await _starting_seq(ctx.database, partner_id, since)
+
+    def wanted(event: RecordedEvent) -> bool:
+        return event.stream == "license" and (watched is None or event.subject in watched)
+
+    return follow_events(
+        ctx.database, partner_id, after_seq=after_seq, wanted=wanted, poll_seconds=poll_seconds
+    )
+
+
+async def standing_changes(
+    ctx: RequestContext, *, since: str | None, poll_seconds: float = POLL_SECONDS
+) -> AsyncGenerator[StandingChange, None]:
+    """The caller's standing each time it moves; without `since`, first the standing as it is now."""
+    partner_id = ctx.partner_id()
+    after_seq = await _starting_seq(ctx.database, partner_id, since)
+
+    async def stream() -> AsyncGenerator[StandingChange, None]:
+        if since is None:
+            # Read after the cursor: a move committing in between is delivered again, never lost.
+            yield StandingChange(after_seq, None, await _standing(ctx.database, partner_id))
+        feed = follow_events(
+            ctx.database,
+            partner_id,
+            after_seq=after_seq,
+            wanted=lambda event: event.stream == "standing",
+            poll_seconds=poll_seconds,
+        )
+        async with contextlib.aclosing(feed):
+            async for event in feed:
+                yield StandingChange(event.seq, event, await _standing(ctx.database, partner_id))
+
+    return stream()
+
+
+async def invoice_updates(
+    ctx: RequestContext, *, since: str | None, poll_seconds: float = POLL_SECONDS
+) -> AsyncGenerator[InvoiceUpdate, None]:
+    """The caller's invoices each time one is finalized, paid, fails a charge or is voided."""
+    partner_id = ctx.partner_id()
+    after_seq = await _starting_seq(ctx.database, partner_id, since)
+
+    async def stream() -> AsyncGenerator[InvoiceUpdate, None]:
+        feed = follow_events(
+            ctx.database,
+            partner_id,
+            after_seq=after_seq,
+            wanted=lambda event: event.stream == "invoice",
+            poll_seconds=poll_seconds,
+        )
+        async with contextlib.aclosing(feed):
+            async for event in feed:
+                async with UnitOfWork(ctx.database, read_only=True) as uow:
+                    invoice = await uow.invoices.get(partner_id, event.subject)
+                if invoice is not None:
+                    yield InvoiceUpdate(event.seq, event, invoice)
+
+    return stream()
+
+
+def _watched_keys(keys: Sequence[str] | None) -> frozenset[str] | None:
+    if keys is None:
+        return None
+    if not 1 <= len(keys) <= MAX_WATCHED_KEYS:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"Watch 1 to {MAX_WATCHED_KEYS} keys, or omit 'keys' to watch every license.",
+            "keys",
+        )
+    return frozenset(keys)
+
+
+async def _standing(database: Database, partner_id: str) -> Standing:
+    async with UnitOfWork(database, read_only=True) as uow:
+        standing = await uow.standing.get(partner_id)
+    if standing is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    return standing

@@ -12,6 +12,7 @@ from strawberry.types import ExecutionContext
 
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
+from schema.feed import FeedQuery, FeedSubscription
 from schema.invoices import InvoiceQuery
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.partners import PartnerMutation, PartnerQuery
@@ -24,12 +25,19 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
-class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery, SupportQuery):
+class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery, SupportQuery, FeedQuery):
     pass
 
 
 @strawberry.type(description="Change licenses, payment methods and (staff) the system.")
 class Mutation(PartnerMutation, TokenMutation, LicenseMutation, BillingMutation, SandboxMutation):
+    pass
+
+
+@strawberry.type(
+    description="Live updates over graphql-transport-ws on /graphql (connection_params.authorization)."
+)
+class Subscription(FeedSubscription):
     pass
 
 
@@ -48,7 +56,7 @@ def build_schema(*, max_depth: int = 10, max_tokens: int = 2000, max_aliases: in
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
         MaskUnexpectedErrors,
     ]
-    return LicensingSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
 
 
 def export_sdl() -> str:

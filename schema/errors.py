@@ -9,6 +9,7 @@ from typing import TypeVar
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionResult, StreamExecutionResult
 
 from domain.errors import DomainError
 from domain.errors import ErrorCode as DomainErrorCode
@@ -51,6 +52,13 @@ class MaskUnexpectedErrors(SchemaExtension):
             return
         request_id = getattr(self.execution_context.context, "request_id", "unknown")
         result.errors = [present_error(error, request_id) for error in result.errors]
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """Over websockets each result is sent as it is yielded: present its errors before that."""
+        if isinstance(result, ExecutionResult) and result.errors:
+            request_id = getattr(self.execution_context.context, "request_id", "unknown")
+            result.errors = [present_error(error, request_id) for error in result.errors]
+        yield
 
 
 def present_error(error: GraphQLError, request_id: str) -> GraphQLError:

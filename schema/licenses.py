@@ -25,6 +25,7 @@ from domain.licenses import Transfer as DomainTransfer
 from domain.products import Product as DomainProduct
 from persistence.events import RecordedEvent
 from resolvers import licenses
+from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
 from schema.errors import UserError, attempt
@@ -50,6 +51,10 @@ class OrderDirection(Enum):
 
 @strawberry.type(description="One entry in a license's history: a transition, or a transfer offer.")
 class LicenseEvent:
+    cursor: str = strawberry.field(
+        description="Where this event sits in the partner's feed: `licenseEvents(since:)` resumes after it."
+    )
+    key: str = strawberry.field(description="The license key the event is about.")
     seq: int = strawberry.field(description="The partner's event sequence number (orders its history).")
     action: str = strawberry.field(
         description="issue, receive, assign, move, unassign, revoke, transfer, "
@@ -66,6 +71,8 @@ class LicenseEvent:
     @classmethod
     def from_recorded(cls, event: RecordedEvent) -> LicenseEvent:
         return cls(
+            cursor=encode_feed_cursor(event.seq),
+            key=event.subject,
             seq=event.seq,
             action=event.action,
             from_state=None if event.from_state is None else LicenseState(event.from_state),

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from starlette.applications import Starlette
 
 from app.demo import DEMO_CATALOG
 from app.http import create_app
@@ -112,9 +113,27 @@ async def partner(api: Api, staff_token: str) -> PartnerAccess:
     return await enrol(api, staff_token)
 
 
+@dataclass
+class LiveServer:
+    """The app under a real uvicorn: its address and its app (to reach the worker's own database)."""
+
+    address: str
+    app: Starlette
+
+    @property
+    def database(self) -> Database:
+        """The worker's database: writes through it wake this worker's subscribers, as on SQLite."""
+        database: Database = self.app.state.services.database
+        return database
+
+    def followers(self) -> int:
+        """How many subscriptions of this worker are registered for wake-ups (a fence for tests)."""
+        return self.database.signal.waiting()
+
+
 @pytest.fixture
-async def live_server(database_url: str, clock: SettableClock, catalog: None) -> AsyncIterator[str]:
-    """The app under a real uvicorn on a free port (same process, same clock); yields host:port."""
+async def served(database_url: str, clock: SettableClock, catalog: None) -> AsyncIterator[LiveServer]:
+    """The app under a real uvicorn on a free port (same process, same clock)."""
     app = create_app(Settings(database_url=database_url, sandbox=True), clock=clock)
     port = free_port()
     server = uvicorn.Server(
@@ -127,9 +146,22 @@ async def live_server(database_url: str, clock: SettableClock, catalog: None) ->
         if serving.done():
             serving.result()
         await asyncio.sleep(0.02)
-    yield f"127.0.0.1:{port}"
+    yield LiveServer(f"127.0.0.1:{port}", app)
     server.should_exit = True
     await serving
+
+
+@pytest.fixture
+def live_server(served: LiveServer) -> str:
+    """host:port of the live server."""
+    return served.address
+
+
+@pytest.fixture
+async def live_api(served: LiveServer) -> AsyncIterator[Api]:
+    """GraphQL over real HTTP to the live server, so its commits wake its own subscribers."""
+    async with httpx.AsyncClient(base_url=f"http://{served.address}", timeout=30) as client:
+        yield Api(client)
 
 
 class GraphQLSocket:

@@ -108,3 +108,24 @@ async def test_a_second_worker_is_woken_by_notify_and_catches_up_after_losing_it
     finally:
         await listener.stop()
         await other_worker.dispose()
+
+
+async def test_followers_of_one_partner_share_reads_and_each_gets_every_event_once(
+    database: Database,
+) -> None:
+    partner_id = await new_partner(database)
+    feeds = [follow_events(database, partner_id, after_seq=0, poll_seconds=60) for _ in range(5)]
+    leaving = follow_events(database, partner_id, after_seq=0, poll_seconds=60)
+    pending = [asyncio.ensure_future(take(feed, 3)) for feed in feeds]
+    gone = asyncio.ensure_future(take(leaving, 3))
+    await asyncio.sleep(0.05)
+    await record(database, partner_id, "a")
+    # Let the woken followers start their shared read, then one leaves (it may be the one that started
+    # it): the read the others wait for must not be cancelled with it.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gone.cancel()
+    await record(database, partner_id, "b", "c")
+    assert await asyncio.gather(*pending) == [["a", "b", "c"]] * 5
+    for feed in feeds:
+        await feed.aclose()

@@ -1,0 +1,308 @@
+"""Subscriptions under load: 1,000 websocket subscribers on one worker, latency from a mutation to delivery.
+
+Starts one real worker (`python -m app.cli serve`, a subprocess) on a temporary SQLite file (and on
+PostgreSQL when DATABASE_URL points at one: use a scratch database), opens the subscribers from this
+process over loopback (`licenseEvents` with a cursor), then issues licenses one at a time through HTTP
+and times each delivery from the moment the mutation was sent (an upper bound on commit → delivery: it
+includes the mutation's own work; its round trip alone is printed for comparison). Two scenarios:
+every subscriber on one partner (each mutation fans out to all of them), and the subscribers spread
+over several partners (each mutation reaches one partner's share). Memory per idle subscriber is the
+worker's RSS growth (from /proc) divided by the number of subscribers.
+
+    .venv/bin/python bench/subscriptions.py [--subscribers 1000] [--mutations 20] [--partners 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import websockets
+
+from app.demo import DEMO_CATALOG
+from domain.standing import StandingEvent
+from persistence import migrate
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
+from resolvers.partners import enrol_partner
+from resolvers.standing import apply_standing_event
+from resolvers.tokens import mint_token
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+SUBSCRIBE = "subscription($since: String) { licenseEvents(since: $since) { key seq action toState } }"
+ISSUE = """mutation { issueLicenses(input: {items: [{productSlug: "jetpack-backup", quantity: 1}]}) {
+  licenses { key } errors { code } } }"""
+CURSOR = "{ eventCursor }"
+WAIT_SECONDS = 60
+
+
+@dataclass
+class Partner:
+    id: str
+    token: str
+    cursor: str = ""
+
+
+@dataclass
+class Arrivals:
+    """When each license key's event reached each subscriber (perf_counter seconds)."""
+
+    times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, key: str) -> None:
+        self.times[key].append(time.perf_counter())
+        self.changed.set()
+
+    async def wait_for(self, key: str, count: int) -> list[float]:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while len(self.times[key]) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.times[key]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: list[float], p: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1] if len(samples) > 1 else samples[0]
+
+
+async def seed_partners(url: str, count: int) -> list[Partner]:
+    database = Database(url)
+    made = []
+    try:
+        async with UnitOfWork(database) as uow:
+            for product in DEMO_CATALOG:
+                await uow.products.save(product)
+        for number in range(count):
+            async with UnitOfWork(database) as uow:
+                partner = await enrol_partner(
+                    uow, name=f"Bench Agency {number}", billing_zone="UTC", currency="usd", now=START
+                )
+                token = await mint_token(uow, partner_id=partner.id, staff=False, label="bench", at=START)
+                await apply_standing_event(
+                    uow, partner_id=partner.id, event=StandingEvent.PAYMENT_METHOD_ADDED, at=START
+                )
+            made.append(Partner(partner.id, token.secret))
+    finally:
+        await database.dispose()
+    return made
+
+
+@contextlib.asynccontextmanager
+async def worker(url: str, log: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=url, LICENSING_SANDBOX="1", PYTHONPATH=str(ROOT))
+    env["LICENSING_SANDBOX_START"] = START.isoformat()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    address = f"127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"http://{address}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield process, address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def subscriber(
+    address: str, partner: Partner, arrivals: Arrivals, ready: asyncio.Semaphore, opened: list[int]
+) -> None:
+    async with ready:
+        ws = await websockets.connect(
+            f"ws://{address}/graphql",
+            subprotocols=["graphql-transport-ws"],
+            max_queue=None,  # type: ignore[list-item]
+        )
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {partner.token}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        payload = {"query": SUBSCRIBE, "variables": {"since": partner.cursor}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        opened.append(1)
+    try:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "next":
+                arrivals.record(message["payload"]["data"]["licenseEvents"]["key"])
+            elif message["type"] == "ping":
+                await ws.send(json.dumps({"type": "pong"}))
+            elif message["type"] in {"error", "complete"}:
+                raise RuntimeError(f"subscription ended: {message}")
+    finally:
+        await ws.close()
+
+
+async def issue_one(client: httpx.AsyncClient, partner: Partner) -> str:
+    response = await client.post(
+        "/graphql", json={"query": ISSUE}, headers={"Authorization": f"Bearer {partner.token}"}
+    )
+    payload = response.json()["data"]["issueLicenses"]
+    assert payload["errors"] == [], payload
+    key: str = payload["licenses"][0]["key"]
+    return key
+
+
+async def scenario(url: str, label: str, subscribers: int, partner_count: int, mutations: int) -> None:
+    partners = await seed_partners(url, partner_count)
+    with tempfile.TemporaryDirectory() as scratch:
+        async with (
+            worker(url, Path(scratch) / "worker.log") as (process, address),
+            httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as client,
+        ):
+            for partner in partners:
+                answer = await client.post(
+                    "/graphql", json={"query": CURSOR}, headers={"Authorization": f"Bearer {partner.token}"}
+                )
+                partner.cursor = answer.json()["data"]["eventCursor"]
+            alone = []
+            for _ in range(5):
+                sent = time.perf_counter()
+                await issue_one(client, partners[0])
+                alone.append(time.perf_counter() - sent)
+            # Baseline after the worker has served both kinds of request once.
+            idle_before = rss_kib(process.pid)
+            client_before = rss_kib(os.getpid())
+
+            arrivals = Arrivals()
+            opened: list[int] = []
+            shares = [partners[n % partner_count] for n in range(subscribers)]
+            connect_started = time.perf_counter()
+            tasks = [
+                asyncio.create_task(subscriber(address, share, arrivals, asyncio.Semaphore(1), opened))
+                for share in shares
+            ]
+            per_partner = {p.id: sum(1 for s in shares if s is p) for p in partners}
+            # The fence: one mutation per partner reaches every subscriber, so all of them are live.
+            for partner in partners:
+                key = await issue_one(client, partner)
+                await arrivals.wait_for(key, per_partner[partner.id])
+            connect_seconds = time.perf_counter() - connect_started
+            await asyncio.sleep(1)
+            idle_after = rss_kib(process.pid)
+            client_after = rss_kib(os.getpid())
+
+            target = partners[0]
+            latencies: list[float] = []
+            last_deliveries: list[float] = []
+            server_cpu = cpu_seconds(process.pid)
+            client_cpu = resource.getrusage(resource.RUSAGE_SELF)
+            phase_started = time.perf_counter()
+            for _ in range(mutations):
+                sent = time.perf_counter()
+                key = await issue_one(client, target)
+                times = await arrivals.wait_for(key, per_partner[target.id])
+                samples = [arrived - sent for arrived in times]
+                latencies += samples
+                last_deliveries.append(max(samples))
+            phase_seconds = time.perf_counter() - phase_started
+            server_cpu = cpu_seconds(process.pid) - server_cpu
+            client_usage = resource.getrusage(resource.RUSAGE_SELF)
+            client_cpu_seconds = (client_usage.ru_utime - client_cpu.ru_utime) + (
+                client_usage.ru_stime - client_cpu.ru_stime
+            )
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    fanout = per_partner[target.id]
+    deliveries = len(latencies)
+    print(f"\n  {label}: {subscribers} subscribers over {partner_count} partner(s); {fanout} per mutation")
+    print(f"    opened and confirmed live in {connect_seconds:.1f} s")
+    print(
+        f"    mutation alone (no subscribers): p50 {1000 * statistics.median(alone):.1f} ms"
+        f"   ·   send → delivery over {mutations} mutations ({deliveries} deliveries):"
+    )
+    print(
+        f"    p50 {1000 * percentile(latencies, 50):.1f} ms   p99 {1000 * percentile(latencies, 99):.1f} ms"
+        f"   max {1000 * max(latencies):.1f} ms   (goal p99 ≤ 250 ms: "
+        f"{'met' if percentile(latencies, 99) <= 0.25 else 'missed'})"
+    )
+    print(
+        "    last delivery of a mutation, median over mutations: "
+        f"{1000 * statistics.median(last_deliveries):.1f} ms"
+    )
+    print(
+        f"    worker RSS {idle_before / 1024:.1f} → {idle_after / 1024:.1f} MiB: "
+        f"{(idle_after - idle_before) / subscribers:.1f} KiB per idle subscriber"
+        f"   (client: {(client_after - client_before) / subscribers:.1f} KiB per socket)"
+    )
+    print(
+        f"    CPU during the mutations ({phase_seconds:.1f} s wall): worker {server_cpu:.1f} s "
+        f"({1e6 * server_cpu / max(deliveries, 1):.0f} µs per delivery), "
+        f"client {client_cpu_seconds:.1f} s "
+        f"({1e6 * client_cpu_seconds / max(deliveries, 1):.0f} µs per receipt)"
+    )
+
+
+async def run(url: str, name: str, args: argparse.Namespace) -> None:
+    await migrate.upgrade_async(url)
+    print(f"== {name}")
+    await scenario(url, "one partner", args.subscribers, 1, args.mutations)
+    await scenario(url, "spread", args.subscribers, args.partners, args.mutations)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--mutations", type=int, default=20)
+    parser.add_argument("--partners", type=int, default=50, help="partners in the spread scenario")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.subscribers + 256)), hard))
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(run(f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", "SQLite", args))
+    postgres = os.environ.get("DATABASE_URL", "")
+    if postgres.startswith("postgresql"):
+        asyncio.run(run(postgres, "PostgreSQL", args))
+
+
+if __name__ == "__main__":
+    main()
