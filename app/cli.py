@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 
-from app.demo import seed_demo
+from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
-from app.http import make_clock
+from app.http import make_clock, make_gateway
 from app.settings import Settings
 from domain.clock import SystemClock
 from domain.errors import DomainError
+from payments.gateway import GatewayUnavailable
 from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.collection import run_dunning
 from resolvers.partners import enrol_partner
 from resolvers.tokens import mint_token
 
@@ -53,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--access-file", default=".licensing-demo.json")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(run=_demo)
+
+    billing = commands.add_parser("billing", help="collection work").add_subparsers()
+    dunning = billing.add_parser(
+        "dunning",
+        help="run due collection work: charge invoices an outage left open, retry past-due invoices on "
+        "their dunning days, revoke the licenses of partners past due too long",
+    )
+    dunning.add_argument("--at", help="ISO instant to run as (default: now, or the sandbox start)")
+    dunning.set_defaults(run=_dunning)
 
     diagrams = commands.add_parser("diagrams", help="write the state machines as Mermaid into README.md")
     diagrams.add_argument("--readme", type=Path, default=README)
@@ -97,9 +109,20 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     async def seed() -> None:
         database = Database(settings.database_url)
+        gateway = make_gateway(settings)
         try:
-            access = await seed_demo(database, make_clock(settings), Path(args.access_file))
+            access = await seed_demo(
+                database, make_clock(settings), Path(args.access_file), gateway, settings.support
+            )
+        except GatewayUnavailable:
+            print(
+                f"warning: Stripe is not reachable at {settings.stripe_api_base} (`make run` starts "
+                "localstripe there); the demo partner has no card and cannot issue licenses.",
+                file=sys.stderr,
+            )
+            access = await seed_demo_without_card(database, make_clock(settings), Path(args.access_file))
         finally:
+            await gateway.close()
             await database.dispose()
         url = f"http://127.0.0.1:{args.port}/graphql"
         print(f"\nGraphiQL:        {url}")
@@ -112,6 +135,27 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"       -H 'Content-Type: application/json' -d '{{\"query\": \"{EXAMPLE_QUERY}\"}}'\n")
 
     asyncio.run(seed())
+    return 0
+
+
+def _dunning(args: argparse.Namespace, settings: Settings) -> int:
+    now = datetime.fromisoformat(args.at) if args.at else make_clock(settings).now()
+    if now.tzinfo is None:
+        raise SystemExit("error: --at needs an offset, e.g. 2026-08-04T09:00:00+00:00")
+
+    async def run() -> None:
+        database = Database(settings.database_url)
+        gateway = make_gateway(settings)
+        try:
+            report = await run_dunning(database, gateway, now=now, policy=settings.collection_policy())
+        finally:
+            await gateway.close()
+            await database.dispose()
+        for name, part in (("open invoices charged", report.collected), ("past-due retries", report.retried)):
+            print(f"{name}: paid {part.paid}, past due {part.past_due}, uncollected {part.uncollected}")
+        print(f"licenses revoked: {report.licenses_revoked} (partners: {report.partners_revoked})")
+
+    asyncio.run(run())
     return 0
 
 

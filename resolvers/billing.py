@@ -1,9 +1,9 @@
-"""Billing use cases: the live estimate of a month, and closing a month into invoices."""
+"""Billing use cases: the live estimate of a month, and closing a month into invoices (then charging them)."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -21,10 +21,12 @@ from domain.invoices import (
     next_invoice_status,
 )
 from domain.partners import SUPPORTED_CURRENCIES, Partner
+from domain.payments import ChargeTrigger
 from persistence.database import Database
 from persistence.events import NewEvent
 from persistence.pagination import Page, decode_cursor, encode_cursor, page_size
 from persistence.unit_of_work import UnitOfWork
+from resolvers.collection import CollectionReport, Collector, collect_open_invoices
 from resolvers.context import RequestContext
 
 # The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.
@@ -107,10 +109,14 @@ class CloseReport:
     closed: int
     already_closed: int
     pending: int
+    collection: CollectionReport = field(default_factory=CollectionReport)
 
 
 async def close_billing_month(ctx: RequestContext, *, month: str) -> CloseReport:
-    """Staff: finalize every partner's month into an invoice. Safe to re-run; each partner commits alone."""
+    """Staff: finalize every partner's month into an invoice, then charge each open invoice of the month.
+
+    Safe to re-run: each partner's finalization commits alone, and each charge is its own attempt.
+    """
     ctx.require_staff()
     billing_month = BillingMonth.parse(month)
     now = ctx.clock.now()
@@ -119,11 +125,14 @@ async def close_billing_month(ctx: RequestContext, *, month: str) -> CloseReport
         await close_partner_month(ctx.database, partner_id, billing_month, now=now, request_id=ctx.request_id)
         for partner_id in await partners_to_close(ctx.database, billing_month)
     ]
+    collector = Collector(ctx.database, ctx.payments(), ctx.collection, now, ctx.request_id)
+    collection = await collect_open_invoices(collector, ChargeTrigger.MONTH_CLOSE, [str(billing_month)])
     return CloseReport(
         month=billing_month,
         closed=outcomes.count(CloseOutcome.CLOSED),
         already_closed=outcomes.count(CloseOutcome.ALREADY_CLOSED),
         pending=outcomes.count(CloseOutcome.PENDING),
+        collection=collection,
     )
 
 
