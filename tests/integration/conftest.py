@@ -239,7 +239,9 @@ mutation($input: AddPaymentMethodInput!) {
 }"""
 
 
-async def add_card(api: Api, token: str, payment_method_id: str, make_primary: bool = False) -> dict[str, Any]:
+async def add_card(
+    api: Api, token: str, payment_method_id: str, make_primary: bool = False
+) -> dict[str, Any]:
     """Keep a card on file (asserting it worked) and return it as the API shows it."""
     body = await api.data(
         ADD_PAYMENT_METHOD,
