@@ -36,6 +36,7 @@ from tests.integration.payment_operations import (
     PAY,
     VISA,
     card_typed_in,
+    cards_on_file,
     first_of,
     intents_for_invoice,
     invoices_of,
@@ -287,6 +288,11 @@ async def test_a_dunning_retry_falls_back_to_a_newly_added_card_and_restores_goo
     report = await run_dunning(database, gateway, now=clock.now(), policy=POLICY)
 
     assert report.retried.paid >= 1
+    assert [a.status for a in await attempts_of(database, invoice["id"])] == [
+        AttemptStatus.FAILED,  # month close, the declining card
+        AttemptStatus.FAILED,  # day 3: primary first, still declining
+        AttemptStatus.SUCCEEDED,  # then the new card
+    ]
     assert (await july_invoice(api, access.token))["status"] == "PAID"
     assert (await standing(api, access.token))["state"] == "GOOD"
 
@@ -389,8 +395,6 @@ async def test_a_card_detached_at_stripe_is_removed_the_next_promoted_and_the_la
     api: Api, staff_token: str, localstripe: LocalStripe
 ) -> None:
     access = await partner_with(api, staff_token, localstripe, VISA, VISA)
-    from tests.integration.payment_operations import cards_on_file
-
     first, second = await cards_on_file(api, access.token)
     for card in (first, second):
         body, signature = signed_event(
