@@ -600,7 +600,8 @@ async def _payment_intent_event(uow: UnitOfWork, event: WebhookEvent, now: datet
             payment_intent_id=intent_id,
             failure_code=None if succeeded else (problem.get("code") or "card_declined"),
         )
-        if not succeeded:
+        if not succeeded and attempt.status is AttemptStatus.UNKNOWN:
+            # Only an attempt whose answer was lost: a pending one's collector is still trying other cards.
             await mark_past_due(uow, invoice, at=now, request_id=None)
     if succeeded:
         await record_payment(

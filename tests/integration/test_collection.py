@@ -409,3 +409,40 @@ async def test_a_card_detached_at_stripe_is_removed_the_next_promoted_and_the_la
 
     assert await cards_on_file(api, access.token) == []
     assert (await standing(api, access.token))["state"] == "NO_PAYMENT_METHOD"
+
+
+async def test_a_failed_webhook_for_a_charge_whose_answer_was_lost_makes_the_open_invoice_past_due(
+    api: Api,
+    stripe_down_api: Api,
+    staff_token: str,
+    database: Database,
+    localstripe: LocalStripe,
+    clock: SettableClock,
+) -> None:
+    access = await partner_with(api, staff_token, localstripe, VISA)
+    await issue(api, access.token)
+    clock.advance_to(first_of(8))
+    await stripe_down_api.data(CLOSE, {"month": "2026-07"}, staff_token)
+    invoice = await july_invoice(api, access.token)
+    [lost] = await attempts_of(database, invoice["id"])
+    assert (invoice["status"], lost.status) == ("OPEN", AttemptStatus.UNKNOWN)
+    intent = {
+        "id": f"pi_lost_{lost.id}",
+        "object": "payment_intent",
+        "metadata": {"invoice_id": invoice["id"]},
+        "last_payment_error": {"code": "card_declined"},
+    }
+    body, signature = signed_event("payment_intent.payment_failed", intent, f"evt_failed_{lost.id}")
+
+    delivered = await deliver(api, body, signature)
+
+    assert (delivered.status_code, delivered.json()["outcome"]) == (200, "applied")
+    [failed] = await attempts_of(database, invoice["id"])
+    assert (failed.status, failed.failure_code, failed.payment_intent_id) == (
+        AttemptStatus.FAILED,
+        "card_declined",
+        f"pi_lost_{lost.id}",
+    )
+    assert (await july_invoice(api, access.token))["status"] == "PAST_DUE"
+    owing = await standing(api, access.token)
+    assert (owing["state"], owing["reasonInvoiceId"]) == ("PAST_DUE", invoice["id"])
