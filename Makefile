@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# localstripe (a fake Stripe from the dev extras) serves the demo's payments; its state lives in memory.
+STRIPE_PORT ?= 8420
 
 .PHONY: run test test-postgres lint bench schema clean
 
@@ -12,9 +14,14 @@ $(BIN)/licensing: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# localstripe runs in the background for as long as the server does (the trap stops it on exit).
 run: $(BIN)/licensing
-	LICENSING_SANDBOX=$${LICENSING_SANDBOX:-1} $(BIN)/licensing demo --port $(PORT)
-	LICENSING_SANDBOX=$${LICENSING_SANDBOX:-1} $(BIN)/licensing serve --port $(PORT)
+	@$(BIN)/python -m tests.localstripe_server --port $(STRIPE_PORT) --from-scratch > .localstripe.log 2>&1 & \
+	stripe_pid=$$!; trap 'kill $$stripe_pid 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/python -m tests.localstripe_server wait $(STRIPE_PORT); \
+	export STRIPE_API_BASE=$${STRIPE_API_BASE:-http://127.0.0.1:$(STRIPE_PORT)}; \
+	export LICENSING_SANDBOX=$${LICENSING_SANDBOX:-1}; \
+	$(BIN)/licensing demo --port $(PORT) && $(BIN)/licensing serve --port $(PORT)
 
 test: $(BIN)/licensing
 	$(BIN)/pytest

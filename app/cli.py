@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 
-from app.demo import seed_demo
+from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
-from app.http import make_clock
+from app.http import make_clock, make_gateway
 from app.settings import Settings
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
 from domain.errors import DomainError
+from payments.gateway import GatewayUnavailable
 from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import CloseReport, close_month
+from resolvers.collection import Collector, run_dunning
 from resolvers.partners import enrol_partner
 from resolvers.tokens import mint_token
 
@@ -56,15 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(run=_demo)
 
+    billing = commands.add_parser("billing", help="month close and collection").add_subparsers()
+    close = billing.add_parser("close", help="finalize every partner's invoice for a month, then charge them")
+    close.add_argument("--month", required=True, help="YYYY-MM, a month that has ended")
+    close.set_defaults(run=_close_month)
+    dunning = billing.add_parser(
+        "dunning",
+        help="run due collection work: charge invoices an outage left open, retry past-due invoices on "
+        "their dunning days, revoke the licenses of partners past due too long",
+    )
+    dunning.add_argument("--at", help="ISO instant to run as (default: now, or the sandbox start)")
+    dunning.set_defaults(run=_dunning)
+
     diagrams = commands.add_parser("diagrams", help="write the state machines as Mermaid into README.md")
     diagrams.add_argument("--readme", type=Path, default=README)
     diagrams.add_argument("--check", action="store_true", help="only report whether README.md is current")
     diagrams.set_defaults(run=_diagrams)
-
-    billing = commands.add_parser("billing", help="month close").add_subparsers()
-    close = billing.add_parser("close", help="finalize every partner's invoice for a month")
-    close.add_argument("--month", required=True, help="YYYY-MM, a month that has ended")
-    close.set_defaults(run=_close_month)
 
     partner = commands.add_parser("partner", help="manage partners").add_subparsers()
     create_partner = partner.add_parser("create", help="enrol a partner")
@@ -112,9 +122,20 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     async def seed() -> None:
         database = Database(settings.database_url)
+        gateway = make_gateway(settings)
         try:
-            access = await seed_demo(database, make_clock(settings), Path(args.access_file))
+            access = await seed_demo(
+                database, make_clock(settings), Path(args.access_file), gateway, settings.support
+            )
+        except GatewayUnavailable:
+            print(
+                f"warning: Stripe is not reachable at {settings.stripe_api_base} (`make run` starts "
+                "localstripe there); the demo partner has no card and cannot issue licenses.",
+                file=sys.stderr,
+            )
+            access = await seed_demo_without_card(database, make_clock(settings), Path(args.access_file))
         finally:
+            await gateway.close()
             await database.dispose()
         url = f"http://127.0.0.1:{args.port}/graphql"
         print(f"\nGraphiQL:        {url}")
@@ -127,6 +148,27 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"       -H 'Content-Type: application/json' -d '{{\"query\": \"{EXAMPLE_QUERY}\"}}'\n")
 
     asyncio.run(seed())
+    return 0
+
+
+def _dunning(args: argparse.Namespace, settings: Settings) -> int:
+    now = datetime.fromisoformat(args.at) if args.at else make_clock(settings).now()
+    if now.tzinfo is None:
+        raise SystemExit("error: --at needs an offset, e.g. 2026-08-04T09:00:00+00:00")
+
+    async def run() -> None:
+        database = Database(settings.database_url)
+        gateway = make_gateway(settings)
+        try:
+            report = await run_dunning(database, gateway, now=now, policy=settings.collection_policy())
+        finally:
+            await gateway.close()
+            await database.dispose()
+        for name, part in (("open invoices charged", report.collected), ("past-due retries", report.retried)):
+            print(f"{name}: paid {part.paid}, past due {part.past_due}, uncollected {part.uncollected}")
+        print(f"licenses revoked: {report.licenses_revoked} (partners: {report.partners_revoked})")
+
+    asyncio.run(run())
     return 0
 
 
@@ -146,15 +188,20 @@ def _close_month(args: argparse.Namespace, settings: Settings) -> int:
 
     async def close() -> CloseReport:
         database = Database(settings.database_url)
+        gateway = make_gateway(settings)
+        collector = Collector(database, gateway, settings.collection_policy(), make_clock(settings).now())
         try:
-            return await close_month(database, month, now=SystemClock().now(), progress=_progress_bar)
+            return await close_month(collector, month, progress=_progress_bar)
         finally:
+            await gateway.close()
             await database.dispose()
 
     report = asyncio.run(close())
+    collected = report.collection
     print(
         f"\n{report.month}: {report.closed} closed, {report.already_closed} already closed, "
-        f"{report.pending} pending (month not over in their zone)"
+        f"{report.pending} pending (month not over in their zone)\n"
+        f"charged: paid {collected.paid}, past due {collected.past_due}, uncollected {collected.uncollected}"
     )
     return 0
 

@@ -7,12 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domain.clock import Clock
+from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner
+from domain.principals import Principal
 from domain.products import Product
+from domain.support import SupportContact
+from payments.gateway import GatewayRefused, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.context import RequestContext
 from resolvers.partners import new_partner_id
+from resolvers.payments import add_payment_method, forget_customer
 from resolvers.tokens import mint_token
+
+# Stripe's test token for a Visa that always succeeds (4242 4242 4242 4242).
+DEMO_CARD = "pm_card_visa"
 
 # Daily prices in micro-dollars: yearly list price / 365, rounded to the micro.
 DEMO_CATALOG: tuple[Product, ...] = (
@@ -41,8 +50,50 @@ class DemoAccess:
     partner_token: str
 
 
-async def seed_demo(database: Database, clock: Clock, access_file: Path) -> DemoAccess:
-    """Create the demo once; later runs keep the data and read the saved tokens back."""
+async def seed_demo(
+    database: Database, clock: Clock, access_file: Path, gateway: PaymentGateway, support: SupportContact
+) -> DemoAccess:
+    """Create the demo once (later runs keep the data and the tokens) and make sure the demo partner has
+    a working test card, so it is in good standing."""
+    access = await _seed_data(database, clock, access_file)
+    ctx = RequestContext(
+        database=database,
+        clock=clock,
+        principal=Principal("demo-seed", access.partner_id, False),
+        request_id="demo-seed",
+        support=support,
+        gateway=gateway,
+    )
+    await ensure_demo_card(ctx, access.partner_id)
+    return access
+
+
+async def ensure_demo_card(ctx: RequestContext, partner_id: str) -> None:
+    """Keep the demo's card if Stripe still knows it; localstripe forgets everything when it restarts, so
+    then the stale mirror is dropped and a fresh test card is attached."""
+    async with ctx.reader() as uow:
+        customer = await uow.customers.get(partner_id)
+        on_file = await uow.payment_methods.active(partner_id)
+    primary = next((method for method in on_file if method.is_primary), None)
+    if customer is not None and primary is not None:
+        try:
+            await ctx.payments().set_default_payment_method(customer, primary.stripe_id)
+            return
+        except (DomainError, GatewayRefused) as error:
+            if isinstance(error, DomainError) and error.code is not ErrorCode.PAYMENT_METHOD_NOT_FOUND:
+                raise
+        await forget_customer(ctx.database, partner_id, ctx.clock.now())
+    elif customer is not None:
+        await forget_customer(ctx.database, partner_id, ctx.clock.now())
+    await add_payment_method(ctx, payment_method_id=DEMO_CARD, make_primary=True)
+
+
+async def seed_demo_without_card(database: Database, clock: Clock, access_file: Path) -> DemoAccess:
+    """The demo's data when Stripe cannot be reached: the partner stays without a payment method."""
+    return await _seed_data(database, clock, access_file)
+
+
+async def _seed_data(database: Database, clock: Clock, access_file: Path) -> DemoAccess:
     async with UnitOfWork(database) as uow:
         for product in DEMO_CATALOG:
             await uow.products.save(product)

@@ -1,4 +1,4 @@
-"""The Starlette application: /graphql (HTTP, GraphiQL, websockets), /healthz."""
+"""The Starlette application: /graphql (HTTP, GraphiQL, websockets), /webhooks/stripe, /healthz."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ from strawberry.types.unset import UNSET, UnsetType
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
+from payments.gateway import PaymentGateway, WebhookRejected
+from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.feed import PostgresListener
+from resolvers.collection import apply_webhook
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv
 from resolvers.tokens import authenticate
@@ -33,10 +36,16 @@ log = logging.getLogger("licensing.http")
 class Services:
     """Everything a request needs that outlives it."""
 
-    def __init__(self, settings: Settings, database: Database, clock: Clock) -> None:
+    def __init__(self, settings: Settings, database: Database, clock: Clock, gateway: PaymentGateway) -> None:
         self.settings = settings
         self.database = database
         self.clock = clock
+        self.gateway = gateway
+        self.collection = settings.collection_policy()
+
+
+def make_gateway(settings: Settings) -> StripeGateway:
+    return StripeGateway(settings.stripe_api_key, settings.stripe_api_base, settings.stripe_webhook_secret)
 
 
 def make_clock(settings: Settings) -> Clock:
@@ -111,12 +120,23 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             support=services.settings.support,
             sandbox=services.settings.sandbox,
             credential_problem=problem,
+            gateway=services.gateway,
+            collection=services.collection,
         )
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, gateway: PaymentGateway | None = None
+) -> Starlette:
+    """The app; tests pass their clock and gateway (then they close the gateway themselves)."""
     settings = settings or Settings.from_env()
-    services = Services(settings, Database(settings.database_url), clock or make_clock(settings))
+    owns_gateway = gateway is None
+    services = Services(
+        settings,
+        Database(settings.database_url),
+        clock or make_clock(settings),
+        gateway if gateway is not None else make_gateway(settings),
+    )
     graphql = LicensingGraphQL(services)
 
     async def healthz(_request: Request) -> JSONResponse:
@@ -140,6 +160,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             if listener is not None:
                 await listener.stop()
+            if owns_gateway:
+                await services.gateway.close()
             await services.database.dispose()
 
     async def invoice_csv(request: Request) -> Response:
@@ -157,8 +179,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
         )
 
+    async def stripe_webhook(request: Request) -> Response:
+        """Verify the signature on the raw body first: a bad or stale one is a 400 and nothing is applied."""
+        payload = await request.body()
+        try:
+            event = services.gateway.parse_webhook(payload, request.headers.get("stripe-signature"))
+        except WebhookRejected as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        outcome = await apply_webhook(services.database, services.gateway, event, now=services.clock.now())
+        return JSONResponse({"received": True, "outcome": outcome.value})
+
     app = Starlette(
         routes=[
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/invoices/{invoice_id}/day-lines.csv", invoice_csv),
             WebSocketRoute("/graphql", graphql),

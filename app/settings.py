@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from domain.payments import (
+    DEFAULT_IN_FLIGHT_MINUTES,
+    DEFAULT_RETRY_DAYS,
+    DEFAULT_REVOKE_AFTER_DAYS,
+    CollectionPolicy,
+)
 from domain.support import SupportContact
 from persistence.database import DEFAULT_DATABASE_URL
 
@@ -35,6 +41,11 @@ class Settings:
     stripe_api_key: str = "sk_test_localstripe"
     stripe_api_base: str = "http://127.0.0.1:8420"
     stripe_webhook_secret: str = "whsec_localstripe"
+    # Dunning: retry a past-due invoice on these days after it went past due; revoke licenses after.
+    dunning_retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
+    dunning_revoke_after_days: int = DEFAULT_REVOKE_AFTER_DAYS
+    # A charge still pending after this long was abandoned by a crash and is re-sent with its key.
+    charge_in_flight_minutes: int = DEFAULT_IN_FLIGHT_MINUTES
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -42,6 +53,13 @@ class Settings:
             url="https://example.com/partners/support",
         )
     )
+
+    def collection_policy(self) -> CollectionPolicy:
+        return CollectionPolicy(
+            retry_days=self.dunning_retry_days,
+            revoke_after_days=self.dunning_revoke_after_days,
+            in_flight=timedelta(minutes=self.charge_in_flight_minutes),
+        )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +81,13 @@ class Settings:
             stripe_api_key=os.environ.get("STRIPE_API_KEY") or "sk_test_localstripe",
             stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",
             stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_localstripe",
+            dunning_retry_days=tuple(
+                int(day)
+                for day in os.environ.get("LICENSING_DUNNING_RETRY_DAYS", "3,7,14").split(",")
+                if day.strip()
+            ),
+            dunning_revoke_after_days=int(os.environ.get("LICENSING_DUNNING_REVOKE_AFTER_DAYS", "28")),
+            charge_in_flight_minutes=int(os.environ.get("LICENSING_CHARGE_IN_FLIGHT_MINUTES", "15")),
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

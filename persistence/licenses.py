@@ -148,6 +148,19 @@ class LicenseRepository:
         row = (await self._connection.execute(self._locking(statement, for_update))).one_or_none()
         return None if row is None else _to_license(row)
 
+    async def live(self, partner_id: str, *, for_update: bool = False) -> list[License]:
+        """The partner's issued and assigned holdings, oldest first."""
+        statement = (
+            select(licenses)
+            .where(
+                licenses.c.partner_id == partner_id,
+                licenses.c.state.in_([s.value for s in LIVE_STATES]),
+            )
+            .order_by(licenses.c.held_from, licenses.c.id)
+        )
+        rows = await self._connection.execute(self._locking(statement, for_update))
+        return [_to_license(row) for row in rows]
+
     async def get(self, license_id: str, *, for_update: bool = False) -> License | None:
         statement = select(licenses).where(licenses.c.id == license_id)
         row = (await self._connection.execute(self._locking(statement, for_update))).one_or_none()

@@ -5,6 +5,13 @@ from persistence.idempotency import idempotency_keys
 from persistence.invoices import invoice_day_lines, invoice_lines, invoices
 from persistence.licenses import license_transfers, licenses
 from persistence.partners import partners
+from persistence.payments import (
+    invoice_dunning,
+    payment_attempts,
+    payment_methods,
+    stripe_customers,
+    webhook_events,
+)
 from persistence.products import products
 from persistence.tokens import api_tokens
 
@@ -13,10 +20,15 @@ __all__ = [
     "events",
     "idempotency_keys",
     "invoice_day_lines",
+    "invoice_dunning",
     "invoice_lines",
     "invoices",
     "license_transfers",
     "licenses",
     "partners",
+    "payment_attempts",
+    "payment_methods",
     "products",
+    "stripe_customers",
+    "webhook_events",
 ]

@@ -13,6 +13,13 @@ from persistence.idempotency import IdempotencyStore
 from persistence.invoices import InvoiceRepository
 from persistence.licenses import LicenseRepository, TransferRepository
 from persistence.partners import PartnerRepository
+from persistence.payments import (
+    CollectionRepository,
+    CustomerRepository,
+    PaymentAttemptRepository,
+    PaymentMethodRepository,
+    WebhookEventLog,
+)
 from persistence.products import ProductRepository
 from persistence.standing import StandingRepository
 from persistence.tokens import TokenRepository
@@ -31,6 +38,11 @@ class UnitOfWork:
     standing: StandingRepository
     licenses: LicenseRepository
     transfers: TransferRepository
+    customers: CustomerRepository
+    payment_methods: PaymentMethodRepository
+    payment_attempts: PaymentAttemptRepository
+    webhook_events: WebhookEventLog
+    collection: CollectionRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -61,6 +73,11 @@ class UnitOfWork:
         self.standing = StandingRepository(connection)
         self.licenses = LicenseRepository(connection)
         self.transfers = TransferRepository(connection)
+        self.customers = CustomerRepository(connection)
+        self.payment_methods = PaymentMethodRepository(connection)
+        self.payment_attempts = PaymentAttemptRepository(connection)
+        self.webhook_events = WebhookEventLog(connection)
+        self.collection = CollectionRepository(connection)
 
     async def __aexit__(
         self,

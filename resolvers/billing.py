@@ -1,10 +1,10 @@
-"""Billing use cases: the live estimate of a month, and closing a month into invoices."""
+"""Billing use cases: the live estimate of a month, and closing a month into invoices (then charging them)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -22,10 +22,12 @@ from domain.invoices import (
     next_invoice_status,
 )
 from domain.partners import SUPPORTED_CURRENCIES, Partner
+from domain.payments import ChargeTrigger
 from persistence.database import Database
 from persistence.events import NewEvent
 from persistence.pagination import Page, decode_cursor, encode_cursor, page_size
 from persistence.unit_of_work import UnitOfWork
+from resolvers.collection import CollectionReport, Collector, collect_open_invoices
 from resolvers.context import RequestContext
 
 # The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.
@@ -108,39 +110,43 @@ class CloseReport:
     closed: int
     already_closed: int
     pending: int
+    collection: CollectionReport = field(default_factory=CollectionReport)
 
 
 async def close_billing_month(ctx: RequestContext, *, month: str) -> CloseReport:
-    """Staff: finalize every partner's month into an invoice. Safe to re-run; each partner commits alone."""
+    """Staff: finalize every partner's month into an invoice, then charge each open invoice of the month.
+
+    Safe to re-run: each partner's finalization commits alone, and each charge is its own attempt.
+    """
     ctx.require_staff()
     return await close_month(
-        ctx.database, BillingMonth.parse(month), now=ctx.clock.now(), request_id=ctx.request_id
+        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id),
+        BillingMonth.parse(month),
     )
 
 
 async def close_month(
-    database: Database,
-    month: BillingMonth,
-    *,
-    now: datetime,
-    request_id: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    collector: Collector, month: BillingMonth, *, progress: Callable[[int, int], None] | None = None
 ) -> CloseReport:
-    """Close `month` for every partner, one transaction each; `progress(done, total)` after each."""
+    """Finalize `month` for every partner (one transaction each; `progress(done, total)` after each),
+    then charge each open invoice of the month."""
+    now, database = collector.now, collector.database
     month.require_over(now, EARLIEST_ZONE)
     partner_ids = await partners_to_close(database, month)
     outcomes = []
     for done, partner_id in enumerate(partner_ids, 1):
         outcomes.append(
-            await close_partner_month(database, partner_id, month, now=now, request_id=request_id)
+            await close_partner_month(database, partner_id, month, now=now, request_id=collector.request_id)
         )
         if progress is not None:
             progress(done, len(partner_ids))
+    collection = await collect_open_invoices(collector, ChargeTrigger.MONTH_CLOSE, [str(month)])
     return CloseReport(
         month=month,
         closed=outcomes.count(CloseOutcome.CLOSED),
         already_closed=outcomes.count(CloseOutcome.ALREADY_CLOSED),
         pending=outcomes.count(CloseOutcome.PENDING),
+        collection=collection,
     )
 
 

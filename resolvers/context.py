@@ -1,4 +1,4 @@
-"""What every use case receives: the caller, the database, the clock and the service's policy."""
+"""What every use case receives: the caller, the database, the clock, the payment gateway and the policy."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from domain.clock import Clock, SettableClock
 from domain.errors import DomainError, ErrorCode
+from domain.payments import CollectionPolicy
 from domain.principals import Principal, require_principal
 from domain.support import SupportContact
+from payments.gateway import GatewayUnavailable, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 
@@ -20,6 +22,9 @@ class RequestContext:
     request_id: str
     support: SupportContact
     sandbox: bool = False
+    # The payment provider (Stripe, or localstripe in tests and the demo) and the collection policy.
+    gateway: PaymentGateway | None = None
+    collection: CollectionPolicy = field(default_factory=CollectionPolicy)
     # Filled by the HTTP layer when a token was sent but is unknown or revoked.
     credential_problem: str | None = None
     loaders: dict[str, object] = field(default_factory=dict)
@@ -38,6 +43,11 @@ class RequestContext:
         principal = self.caller()
         principal.require_staff()
         return principal
+
+    def payments(self) -> PaymentGateway:
+        if self.gateway is None:
+            raise GatewayUnavailable("No payment provider is configured.")
+        return self.gateway
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.database)

@@ -102,7 +102,7 @@ async def issue_licenses(
         holdings = [transition.license for transition in issued]
         await uow.licenses.add_many(holdings)
         for transition in issued:
-            await _record(uow, ctx, transition)
+            await _record(uow, _origin(ctx), transition)
         await store_outcome(uow, call, {"license_ids": [h.id for h in holdings]}, now)
         return holdings
 
@@ -142,11 +142,33 @@ async def revoke_license(ctx: RequestContext, *, key: str, idempotency_key: str 
     """Revoke for good: billing stops (the revoke day is billed); a pending transfer is cancelled."""
 
     async def revoke(uow: UnitOfWork, holding: License, now: datetime) -> list[Transition]:
-        if holding.is_live:
-            await _cancel_pending(uow, ctx, holding, now)
-        return [drive(holding, LicenseEvent.REVOKE, at=now)]
+        return await _revoke(uow, _origin(ctx), holding, now)
 
     return await _change(ctx, "revokeLicense", key, {}, idempotency_key, revoke)
+
+
+async def revoke_for_nonpayment(
+    uow: UnitOfWork, *, partner_id: str, invoice_id: str, at: datetime, request_id: str | None = None
+) -> list[License]:
+    """Dunning's last step: revoke every live license of the partner, the way revokeLicense does.
+
+    Call it inside an open unit of work that holds the partner's lock.
+    """
+    origin = Origin(None, request_id)
+    revoked = []
+    for holding in await uow.licenses.live(partner_id, for_update=True):
+        transitions = await _revoke(uow, origin, holding, at)
+        await uow.licenses.save(holding)
+        for transition in transitions:
+            await _record(uow, origin, transition, {"reason": "nonpayment", "invoice_id": invoice_id})
+        revoked.append(holding)
+    return revoked
+
+
+async def _revoke(uow: UnitOfWork, origin: Origin, holding: License, now: datetime) -> list[Transition]:
+    if holding.is_live:
+        await _cancel_pending(uow, origin, holding, now)
+    return [drive(holding, LicenseEvent.REVOKE, at=now)]
 
 
 async def start_license_transfer(
@@ -166,9 +188,9 @@ async def start_license_transfer(
         holding = await _held(uow, partner_id, key)
         now = ctx.clock.now()
         started = start_transfer(holding, at=now)
-        await _cancel_pending(uow, ctx, holding, now)
+        await _cancel_pending(uow, _origin(ctx), holding, now)
         await uow.transfers.add(started.transfer)
-        await _note(uow, ctx, holding, "transfer_started", now, {"transfer_id": started.transfer.id})
+        await _note(uow, _origin(ctx), holding, "transfer_started", now, {"transfer_id": started.transfer.id})
         await store_outcome(uow, call, {"transfer_id": started.transfer.id}, now)
         return TransferOutcome(started.transfer, holding, started.code)
 
@@ -186,7 +208,7 @@ async def cancel_license_transfer(
             return await _stored_transfer(uow, outcome)
         holding = await _held(uow, partner_id, key)
         now = ctx.clock.now()
-        transfer = await _cancel_pending(uow, ctx, holding, now)
+        transfer = await _cancel_pending(uow, _origin(ctx), holding, now)
         if transfer is None:
             raise DomainError(ErrorCode.NOT_FOUND, f"License {holding.key} has no pending transfer.", "key")
         await store_outcome(uow, call, {"transfer_id": transfer.id}, now)
@@ -231,8 +253,8 @@ async def accept_license_transfer(
         transfer.status = TransferStatus.ACCEPTED.value
         transfer.accepted_by_partner_id, transfer.accepted_at = receiver_id, now
         await uow.transfers.save(transfer)
-        await _record(uow, ctx, out, {"transfer_id": transfer.id})
-        await _record(uow, ctx, received, {"transfer_id": transfer.id})
+        await _record(uow, _origin(ctx), out, {"transfer_id": transfer.id})
+        await _record(uow, _origin(ctx), received, {"transfer_id": transfer.id})
         await store_outcome(uow, call, {"license_ids": [received.license.id]}, now)
         return received.license
 
@@ -324,7 +346,7 @@ async def _change(
         transitions = await change(uow, holding, now)
         await uow.licenses.save(holding)
         for transition in transitions:
-            await _record(uow, ctx, transition)
+            await _record(uow, _origin(ctx), transition)
         await store_outcome(uow, call, {"license_ids": [holding.id]}, now)
         return holding
 
@@ -337,14 +359,14 @@ async def _held(uow: UnitOfWork, partner_id: str, key: str) -> License:
 
 
 async def _cancel_pending(
-    uow: UnitOfWork, ctx: RequestContext, holding: License, now: datetime
+    uow: UnitOfWork, origin: Origin, holding: License, now: datetime
 ) -> Transfer | None:
     transfer = await uow.transfers.pending_for(holding.id)
     if transfer is None:
         return None
     transfer.status = TransferStatus.CANCELLED.value
     await uow.transfers.save(transfer)
-    await _note(uow, ctx, holding, "transfer_cancelled", now, {"transfer_id": transfer.id})
+    await _note(uow, origin, holding, "transfer_cancelled", now, {"transfer_id": transfer.id})
     return transfer
 
 
@@ -357,7 +379,7 @@ async def _stored_transfer(uow: UnitOfWork, outcome: dict[str, Any]) -> Transfer
 
 
 async def _record(
-    uow: UnitOfWork, ctx: RequestContext, transition: Transition, extra: dict[str, Any] | None = None
+    uow: UnitOfWork, origin: Origin, transition: Transition, extra: dict[str, Any] | None = None
 ) -> None:
     holding = transition.license
     payload: dict[str, Any] = {"license_id": holding.id, "product_slug": holding.product_slug}
@@ -373,15 +395,15 @@ async def _record(
             at=transition.at,
             from_state=transition.from_state,
             to_state=transition.to_state,
-            actor_token_id=_actor(ctx),
-            request_id=ctx.request_id,
+            actor_token_id=origin.actor_token_id,
+            request_id=origin.request_id,
             payload=payload | (extra or {}),
         )
     )
 
 
 async def _note(
-    uow: UnitOfWork, ctx: RequestContext, holding: License, action: str, at: datetime, extra: dict[str, Any]
+    uow: UnitOfWork, origin: Origin, holding: License, action: str, at: datetime, extra: dict[str, Any]
 ) -> None:
     """Record something that happened to a license without changing its state (transfer offers)."""
     await uow.events.append(
@@ -393,15 +415,23 @@ async def _note(
             at=at,
             from_state=holding.state,
             to_state=holding.state,
-            actor_token_id=_actor(ctx),
-            request_id=ctx.request_id,
+            actor_token_id=origin.actor_token_id,
+            request_id=origin.request_id,
             payload={"license_id": holding.id, "site": holding.site} | extra,
         )
     )
 
 
-def _actor(ctx: RequestContext) -> str | None:
-    return None if ctx.principal is None else ctx.principal.token_id
+@dataclass(frozen=True)
+class Origin:
+    """Who made a change (the API token) and in which request; both None for the system's own work."""
+
+    actor_token_id: str | None = None
+    request_id: str | None = None
+
+
+def _origin(ctx: RequestContext) -> Origin:
+    return Origin(None if ctx.principal is None else ctx.principal.token_id, ctx.request_id)
 
 
 async def licenses_by_ids(ctx: RequestContext, license_ids: list[str]) -> list[License | None]:

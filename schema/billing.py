@@ -148,7 +148,7 @@ class BillingEstimate:
         return connection(page, lambda line: DayLine.from_domain(line, self.currency))
 
 
-@strawberry.input(description="Close a month: finalize every partner's invoice for it.")
+@strawberry.input(description="Close a month: finalize every partner's invoice for it, then charge it.")
 class CloseBillingMonthInput:
     month: str = strawberry.field(description="YYYY-MM; it must have ended.")
 
@@ -159,6 +159,13 @@ class CloseBillingMonthPayload:
     closed: int = strawberry.field(description="Invoices finalized by this call.")
     already_closed: int = strawberry.field(description="Partners whose month was already invoiced.")
     pending: int = strawberry.field(description="Partners whose month has not ended yet in their zone.")
+    paid: int = strawberry.field(description="Invoices of the month charged successfully by this call.")
+    past_due: int = strawberry.field(
+        description="Invoices whose every card failed (or with no card): now PAST_DUE, in dunning."
+    )
+    uncollected: int = strawberry.field(
+        description="Invoices left OPEN because Stripe was unreachable; a re-run or dunning charges them."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was closed, if it was not.")
 
 
@@ -183,17 +190,31 @@ class BillingQuery:
 
 @strawberry.type
 class BillingMutation:
-    @strawberry.mutation(description="Staff: close a month into invoices. Idempotent per partner and month.")
+    @strawberry.mutation(
+        description="Staff: close a month into invoices and charge them. Idempotent per partner and month."
+    )
     async def close_billing_month(
         self, info: Info, input: CloseBillingMonthInput
     ) -> CloseBillingMonthPayload:
         report, errors = await attempt(billing.close_billing_month(info.context, month=input.month))
         if report is None:
-            return CloseBillingMonthPayload(month=None, closed=0, already_closed=0, pending=0, errors=errors)
+            return CloseBillingMonthPayload(
+                month=None,
+                closed=0,
+                already_closed=0,
+                pending=0,
+                paid=0,
+                past_due=0,
+                uncollected=0,
+                errors=errors,
+            )
         return CloseBillingMonthPayload(
             month=str(report.month),
             closed=report.closed,
             already_closed=report.already_closed,
             pending=report.pending,
+            paid=report.collection.paid,
+            past_due=report.collection.past_due,
+            uncollected=report.collection.uncollected,
             errors=[],
         )

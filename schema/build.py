@@ -16,6 +16,7 @@ from schema.feed import FeedQuery, FeedSubscription
 from schema.invoices import InvoiceQuery
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.partners import PartnerMutation, PartnerQuery
+from schema.payments import PaymentMutation
 from schema.products import ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
@@ -30,7 +31,9 @@ class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery
 
 
 @strawberry.type(description="Change licenses, payment methods and (staff) the system.")
-class Mutation(PartnerMutation, TokenMutation, LicenseMutation, BillingMutation, SandboxMutation):
+class Mutation(
+    PartnerMutation, TokenMutation, LicenseMutation, PaymentMutation, BillingMutation, SandboxMutation
+):
     pass
 
 

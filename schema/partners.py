@@ -10,6 +10,8 @@ from domain.partners import Partner as DomainPartner
 from resolvers import partners
 from schema.context import Info
 from schema.errors import UserError, attempt
+from schema.pagination import Connection
+from schema.payments import PaymentMethod, payment_methods_of
 from schema.standing import Standing, standing_of
 
 
@@ -26,6 +28,12 @@ class Partner:
     @strawberry.field(description="Whether the partner may issue and assign licenses now, and why.")
     async def standing(self, info: Info) -> Standing:
         return await standing_of(info, str(self.id))
+
+    @strawberry.field(description="The cards on file, in the order they were added; one is primary.")
+    async def payment_methods(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[PaymentMethod]:
+        return await payment_methods_of(info, first, after)
 
     @classmethod
     def from_domain(cls, partner: DomainPartner) -> Partner:

@@ -1,6 +1,7 @@
 """localstripe (a stateful fake Stripe from PyPI) as a subprocess on a free local port.
 
-`python -m tests.localstripe_server --port N --from-scratch` serves it from memory only: stock
+`python -m tests.localstripe_server --port N --from-scratch` serves it from memory only (and
+`python -m tests.localstripe_server wait N` waits until it answers; `make run` uses both): stock
 localstripe pickles its whole store to the fixed path /tmp/localstripe.pickle after every write, which
 engineers and CI runs on one machine would share. Nothing in the service's runtime imports this module.
 
@@ -95,5 +96,19 @@ def serve() -> None:
     server.start()
 
 
+def wait_for(port: int, attempts: int = 100) -> None:
+    """Block until a localstripe answers on `port` (`make run` starts one in the background)."""
+    for _ in range(attempts):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/js.stripe.com/v3/", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"localstripe did not answer on port {port}")
+
+
 if __name__ == "__main__":
-    serve()
+    if sys.argv[1:2] == ["wait"]:
+        wait_for(int(sys.argv[2]))
+    else:
+        serve()

@@ -21,6 +21,7 @@ from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
+from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.standing import apply_standing_event
@@ -66,11 +67,38 @@ async def catalog(database: Database) -> None:
             await uow.products.save(product)
 
 
+STRIPE_API_KEY = "sk_test_licensing"
+STRIPE_WEBHOOK_SECRET = "whsec_licensing_tests"
+
+
+def stripe_settings(database_url: str, localstripe: LocalStripe) -> Settings:
+    return Settings(
+        database_url=database_url,
+        sandbox=True,
+        stripe_api_key=STRIPE_API_KEY,
+        stripe_api_base=localstripe.base_url,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+    )
+
+
+@pytest.fixture
+async def gateway(localstripe: LocalStripe) -> AsyncIterator[StripeGateway]:
+    """The real Stripe gateway, pointed at the session's localstripe."""
+    gateway = StripeGateway(STRIPE_API_KEY, localstripe.base_url, STRIPE_WEBHOOK_SECRET)
+    yield gateway
+    await gateway.close()
+
+
 @pytest.fixture
 async def api(
-    database_url: str, database: Database, clock: SettableClock, catalog: None
+    database_url: str,
+    database: Database,
+    clock: SettableClock,
+    catalog: None,
+    localstripe: LocalStripe,
+    gateway: StripeGateway,
 ) -> AsyncIterator[Api]:
-    app = create_app(Settings(database_url=database_url, sandbox=True), clock=clock)
+    app = create_app(stripe_settings(database_url, localstripe), clock=clock, gateway=gateway)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Api(client)
@@ -132,9 +160,11 @@ class LiveServer:
 
 
 @pytest.fixture
-async def served(database_url: str, clock: SettableClock, catalog: None) -> AsyncIterator[LiveServer]:
-    """The app under a real uvicorn on a free port (same process, same clock)."""
-    app = create_app(Settings(database_url=database_url, sandbox=True), clock=clock)
+async def served(
+    database_url: str, clock: SettableClock, catalog: None, localstripe: LocalStripe
+) -> AsyncIterator[LiveServer]:
+    """The app under a real uvicorn on a free port (same process, same clock, session localstripe)."""
+    app = create_app(stripe_settings(database_url, localstripe), clock=clock)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -226,10 +256,34 @@ async def enrol_in_good_standing(
     name: str = "Acme Agency",
     zone: str = "UTC",
 ) -> PartnerAccess:
-    """A partner with a card on file. Until the payments feature lands, the card is the domain event."""
+    """A partner with a working card on file (Stripe's test Visa), added through addPaymentMethod."""
     access = await enrol(api, staff_token, name, zone)
-    await move_standing(database, access.id, StandingEvent.PAYMENT_METHOD_ADDED, clock.now())
+    await add_card(api, access.token, "pm_card_visa")
     return access
+
+
+ADD_PAYMENT_METHOD = """
+mutation($input: AddPaymentMethodInput!) {
+  addPaymentMethod(input: $input) {
+    paymentMethod { id brand last4 expMonth expYear primary createdAt removedAt }
+    errors { code message field }
+  }
+}"""
+
+
+async def add_card(
+    api: Api, token: str, payment_method_id: str, make_primary: bool = False
+) -> dict[str, Any]:
+    """Keep a card on file (asserting it worked) and return it as the API shows it."""
+    body = await api.data(
+        ADD_PAYMENT_METHOD,
+        {"input": {"paymentMethodId": payment_method_id, "makePrimary": make_primary}},
+        token,
+    )
+    payload = body["addPaymentMethod"]
+    assert payload["errors"] == [], payload
+    card: dict[str, Any] = payload["paymentMethod"]
+    return card
 
 
 @pytest.fixture

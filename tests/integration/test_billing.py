@@ -35,7 +35,7 @@ query($month: String) {
 CLOSE = """
 mutation($month: String!) {
   closeBillingMonth(input: {month: $month}) {
-    month closed alreadyClosed pending errors { code message field }
+    month closed alreadyClosed pending paid pastDue uncollected errors { code message field }
   }
 }"""
 INVOICES = """
@@ -167,7 +167,9 @@ async def test_closing_july_finalizes_an_invoice_whose_lines_add_up(
     assert closed["errors"] == [] and closed["closed"] >= 1
 
     [invoice] = await our_invoices(api, good_partner.token)
-    assert (invoice["month"], invoice["status"], invoice["zone"]) == ("2026-07", "OPEN", "UTC")
+    # The card on file is charged at the close, so the invoice is paid as it is finalized.
+    assert (invoice["month"], invoice["status"], invoice["zone"]) == ("2026-07", "PAID", "UTC")
+    assert invoice["paidAt"] == "2026-08-01T00:30:00+00:00" and closed["paid"] >= 1
     assert invoice["licenseDays"] == 31 + 10 + 31
     assert invoice["total"]["amount"] == cents(72)
     assert sum(line["amount"]["amount"] for line in invoice["lines"]) == invoice["total"]["amount"]

@@ -9,21 +9,32 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ON_POSTGRES
-from tests.localstripe_server import free_port
+from tests.integration.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.localstripe_server import LocalStripe, free_port
 
 LICENSING = [sys.executable, "-m", "app.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def stripe_env(localstripe: LocalStripe) -> dict[str, str]:
+    return {
+        "STRIPE_API_BASE": localstripe.base_url,
+        "STRIPE_API_KEY": STRIPE_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+    }
+
+
 @pytest.fixture
-def demo_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ, LICENSING_SANDBOX="1", PYTHONPATH=str(ROOT))
+def demo_env(tmp_path: Path, localstripe: LocalStripe) -> dict[str, str]:
+    # Like `make run`: localstripe is up before the demo is seeded.
+    env = dict(os.environ, LICENSING_SANDBOX="1", PYTHONPATH=str(ROOT), **stripe_env(localstripe))
     # The demo always runs on its own SQLite file, like `make run` on a fresh clone.
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
     return env
@@ -90,6 +101,14 @@ def test_demo_prints_graphiql_tokens_and_a_working_example(server: tuple[str, st
     ).json()
     assert "errors" not in staff
 
+    wallet = httpx.post(
+        f"{base}/graphql",
+        json={"query": "{ viewer { standing { state } paymentMethods { nodes { brand last4 primary } } } }"},
+        headers={"Authorization": f"Bearer {partner_token}"},
+    ).json()["data"]["viewer"]
+    assert wallet["standing"]["state"] == "GOOD"
+    assert wallet["paymentMethods"]["nodes"] == [{"brand": "visa", "last4": "4242", "primary": True}]
+
     graphiql = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
     assert graphiql.status_code == 200 and "graphiql" in graphiql.text.lower()
 
@@ -119,3 +138,53 @@ def test_cli_creates_partners_and_tokens(demo_env: dict[str, str], tmp_path: Pat
     refused = licensing("partner", "create", "Bad Zone", "--zone", "Nowhere/Land")
     assert refused.returncode == 1
     assert "UNKNOWN_TIME_ZONE" in refused.stderr
+
+
+async def demo_wallet(env: dict[str, str]) -> tuple[str, list[str]]:
+    """The demo partner's standing and its cards' Stripe ids, read from the demo database."""
+    from persistence.database import Database
+    from persistence.unit_of_work import UnitOfWork
+
+    database = Database(env["DATABASE_URL"])
+    try:
+        async with UnitOfWork(database, read_only=True) as uow:
+            [partner_id] = await uow.partners.ids_created_before(datetime.max.replace(tzinfo=UTC))
+            standing = await uow.standing.get(partner_id)
+            cards = await uow.payment_methods.active(partner_id)
+    finally:
+        await database.dispose()
+    assert standing is not None
+    return standing.state.value, [card.stripe_id for card in cards]
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="the demo runs on SQLite; this pass already ran it")
+async def test_rerunning_the_demo_after_localstripe_restarted_attaches_a_fresh_card(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    run_demo(demo_env, tmp_path, 8000)
+    state, [first_card] = await demo_wallet(demo_env)
+    assert state == "good"
+    restarted = LocalStripe(free_port())  # a new localstripe knows nothing of the first
+    try:
+        restarted.wait_until_ready()
+        run_demo(dict(demo_env, **stripe_env(restarted)), tmp_path, 8000)
+    finally:
+        restarted.stop()
+    state, cards = await demo_wallet(demo_env)
+    assert state == "good" and len(cards) == 1 and cards != [first_card]
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="CLI collection work is exercised once, on SQLite")
+def test_cli_runs_due_dunning_work(demo_env: dict[str, str], tmp_path: Path) -> None:
+    run_demo(demo_env, tmp_path, 8000)
+    done = subprocess.run(
+        [*LICENSING, "billing", "dunning", "--at", "2026-08-04T00:30:00+00:00"],
+        env=demo_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "past-due retries: paid 0, past due 0, uncollected 0" in done.stdout
+    assert "licenses revoked: 0 (partners: 0)" in done.stdout

@@ -1,0 +1,157 @@
+"""Payment methods, charge attempts and dunning: the rules, without I/O (DESIGN §2).
+
+A partner's cards are charged primary first, then the others in the order they were added. Every
+charge is an attempt row with a stable idempotency key, written before the provider is called, so a
+crash or an outage can never make us charge an invoice twice. Dunning retries a past-due invoice on
+fixed days after it went past due and, after a longer grace, revokes the partner's active licenses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from domain.errors import DomainError, ErrorCode
+
+DEFAULT_RETRY_DAYS = (3, 7, 14)
+DEFAULT_REVOKE_AFTER_DAYS = 28
+# A pending attempt older than this was left by a crash: it is re-sent with its own idempotency key.
+DEFAULT_IN_FLIGHT_MINUTES = 15
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    """A card on file, mirrored from the provider. `stripe_id` is the id the API and Stripe use."""
+
+    id: str
+    partner_id: str
+    stripe_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    is_primary: bool
+    position: int  # order of addition within the partner
+    created_at: datetime
+    removed_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None
+
+
+class AttemptStatus(StrEnum):
+    PENDING = "pending"  # stored, the provider is being called (or the process died meanwhile)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the provider answered: declined, or refused the card
+    UNKNOWN = "unknown"  # the provider could not be reached or its answer was lost: re-send the same key
+
+
+class ChargeTrigger(StrEnum):
+    """Why an invoice was charged."""
+
+    MONTH_CLOSE = "month_close"
+    PAY_NOW = "pay_now"
+    DUNNING = "dunning"
+
+
+@dataclass(frozen=True)
+class PaymentAttempt:
+    """One charge of one invoice on one card; at most one succeeds per invoice."""
+
+    id: str
+    invoice_id: str
+    partner_id: str
+    payment_method_id: str
+    number: int
+    idempotency_key: str
+    status: AttemptStatus
+    trigger: ChargeTrigger
+    amount: int
+    currency: str
+    created_at: datetime
+    payment_intent_id: str | None = None
+    failure_code: str | None = None
+    completed_at: datetime | None = None
+
+
+def attempt_idempotency_key(invoice_id: str, number: int) -> str:
+    """Stable per attempt: re-sending an attempt whose answer was lost reuses it, so Stripe charges once."""
+    return f"invoice-{invoice_id}-attempt-{number}"
+
+
+def charge_order(methods: Sequence[PaymentMethod], chosen: str | None = None) -> list[PaymentMethod]:
+    """The cards to try, in order: the chosen one only, or primary first then by when they were added."""
+    active = [method for method in methods if method.is_active]
+    if chosen is not None:
+        picked = [method for method in active if chosen in (method.stripe_id, method.id)]
+        if not picked:
+            raise DomainError(
+                ErrorCode.PAYMENT_METHOD_NOT_FOUND,
+                f"No payment method {chosen!r} is on file.",
+                field="paymentMethodId",
+            )
+        return picked
+    return sorted(active, key=lambda m: (not m.is_primary, m.position))
+
+
+def next_primary(methods: Sequence[PaymentMethod], removed_id: str) -> PaymentMethod | None:
+    """The card promoted when the primary `removed_id` goes: the earliest added of those left."""
+    left = [m for m in methods if m.is_active and m.id != removed_id]
+    return min(left, key=lambda m: m.position, default=None)
+
+
+def is_stale_pending(attempt: PaymentAttempt, now: datetime, in_flight: timedelta) -> bool:
+    """A pending attempt this old was abandoned by a crash, not in flight."""
+    return attempt.status is AttemptStatus.PENDING and now - attempt.created_at >= in_flight
+
+
+class DunningStep(StrEnum):
+    WAIT = "wait"
+    RETRY = "retry"
+    REVOKE = "revoke"
+
+
+@dataclass(frozen=True)
+class CollectionPolicy:
+    """Settings of collection: retry days after the invoice went past due, and when licenses go."""
+
+    retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
+    revoke_after_days: int = DEFAULT_REVOKE_AFTER_DAYS
+    in_flight: timedelta = field(default_factory=lambda: timedelta(minutes=DEFAULT_IN_FLIGHT_MINUTES))
+
+    def __post_init__(self) -> None:
+        if list(self.retry_days) != sorted(set(self.retry_days)) or any(d <= 0 for d in self.retry_days):
+            raise ValueError("retry days must be positive and increasing")
+        if self.revoke_after_days <= 0:
+            raise ValueError("revoke_after_days must be positive")
+
+
+@dataclass(frozen=True)
+class DunningDecision:
+    step: DunningStep
+    # How many scheduled retries are used up once this step is done (catch-up counts skipped days once).
+    retries_done: int
+
+
+def dunning_decision(
+    past_due_since: datetime,
+    now: datetime,
+    *,
+    retries_done: int,
+    licenses_revoked: bool,
+    policy: CollectionPolicy,
+) -> DunningDecision:
+    """What dunning does for a past-due invoice now. Days are whole 24-hour days since it went past due.
+
+    A run that missed several retry days retries once, not once per missed day.
+    """
+    days = (now - past_due_since) // timedelta(days=1)
+    if days >= policy.revoke_after_days and not licenses_revoked:
+        return DunningDecision(DunningStep.REVOKE, retries_done)
+    due = sum(1 for day in policy.retry_days if days >= day)
+    if due > retries_done:
+        return DunningDecision(DunningStep.RETRY, due)
+    return DunningDecision(DunningStep.WAIT, retries_done)

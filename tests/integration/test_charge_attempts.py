@@ -1,0 +1,146 @@
+"""Charge attempts against the in-memory gateway, which can lose an answer after moving the money (a
+timeout localstripe cannot play): our attempt rows and stable keys still charge an invoice once."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import pytest
+
+from domain.billing import BillingMonth
+from domain.clock import SettableClock
+from domain.errors import DomainError, ErrorCode
+from domain.invoices import Invoice, InvoiceStatus
+from domain.licenses import IssueItem
+from domain.payments import AttemptStatus, ChargeTrigger, PaymentAttempt, attempt_idempotency_key
+from domain.principals import Principal
+from domain.support import SupportContact
+from payments.memory import InMemoryGateway, Outage
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
+from resolvers.billing import close_partner_month
+from resolvers.collection import pay_invoice
+from resolvers.context import RequestContext
+from resolvers.licenses import issue_licenses
+from resolvers.partners import enrol_partner
+from resolvers.payments import add_payment_method
+from tests.integration.payment_operations import first_of
+
+
+async def open_july_invoice(
+    database: Database, clock: SettableClock, gateway: InMemoryGateway, catalog: None
+) -> tuple[RequestContext, Invoice]:
+    async with UnitOfWork(database) as uow:
+        partner = await enrol_partner(
+            uow, name="Memory Agency", billing_zone="UTC", currency="usd", now=clock.now()
+        )
+    ctx = RequestContext(
+        database=database,
+        clock=clock,
+        principal=Principal("tok_memory", partner.id, False),
+        request_id=secrets.token_hex(4),
+        support=SupportContact("help", "help@example.com", "https://example.com"),
+        gateway=gateway,
+    )
+    await add_payment_method(ctx, payment_method_id="pm_card_visa")
+    await issue_licenses(ctx, items=[IssueItem("jetpack-backup", 2)])
+    clock.advance_to(first_of(8))
+    await close_partner_month(database, partner.id, BillingMonth(2026, 7), now=clock.now())
+    async with UnitOfWork(database, read_only=True) as uow:
+        invoice = await uow.invoices.for_month(partner.id, BillingMonth(2026, 7))
+    assert invoice is not None and invoice.status is InvoiceStatus.OPEN
+    return ctx, invoice
+
+
+@pytest.fixture(scope="module")
+def memory_gateway() -> InMemoryGateway:
+    """One in-memory Stripe for the module: its ids are unique only within one instance, like Stripe's."""
+    return InMemoryGateway()
+
+
+@pytest.fixture
+def gateway(memory_gateway: InMemoryGateway) -> InMemoryGateway:
+    memory_gateway.outage = None
+    return memory_gateway
+
+
+async def attempts_of(database: Database, invoice_id: str) -> list[PaymentAttempt]:
+    async with UnitOfWork(database, read_only=True) as uow:
+        return await uow.payment_attempts.for_invoice(invoice_id)
+
+
+async def test_a_charge_whose_answer_was_lost_is_resent_with_its_key_and_money_moves_once(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    gateway.outage = Outage.ANSWER_LOST
+
+    with pytest.raises(DomainError) as lost:
+        await pay_invoice(ctx, invoice_id=invoice.id)
+
+    assert lost.value.code is ErrorCode.PAYMENT_GATEWAY_UNAVAILABLE
+    assert len(gateway.succeeded_charges(invoice.id)) == 1  # Stripe charged; we do not know it yet
+    [unknown] = await attempts_of(database, invoice.id)
+    assert unknown.status is AttemptStatus.UNKNOWN
+
+    gateway.outage = None
+    paid = await pay_invoice(ctx, invoice_id=invoice.id)
+
+    assert paid.status is InvoiceStatus.PAID
+    assert len(gateway.succeeded_charges(invoice.id)) == 1
+    [settled] = await attempts_of(database, invoice.id)
+    assert (settled.number, settled.status) == (1, AttemptStatus.SUCCEEDED)
+    assert [c.idempotency_key for c in gateway.charges if c.invoice_id == invoice.id] == [
+        attempt_idempotency_key(invoice.id, 1)
+    ]
+
+
+async def test_a_pending_attempt_blocks_a_second_charge_until_it_is_abandoned_then_it_is_resent(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    async with UnitOfWork(database) as uow:  # a collector stored its attempt, then the process died
+        [card] = await uow.payment_methods.active(invoice.partner_id)
+        await uow.payment_attempts.add(
+            PaymentAttempt(
+                id="pat_" + secrets.token_hex(8),
+                invoice_id=invoice.id,
+                partner_id=invoice.partner_id,
+                payment_method_id=card.id,
+                number=1,
+                idempotency_key=attempt_idempotency_key(invoice.id, 1),
+                status=AttemptStatus.PENDING,
+                trigger=ChargeTrigger.MONTH_CLOSE,
+                amount=invoice.total,
+                currency=invoice.currency,
+                created_at=clock.now(),
+            )
+        )
+
+    with pytest.raises(DomainError) as in_flight:
+        await pay_invoice(ctx, invoice_id=invoice.id)
+    assert in_flight.value.code is ErrorCode.CONFLICT
+    assert gateway.succeeded_charges(invoice.id) == []
+
+    clock.advance_to(clock.now() + ctx.collection.in_flight)
+    paid = await pay_invoice(ctx, invoice_id=invoice.id)
+
+    assert paid.status is InvoiceStatus.PAID
+    assert [(a.number, a.status) for a in await attempts_of(database, invoice.id)] == [
+        (1, AttemptStatus.SUCCEEDED)
+    ]
+    assert len(gateway.succeeded_charges(invoice.id)) == 1
+
+
+async def test_pay_now_with_a_chosen_card_charges_only_that_card(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    second = await add_payment_method(ctx, payment_method_id="pm_card_mastercard")
+
+    paid = await pay_invoice(ctx, invoice_id=invoice.id, payment_method_id=second.stripe_id)
+
+    assert paid.status is InvoiceStatus.PAID
+    assert [c.payment_method_id for c in gateway.charges if c.invoice_id == invoice.id] == [second.stripe_id]
+    assert paid.paid_at == clock.now() and clock.now() - first_of(8) == timedelta(0)
