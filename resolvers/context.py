@@ -31,6 +31,11 @@ class RequestContext:
     # graphql-transport-ws: the connection_init payload (set by Strawberry before on_ws_connect).
     connection_params: dict[str, object] | None = None
 
+    @property
+    def actor_token_id(self) -> str | None:
+        """The API token behind this request, recorded on the events it causes."""
+        return None if self.principal is None else self.principal.token_id
+
     def caller(self) -> Principal:
         if self.principal is None and self.credential_problem:
             raise DomainError(ErrorCode.UNAUTHENTICATED, self.credential_problem)

@@ -431,7 +431,7 @@ class Origin:
 
 
 def _origin(ctx: RequestContext) -> Origin:
-    return Origin(None if ctx.principal is None else ctx.principal.token_id, ctx.request_id)
+    return Origin(ctx.actor_token_id, ctx.request_id)
 
 
 async def licenses_by_ids(ctx: RequestContext, license_ids: list[str]) -> list[License | None]:

@@ -149,7 +149,7 @@ async def add_payment_method(
                     partner_id=partner_id,
                     event=StandingEvent.PAYMENT_METHOD_ADDED,
                     at=now,
-                    actor_token_id=_actor(ctx),
+                    actor_token_id=ctx.actor_token_id,
                     request_id=ctx.request_id,
                 )
         if make_primary or not on_file:
@@ -220,7 +220,7 @@ async def remove_payment_method(
         change = None
         if current is not None and current.is_active:
             change = await forget_card(
-                uow, current, now, actor_token_id=_actor(ctx), request_id=ctx.request_id
+                uow, current, now, actor_token_id=ctx.actor_token_id, request_id=ctx.request_id
             )
         await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         removed = await _current(uow, method.id)
@@ -302,7 +302,3 @@ async def _stored_method(uow: UnitOfWork, outcome: dict[str, str]) -> PaymentMet
     if method is None:
         raise DomainError(ErrorCode.NOT_FOUND, "The payment method of this idempotency key no longer exists.")
     return method
-
-
-def _actor(ctx: RequestContext) -> str | None:
-    return None if ctx.principal is None else ctx.principal.token_id
