@@ -32,6 +32,8 @@ class Settings:
     max_query_depth: int = 10
     max_query_tokens: int = 2000
     max_aliases: int = 15
+    # Young-generation GC threshold (CPython's default is 700); see app.http.tune_garbage_collection.
+    gc_gen0_threshold: int = 50_000
     # Browser origins allowed to open websockets (empty: any; non-browser clients send no Origin).
     websocket_origins: tuple[str, ...] = ()
     max_subscriptions_per_connection: int = 20
@@ -71,6 +73,7 @@ class Settings:
             max_query_depth=int(os.environ.get("LICENSING_MAX_QUERY_DEPTH", "10")),
             max_query_tokens=int(os.environ.get("LICENSING_MAX_QUERY_TOKENS", "2000")),
             max_aliases=int(os.environ.get("LICENSING_MAX_ALIASES", "15")),
+            gc_gen0_threshold=int(os.environ.get("LICENSING_GC_GEN0_THRESHOLD", "50000")),
             websocket_origins=tuple(
                 origin.strip()
                 for origin in os.environ.get("LICENSING_WEBSOCKET_ORIGINS", "").split(",")

@@ -24,6 +24,8 @@ from pathlib import Path
 from sqlalchemy import String, delete, func, or_, select, type_coerce
 
 from app.demo import DEMO_CATALOG
+from app.http import tune_garbage_collection
+from app.settings import Settings
 from domain.billing import BillingMonth
 from domain.clock import SettableClock
 from domain.principals import Principal
@@ -186,6 +188,7 @@ async def measure(url: str, count: int, runs: int) -> None:
 
 
 def main() -> None:
+    tune_garbage_collection(Settings().gc_gen0_threshold)  # as the served app does
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--licenses", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
