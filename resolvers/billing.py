@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +30,7 @@ from persistence.pagination import Page, decode_cursor, encode_cursor, page_size
 from persistence.unit_of_work import UnitOfWork
 from resolvers.collection import CollectionReport, Collector, collect_open_invoices
 from resolvers.context import RequestContext
+from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
 
 # The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.
 EARLIEST_ZONE = "Pacific/Kiritimati"
@@ -112,17 +114,49 @@ class CloseReport:
     pending: int
     collection: CollectionReport = field(default_factory=CollectionReport)
 
+    def outcome(self) -> dict[str, Any]:
+        """The report as an idempotency record."""
+        return {
+            "closed": self.closed,
+            "already_closed": self.already_closed,
+            "pending": self.pending,
+            "collection": {
+                "paid": self.collection.paid,
+                "past_due": self.collection.past_due,
+                "uncollected": self.collection.uncollected,
+            },
+        }
 
-async def close_billing_month(ctx: RequestContext, *, month: str) -> CloseReport:
+
+async def close_billing_month(
+    ctx: RequestContext, *, month: str, idempotency_key: str | None = None
+) -> CloseReport:
     """Staff: finalize every partner's month into an invoice, then charge each open invoice of the month.
 
-    Safe to re-run: each partner's finalization commits alone, and each charge is its own attempt.
+    Safe to re-run: each partner's finalization commits alone, and each charge is its own attempt. With
+    an idempotency key, a replay answers the first run's report instead of running again.
     """
-    ctx.require_staff()
-    return await close_month(
-        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id),
-        BillingMonth.parse(month),
+    call = idempotent_call(
+        staff_scope(ctx.require_staff()), idempotency_key, "closeBillingMonth", {"month": month}
     )
+    billing_month = BillingMonth.parse(month)
+    async with ctx.reader() as uow:
+        outcome = await stored_outcome(uow, call)
+    if outcome is not None:
+        return CloseReport(
+            month=billing_month,
+            closed=outcome["closed"],
+            already_closed=outcome["already_closed"],
+            pending=outcome["pending"],
+            collection=CollectionReport(**outcome["collection"]),
+        )
+    report = await close_month(
+        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id),
+        billing_month,
+    )
+    async with replay_race(), ctx.unit_of_work() as uow:
+        await store_outcome(uow, call, report.outcome(), ctx.clock.now())
+    return report
 
 
 async def close_month(

@@ -8,13 +8,18 @@ with the same key. The same key with another operation or input is refused (IDEM
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from domain.errors import DomainError, ErrorCode
+from domain.principals import Principal
 from persistence.unit_of_work import UnitOfWork
 
 MAX_KEY_LENGTH = 255
@@ -67,3 +72,22 @@ async def store_outcome(
     """Keep the outcome in the same transaction as the change it describes."""
     if call is not None:
         await uow.idempotency.save(call.scope, call.key, call.operation, call.request_hash, outcome, at)
+
+
+def staff_scope(principal: Principal) -> str:
+    """Staff keys are kept per token: two operators never collide on a key."""
+    return f"staff:{principal.token_id}"
+
+
+@contextlib.asynccontextmanager
+async def replay_race() -> AsyncIterator[None]:
+    """Around a unit of work whose only unique write is its idempotency row (the staff operations, which
+    take no partner lock): a concurrent request with the same key won, so ask the caller to replay."""
+    try:
+        yield
+    except IntegrityError as error:
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            "Another request with this idempotency key is in progress; send it again to get its response.",
+            "idempotencyKey",
+        ) from error

@@ -9,6 +9,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner, validate_billing_zone, validate_currency, validate_partner_name
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
+from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
 
 
 async def viewer(ctx: RequestContext) -> Partner:
@@ -20,13 +21,33 @@ async def viewer(ctx: RequestContext) -> Partner:
     return partner
 
 
-async def create_partner(ctx: RequestContext, *, name: str, billing_zone: str, currency: str) -> Partner:
+async def create_partner(
+    ctx: RequestContext,
+    *,
+    name: str,
+    billing_zone: str,
+    currency: str,
+    idempotency_key: str | None = None,
+) -> Partner:
     """Staff: enrol a partner. It starts without a payment method, so it cannot issue yet."""
-    ctx.require_staff()
-    async with ctx.unit_of_work() as uow:
-        return await enrol_partner(
+    call = idempotent_call(
+        staff_scope(ctx.require_staff()),
+        idempotency_key,
+        "createPartner",
+        {"name": name, "billingZone": billing_zone, "currency": currency},
+    )
+    async with replay_race(), ctx.unit_of_work() as uow:
+        outcome = await stored_outcome(uow, call)
+        if outcome is not None:
+            replayed = await uow.partners.get(outcome["partner_id"])
+            if replayed is None:
+                raise DomainError(ErrorCode.NOT_FOUND, "The partner this key created no longer exists.")
+            return replayed
+        partner = await enrol_partner(
             uow, name=name, billing_zone=billing_zone, currency=currency, now=ctx.clock.now()
         )
+        await store_outcome(uow, call, {"partner_id": partner.id}, partner.created_at)
+        return partner
 
 
 async def enrol_partner(

@@ -12,6 +12,7 @@ from domain.principals import Principal
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
+from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
 
 TOKEN_PREFIX = "plk_"
 
@@ -22,6 +23,17 @@ class IssuedToken:
 
     id: str
     secret: str
+    partner_id: str | None
+    is_staff: bool
+    label: str
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What createApiToken answers: the token, with its secret only in the call that minted it."""
+
+    id: str
+    secret: str | None
     partner_id: str | None
     is_staff: bool
     label: str
@@ -38,18 +50,34 @@ async def authenticate(database: Database, secret: str) -> Principal | None:
 
 
 async def create_api_token(
-    ctx: RequestContext, *, partner_id: str | None, staff: bool, label: str = ""
-) -> IssuedToken:
-    """Staff: mint a token for a partner, or a staff token."""
-    ctx.require_staff()
+    ctx: RequestContext,
+    *,
+    partner_id: str | None,
+    staff: bool,
+    label: str = "",
+    idempotency_key: str | None = None,
+) -> TokenGrant:
+    """Staff: mint a token for a partner, or a staff token. A replay returns it without its secret."""
+    call = idempotent_call(
+        staff_scope(ctx.require_staff()),
+        idempotency_key,
+        "createApiToken",
+        {"partnerId": partner_id, "staff": staff, "label": label},
+    )
     if staff == (partner_id is not None):
         raise DomainError(
             ErrorCode.INVALID_INPUT, "Give either a partner id or staff: true, not both.", field="partnerId"
         )
-    async with ctx.unit_of_work() as uow:
+    async with replay_race(), ctx.unit_of_work() as uow:
+        outcome = await stored_outcome(uow, call)
+        if outcome is not None:
+            # The secret was shown once and only its hash is kept.
+            return TokenGrant(outcome["token_id"], None, partner_id, staff, outcome["label"])
         if partner_id is not None and await uow.partners.get(partner_id) is None:
             raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="partnerId")
-        return await mint_token(uow, partner_id=partner_id, staff=staff, label=label, at=ctx.clock.now())
+        token = await mint_token(uow, partner_id=partner_id, staff=staff, label=label, at=ctx.clock.now())
+        await store_outcome(uow, call, {"token_id": token.id, "label": token.label}, ctx.clock.now())
+        return TokenGrant(token.id, token.secret, token.partner_id, token.is_staff, token.label)
 
 
 async def mint_token(

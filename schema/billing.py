@@ -14,7 +14,7 @@ from domain.partners import SUPPORTED_CURRENCIES
 from resolvers import billing, licenses
 from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
-from schema.errors import UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 from schema.licenses import License
 from schema.pagination import Connection, connection
 from schema.products import Product
@@ -151,6 +151,7 @@ class BillingEstimate:
 @strawberry.input(description="Close a month: finalize every partner's invoice for it, then charge it.")
 class CloseBillingMonthInput:
     month: str = strawberry.field(description="YYYY-MM; it must have ended.")
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
 
 
 @strawberry.type(description="The result of closeBillingMonth; re-running it closes only what is left.")
@@ -196,7 +197,11 @@ class BillingMutation:
     async def close_billing_month(
         self, info: Info, input: CloseBillingMonthInput
     ) -> CloseBillingMonthPayload:
-        report, errors = await attempt(billing.close_billing_month(info.context, month=input.month))
+        report, errors = await attempt(
+            billing.close_billing_month(
+                info.context, month=input.month, idempotency_key=input.idempotency_key
+            )
+        )
         if report is None:
             return CloseBillingMonthPayload(
                 month=None,

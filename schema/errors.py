@@ -15,6 +15,8 @@ from domain.errors import DomainError
 from domain.errors import ErrorCode as DomainErrorCode
 
 T = TypeVar("T")
+
+IDEMPOTENCY_KEY_DESCRIPTION = "Optional: a replay with the same key returns the first response."
 log = logging.getLogger("licensing.errors")
 
 ErrorCode = DomainErrorCode

@@ -28,7 +28,7 @@ from resolvers import licenses
 from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
-from schema.errors import UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 from schema.pagination import Connection, connection
 from schema.products import Product
 
@@ -164,8 +164,6 @@ class LicenseCounts:
 
 
 # -- inputs -------------------------------------------------------------------------------------
-
-IDEMPOTENCY_KEY_DESCRIPTION = "Optional: a replay with the same key returns the first response."
 
 
 @strawberry.input(description="Which licenses to list; every given condition must hold.")

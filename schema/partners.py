@@ -9,7 +9,7 @@ import strawberry
 from domain.partners import Partner as DomainPartner
 from resolvers import partners
 from schema.context import Info
-from schema.errors import UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 from schema.pagination import Connection
 from schema.payments import PaymentMethod, payment_methods_of
 from schema.standing import Standing, standing_of
@@ -51,6 +51,7 @@ class CreatePartnerInput:
     name: str = strawberry.field(description="The agency's name.")
     billing_zone: str = strawberry.field(default="UTC", description="IANA time zone name for billing days.")
     currency: str = strawberry.field(default="usd", description="ISO 4217 code the partner is billed in.")
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
 
 
 @strawberry.type(description="The result of createPartner.")
@@ -72,7 +73,11 @@ class PartnerMutation:
     async def create_partner(self, info: Info, input: CreatePartnerInput) -> CreatePartnerPayload:
         partner, errors = await attempt(
             partners.create_partner(
-                info.context, name=input.name, billing_zone=input.billing_zone, currency=input.currency
+                info.context,
+                name=input.name,
+                billing_zone=input.billing_zone,
+                currency=input.currency,
+                idempotency_key=input.idempotency_key,
             )
         )
         return CreatePartnerPayload(

@@ -9,11 +9,9 @@ import strawberry
 from domain.payments import PaymentMethod as DomainPaymentMethod
 from resolvers import collection, payments
 from schema.context import Info
-from schema.errors import UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 from schema.invoices import Invoice
 from schema.pagination import Connection, connection
-
-IDEMPOTENCY_KEY_DESCRIPTION = "Optional: a replay with the same key returns the first response."
 
 
 @strawberry.type(description="A card on file, as Stripe knows it (the number itself never reaches us).")

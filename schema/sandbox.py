@@ -8,12 +8,13 @@ import strawberry
 
 from resolvers import sandbox
 from schema.context import Info
-from schema.errors import UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 
 
 @strawberry.input(description="Where to move the sandbox clock.")
 class AdvanceSandboxClockInput:
     to: datetime = strawberry.field(description="The new instant (with offset); never earlier than now.")
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
 
 
 @strawberry.type(description="The result of advanceSandboxClock.")
@@ -28,5 +29,7 @@ class SandboxMutation:
     async def advance_sandbox_clock(
         self, info: Info, input: AdvanceSandboxClockInput
     ) -> AdvanceSandboxClockPayload:
-        now, errors = await attempt(sandbox.advance_sandbox_clock(info.context, to=input.to))
+        now, errors = await attempt(
+            sandbox.advance_sandbox_clock(info.context, to=input.to, idempotency_key=input.idempotency_key)
+        )
         return AdvanceSandboxClockPayload(now=now, errors=errors)

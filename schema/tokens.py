@@ -6,13 +6,15 @@ import strawberry
 
 from resolvers import tokens
 from schema.context import Info
-from schema.errors import UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 
 
 @strawberry.type(description="A new API token. The secret is shown only in this response.")
 class ApiToken:
     id: strawberry.ID = strawberry.field(description="Token id (not the secret).")
-    secret: str = strawberry.field(description="Send as 'Authorization: Bearer <secret>'. Shown once.")
+    secret: str | None = strawberry.field(
+        description="Send as 'Authorization: Bearer <secret>'. Shown once: an idempotent replay returns null."
+    )
     partner_id: strawberry.ID | None = strawberry.field(description="The partner it acts for, if any.")
     staff: bool = strawberry.field(description="Whether it operates the system as staff.")
     label: str = strawberry.field(description="A note saying what the token is for.")
@@ -23,6 +25,7 @@ class CreateApiTokenInput:
     partner_id: strawberry.ID | None = strawberry.field(default=None, description="Partner to act for.")
     staff: bool = strawberry.field(default=False, description="Mint a staff token instead.")
     label: str = strawberry.field(default="", description="What the token is for.")
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
 
 
 @strawberry.type(description="The result of createApiToken.")
@@ -41,6 +44,7 @@ class TokenMutation:
                 partner_id=None if input.partner_id is None else str(input.partner_id),
                 staff=input.staff,
                 label=input.label,
+                idempotency_key=input.idempotency_key,
             )
         )
         token = (

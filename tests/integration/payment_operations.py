@@ -69,9 +69,17 @@ async def stripe_object(localstripe: LocalStripe, path: str) -> dict[str, Any]:
 
 
 async def intents_for_invoice(localstripe: LocalStripe, invoice_id: str) -> list[dict[str, Any]]:
-    """Every PaymentIntent Stripe holds for one of our invoices (by the metadata the charge carries)."""
-    intents = (await stripe_object(localstripe, "/v1/payment_intents?limit=100"))["data"]
-    return [i for i in intents if i["metadata"].get("invoice_id") == invoice_id]
+    """Every PaymentIntent Stripe holds for one of our invoices (by the metadata the charge carries).
+
+    Pages through the whole list: the session's localstripe holds every test's charges."""
+    found: list[dict[str, Any]] = []
+    path = "/v1/payment_intents?limit=100"
+    while True:
+        page = await stripe_object(localstripe, path)
+        found += [i for i in page["data"] if i["metadata"].get("invoice_id") == invoice_id]
+        if not page["has_more"] or not page["data"]:
+            return found
+        path = f"/v1/payment_intents?limit=100&starting_after={page['data'][-1]['id']}"
 
 
 async def payload(api: Api, token: str, operation: str, **input: Any) -> dict[str, Any]:
