@@ -45,7 +45,7 @@ from persistence.database import Database
 from persistence.events import NewEvent
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
-from resolvers.idempotency import idempotent_call, store_outcome, stored_outcome
+from resolvers.idempotency import idempotent_call, lock_and_replay, store_outcome
 from resolvers.invoices import owned_invoice
 from resolvers.licenses import revoke_for_nonpayment
 from resolvers.payments import forget_card, mirror_default
@@ -360,8 +360,7 @@ async def pay_invoice(
         {"invoiceId": invoice_id, "paymentMethodId": payment_method_id},
     )
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await owned_invoice(uow, partner_id, outcome["invoice_id"])
         invoice = await owned_invoice(uow, partner_id, invoice_id)
@@ -393,8 +392,7 @@ async def pay_invoice(
             "paymentMethodId",
         )
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        if await stored_outcome(uow, call) is None:
+        if await lock_and_replay(uow, partner_id, call) is None:
             await store_outcome(uow, call, {"invoice_id": invoice_id}, ctx.clock.now())
     return collected.invoice
 

@@ -66,6 +66,15 @@ async def stored_outcome(uow: UnitOfWork, call: IdempotentCall | None) -> dict[s
     return stored.outcome
 
 
+async def lock_and_replay(
+    uow: UnitOfWork, partner_id: str, call: IdempotentCall | None
+) -> dict[str, Any] | None:
+    """Take the partner's lock, then read the outcome kept for this key. Under the lock, a replay racing
+    the first call waits for it to commit and then finds its outcome."""
+    await uow.partners.lock(partner_id)
+    return await stored_outcome(uow, call)
+
+
 async def store_outcome(
     uow: UnitOfWork, call: IdempotentCall | None, outcome: dict[str, Any], at: datetime
 ) -> None:

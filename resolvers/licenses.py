@@ -39,7 +39,7 @@ from persistence.events import NewEvent, RecordedEvent
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
-from resolvers.idempotency import idempotent_call, store_outcome, stored_outcome
+from resolvers.idempotency import idempotent_call, lock_and_replay, store_outcome, stored_outcome
 from resolvers.standing import require_standing
 
 NOT_FOUND_MESSAGE = "No license with this key."
@@ -80,8 +80,7 @@ async def issue_licenses(
         {"items": [[item.product_slug, item.quantity] for item in items]},
     )
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await uow.licenses.get_many(outcome["license_ids"])
         await require_standing(uow, partner_id, Action.ISSUE)
@@ -181,8 +180,7 @@ async def start_license_transfer(
     partner_id = ctx.partner_id()
     call = idempotent_call(partner_id, idempotency_key, "startLicenseTransfer", {"key": key})
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_transfer(uow, outcome)
         holding = await _held(uow, partner_id, key)
@@ -202,8 +200,7 @@ async def cancel_license_transfer(
     partner_id = ctx.partner_id()
     call = idempotent_call(partner_id, idempotency_key, "cancelLicenseTransfer", {"key": key})
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_transfer(uow, outcome)
         holding = await _held(uow, partner_id, key)
@@ -337,8 +334,7 @@ async def _change(
     partner_id = ctx.partner_id()
     call = idempotent_call(partner_id, idempotency_key, operation, {"key": key, **arguments})
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return (await uow.licenses.get_many(outcome["license_ids"]))[0]
         holding = await _held(uow, partner_id, key)

@@ -20,7 +20,7 @@ from persistence.database import Database
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
-from resolvers.idempotency import idempotent_call, store_outcome, stored_outcome
+from resolvers.idempotency import idempotent_call, lock_and_replay, store_outcome
 from resolvers.standing import apply_standing_event
 
 log = logging.getLogger("licensing.payments")
@@ -50,16 +50,14 @@ async def create_payment_method_setup(
     partner_id = ctx.partner_id()
     call = idempotent_call(partner_id, idempotency_key, "createPaymentMethodSetup", {})
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
     if outcome is not None:
         return SetupIntentRef(outcome["id"], outcome["client_secret"])
     gateway = ctx.payments()
     customer = await ensure_customer(ctx.database, gateway, partner_id, ctx.clock.now())
     setup = await gateway.create_setup_intent(customer)
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:  # a concurrent call with the same key finished first
             return SetupIntentRef(outcome["id"], outcome["client_secret"])
         await store_outcome(
@@ -103,8 +101,7 @@ async def add_payment_method(
         {"paymentMethodId": payment_method_id, "makePrimary": make_primary},
     )
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_method(uow, outcome)
         known = await uow.payment_methods.by_stripe_id(payment_method_id)
@@ -122,8 +119,7 @@ async def add_payment_method(
     if becomes_primary:
         await gateway.set_default_payment_method(customer, card.id)
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_method(uow, outcome)
         now = ctx.clock.now()
@@ -167,8 +163,7 @@ async def set_primary_payment_method(
         partner_id, idempotency_key, "setPrimaryPaymentMethod", {"paymentMethodId": payment_method_id}
     )
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_method(uow, outcome)
         method = await _owned(uow, partner_id, payment_method_id)
@@ -177,8 +172,7 @@ async def set_primary_payment_method(
         raise not_on_file(payment_method_id)
     await ctx.payments().set_default_payment_method(customer, method.stripe_id)
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_method(uow, outcome)
         method = await _owned(uow, partner_id, payment_method_id)
@@ -196,8 +190,7 @@ async def remove_payment_method(
         partner_id, idempotency_key, "removePaymentMethod", {"paymentMethodId": payment_method_id}
     )
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_method(uow, outcome)
         method = await _owned(uow, partner_id, payment_method_id)
@@ -211,8 +204,7 @@ async def remove_payment_method(
                 raise
             # Already detached at Stripe (its dashboard, or a webhook on its way): mirror that.
     async with ctx.unit_of_work() as uow:
-        await uow.partners.lock(partner_id)
-        outcome = await stored_outcome(uow, call)
+        outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await _stored_method(uow, outcome)
         now = ctx.clock.now()
