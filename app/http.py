@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
@@ -68,11 +72,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
     def __init__(self, services: Services, **options: Any) -> None:
         settings = services.settings
         super().__init__(
-            build_schema(
-                max_depth=settings.max_query_depth,
-                max_tokens=settings.max_query_tokens,
-                max_aliases=settings.max_aliases,
-            ),
+            build_schema(settings.query_limits),
             allowed_origins=settings.websocket_origins,
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
             keep_alive=True,
@@ -97,13 +97,44 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         context.credential_problem = None
         return UNSET
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry answers a bad request in plain text; here it gets the error model."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive=receive))
+        except HTTPException as refused:
+            code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST}.get(refused.status_code)
+            body = error_body(code or ErrorCode.BAD_REQUEST, refused.reason, request_id_for(scope))
+            response = Response(body, status_code=refused.status_code, media_type="application/json")
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON from HTTP bodies and websocket messages; anything else is a JSONDecodeError (400/4400)."""
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError) as error:  # bad UTF-8 and deep nesting included
+            raise json.JSONDecodeError(f"not valid JSON: {type(error).__name__}", "", 0) from error
+        if json_depth_exceeds(value):
+            raise json.JSONDecodeError("nested too deeply", "", 0)
+        return value
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """An HTTP body: one JSON object with `query` (batches are not accepted)."""
+        value = super().parse_json(data)
+        if not isinstance(value, dict):
+            raise HTTPException(400, "The body must be a JSON object with a `query` string.")
+        return value
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if isinstance(response, Response):
-            response.headers["X-Request-Id"] = request_id
-        return await self.context_for(bearer_token(request.headers.get("authorization")), request_id)
+        context = await self.context_for(
+            bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
+        )
+        context.over_websocket = isinstance(request, WebSocket)
+        return context
 
     async def context_for(self, token: str | None, request_id: str) -> RequestContext:
         services = self.services
@@ -175,8 +206,7 @@ def create_app(
 
     async def invoice_csv(request: Request) -> Response:
         context = await graphql.context_for(
-            bearer_token(request.headers.get("authorization")),
-            request.headers.get("x-request-id") or uuid.uuid4().hex,
+            bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
         )
         try:
             invoice, text = await invoice_day_lines_csv(context, invoice_id=request.path_params["invoice_id"])
@@ -207,6 +237,13 @@ def create_app(
             Route("/healthz", healthz),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                RequestEdge,
+                max_body_bytes=settings.max_body_bytes,
+                timeout_seconds=settings.request_timeout_seconds,
+            )
+        ],
     )
     app.state.services = services
     return app

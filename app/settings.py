@@ -14,6 +14,7 @@ from domain.payments import (
 )
 from domain.support import SupportContact
 from persistence.database import DEFAULT_DATABASE_URL
+from schema.limits import QueryLimits
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -29,9 +30,10 @@ class Settings:
     # Sandbox mode: the clock is settable by staff (advanceSandboxClock); the demo runs in it.
     sandbox: bool = False
     sandbox_start: datetime | None = None
-    max_query_depth: int = 10
-    max_query_tokens: int = 2000
-    max_aliases: int = 15
+    # What one GraphQL document may cost (checked before validation), and one HTTP request.
+    query_limits: QueryLimits = QueryLimits()
+    max_body_bytes: int = 1_048_576
+    request_timeout_seconds: float = 30.0
     # Young-generation GC threshold (CPython's default is 700); see app.http.tune_garbage_collection.
     gc_gen0_threshold: int = 50_000
     # Browser origins allowed to open websockets (empty: any; non-browser clients send no Origin).
@@ -70,9 +72,15 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             sandbox=_flag("LICENSING_SANDBOX"),
             sandbox_start=datetime.fromisoformat(start) if start else None,
-            max_query_depth=int(os.environ.get("LICENSING_MAX_QUERY_DEPTH", "10")),
-            max_query_tokens=int(os.environ.get("LICENSING_MAX_QUERY_TOKENS", "2000")),
-            max_aliases=int(os.environ.get("LICENSING_MAX_ALIASES", "15")),
+            query_limits=QueryLimits(
+                max_depth=int(os.environ.get("LICENSING_MAX_QUERY_DEPTH", "10")),
+                max_tokens=int(os.environ.get("LICENSING_MAX_QUERY_TOKENS", "2000")),
+                max_aliases=int(os.environ.get("LICENSING_MAX_ALIASES", "15")),
+                max_document_bytes=int(os.environ.get("LICENSING_MAX_QUERY_BYTES", "32768")),
+                max_fields=int(os.environ.get("LICENSING_MAX_QUERY_FIELDS", "1000")),
+            ),
+            max_body_bytes=int(os.environ.get("LICENSING_MAX_BODY_BYTES", "1048576")),
+            request_timeout_seconds=float(os.environ.get("LICENSING_REQUEST_TIMEOUT_SECONDS", "30")),
             gc_gen0_threshold=int(os.environ.get("LICENSING_GC_GEN0_THRESHOLD", "50000")),
             websocket_origins=tuple(
                 origin.strip()

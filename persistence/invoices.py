@@ -28,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.billing import BillingMonth, Costs, DayLine, LicenseCounts, ProductLine, Statement
 from domain.invoices import Invoice, InvoiceStatus
 from persistence.metadata import metadata
-from persistence.pagination import Page, SortKey, keyset_page, parse_instant
+from persistence.pagination import (
+    CursorCodec,
+    Page,
+    SortKey,
+    cursor_instant,
+    cursor_key,
+    cursor_position,
+    keyset_page,
+)
 from persistence.types import UTCDateTime
 
 invoices = Table(
@@ -85,6 +93,9 @@ invoice_day_lines = Table(
 )
 
 DAY_LINE_BATCH = 5_000
+INVOICE_CURSOR = CursorCodec("invoices", [cursor_instant, cursor_key])
+# Stored and estimated day-lines share one order (their position), so they share one cursor.
+DAY_LINE_CURSOR = CursorCodec("day_lines", [cursor_position])
 
 
 class InvoiceRepository:
@@ -162,7 +173,7 @@ class InvoiceRepository:
         rows: Page[Row[Any]] = await keyset_page(
             self._connection,
             statement,
-            SortKey([invoices.c.finalized_at, invoices.c.id], descending=True, parsers=[parse_instant, str]),
+            SortKey([invoices.c.finalized_at, invoices.c.id], INVOICE_CURSOR, descending=True),
             first=first,
             after=after,
             to_item=lambda row: row,
@@ -180,7 +191,7 @@ class InvoiceRepository:
         return await keyset_page(
             self._connection,
             select(invoice_day_lines).where(invoice_day_lines.c.invoice_id == invoice_id),
-            SortKey([invoice_day_lines.c.position], parsers=[int]),
+            SortKey([invoice_day_lines.c.position], DAY_LINE_CURSOR),
             first=first,
             after=after,
             to_item=_to_day_line,

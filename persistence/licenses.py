@@ -47,7 +47,7 @@ from domain.licenses import (
     Transfer,
 )
 from persistence.metadata import metadata
-from persistence.pagination import Page, SortKey, keyset_page, parse_instant
+from persistence.pagination import CursorCodec, Page, SortKey, cursor_instant, cursor_key, keyset_page
 from persistence.products import products
 from persistence.types import UTCDateTime
 
@@ -216,9 +216,10 @@ class LicenseRepository:
         statement = select(licenses, sort_value.label("sort_value")).where(
             licenses.c.partner_id == partner_id, *_conditions(where)
         )
-        sort = SortKey(
-            columns=[sort_value, licenses.c.id], descending=order.descending, parsers=[parse_instant, str]
-        )
+        # A cursor names the order it was taken in: one from another order is refused, not misread.
+        direction = "desc" if order.descending else "asc"
+        cursor = CursorCodec(f"licenses/{order.field.value}/{direction}", [cursor_instant, cursor_key])
+        sort = SortKey(columns=[sort_value, licenses.c.id], cursor=cursor, descending=order.descending)
         return await keyset_page(
             self._connection,
             statement,

@@ -41,22 +41,73 @@ def page_size(first: int | None) -> int:
     return first
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    return base64.urlsafe_b64encode(json.dumps(encoded).encode()).decode().rstrip("=")
+# The largest value a cursor position may carry: SQL INTEGER on both databases.
+MAX_POSITION = 2**31 - 1
+MAX_KEY_LENGTH = 128
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "'after' is not a cursor from this list.", "after"
-        ) from error
-    if not isinstance(values, list) or len(values) != arity:
-        raise DomainError(ErrorCode.INVALID_INPUT, "'after' is not a cursor from this list.", "after")
-    return values
+def cursor_instant(value: Any) -> datetime:
+    """An ISO-8601 instant with its offset, as this service writes them."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("not an instant")
+    instant = datetime.fromisoformat(value)
+    if instant.tzinfo is None:
+        raise ValueError("an instant needs its offset")
+    return instant
+
+
+def cursor_key(value: Any) -> str:
+    """A row's id: printable text of bounded length."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_LENGTH or not value.isprintable():
+        raise ValueError("not a key")
+    return value
+
+
+def cursor_position(value: Any) -> int:
+    """A position in a fixed order: a whole number within SQL INTEGER."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POSITION:
+        raise ValueError("not a position")
+    return value
+
+
+@dataclass(frozen=True)
+class CursorCodec:
+    """The cursors of one list: tagged with the list's name, every value checked against its kind.
+
+    A cursor is base64url(JSON [list_name, value, ...]). Decoding refuses anything this list did not
+    write (another list's cursor, wrong arity, wrong types, out-of-range numbers) with INVALID_INPUT
+    on `field`, so no hand-made cursor reaches SQL.
+    """
+
+    list_name: str
+    kinds: Sequence[Callable[[Any], Any]]
+    field: str = "after"
+
+    def encode(self, values: Sequence[Any]) -> str:
+        encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+        payload = json.dumps([self.list_name, *encoded], separators=(",", ":"))
+        return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+    def decode(self, cursor: str) -> list[Any]:
+        """The cursor's values, parsed by their kinds; INVALID_INPUT for anything else."""
+        problem = DomainError(ErrorCode.INVALID_INPUT, f"'{self.field}' is not a cursor from this list.", self.field)
+        if len(cursor) > 512:
+            raise problem
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        except (binascii.Error, ValueError, RecursionError) as error:
+            raise problem from error
+        if (
+            not isinstance(decoded, list)
+            or len(decoded) != len(self.kinds) + 1
+            or decoded[0] != self.list_name
+        ):
+            raise problem
+        try:
+            return [parse(value) for parse, value in zip(self.kinds, decoded[1:], strict=True)]
+        except ValueError as error:
+            raise problem from error
 
 
 @dataclass(frozen=True)
@@ -64,14 +115,11 @@ class SortKey:
     """The columns a list is ordered by; the last one must be unique so the order is total."""
 
     columns: Sequence[ColumnElement[Any]]
+    cursor: CursorCodec
     descending: bool = False
-    # How to turn a cursor's JSON values back into column values (e.g. ISO text → datetime).
-    parsers: Sequence[Callable[[Any], Any]] | None = None
 
     def after(self, values: list[Any]) -> ColumnElement[bool]:
         """Rows strictly past the cursor in this order (expanded OR form: works where NULL-free)."""
-        if self.parsers:
-            values = [parse(v) for parse, v in zip(self.parsers, values, strict=True)]
         clauses = []
         for index, column in enumerate(self.columns):
             equal_prefix = [c == v for c, v in zip(self.columns[:index], values[:index], strict=True)]
@@ -100,16 +148,12 @@ async def keyset_page(
     ).scalar_one()
     paged = statement
     if after is not None:
-        paged = paged.where(sort.after(decode_cursor(after, len(sort.columns))))
+        paged = paged.where(sort.after(sort.cursor.decode(after)))
     rows = (await connection.execute(paged.order_by(*sort.order_by()).limit(size + 1))).all()
-    items = [(encode_cursor(cursor_values(row)), to_item(row)) for row in rows[:size]]
+    items = [(sort.cursor.encode(cursor_values(row)), to_item(row)) for row in rows[:size]]
     return Page(
         items=items,
         has_next_page=len(rows) > size,
         has_previous_page=after is not None,
         total_count=int(total),
     )
-
-
-def parse_instant(value: Any) -> datetime:
-    return datetime.fromisoformat(value)

@@ -33,8 +33,10 @@ from domain.invoices import InvoiceStatus
 from domain.payments import AttemptStatus, ChargeTrigger, PaymentAttempt, PaymentMethod
 from persistence.invoices import invoices
 from persistence.metadata import metadata
-from persistence.pagination import Page, SortKey, keyset_page
+from persistence.pagination import CursorCodec, Page, SortKey, cursor_position, keyset_page
 from persistence.types import UTCDateTime
+
+PAYMENT_METHOD_CURSOR = CursorCodec("payment_methods", [cursor_position])
 
 stripe_customers = Table(
     "stripe_customers",
@@ -185,7 +187,7 @@ class PaymentMethodRepository:
             select(payment_methods).where(
                 payment_methods.c.partner_id == partner_id, payment_methods.c.removed_at.is_(None)
             ),
-            SortKey([payment_methods.c.position], parsers=[int]),
+            SortKey([payment_methods.c.position], PAYMENT_METHOD_CURSOR),
             first=first,
             after=after,
             to_item=_to_method,

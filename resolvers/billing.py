@@ -26,7 +26,8 @@ from domain.partners import SUPPORTED_CURRENCIES, Partner
 from domain.payments import ChargeTrigger
 from persistence.database import Database
 from persistence.events import NewEvent
-from persistence.pagination import Page, decode_cursor, encode_cursor, page_size
+from persistence.invoices import DAY_LINE_CURSOR
+from persistence.pagination import Page, page_size
 from persistence.unit_of_work import UnitOfWork
 from resolvers.collection import CollectionReport, Collector, collect_open_invoices
 from resolvers.context import RequestContext
@@ -87,11 +88,11 @@ async def live_statement(uow: UnitOfWork, partner: Partner, month: BillingMonth)
 def day_lines_page(statement: Statement, *, first: int | None, after: str | None) -> Page[DayLine]:
     """Page through a computed statement's day-lines; the cursor is the position in its fixed order."""
     size = page_size(first)
-    start = 0 if after is None else int(decode_cursor(after, 1)[0]) + 1
+    start = 0 if after is None else DAY_LINE_CURSOR.decode(after)[0] + 1
     lines = statement.day_lines
     return Page(
         items=[
-            (encode_cursor([position]), lines[position])
+            (DAY_LINE_CURSOR.encode([position]), lines[position])
             for position in range(start, min(start + size, len(lines)))
         ],
         has_next_page=start + size < len(lines),

@@ -30,6 +30,8 @@ class RequestContext:
     loaders: dict[str, object] = field(default_factory=dict)
     # graphql-transport-ws: the connection_init payload (set by Strawberry before on_ws_connect).
     connection_params: dict[str, object] | None = None
+    # Subscriptions run only over a websocket; over HTTP they are refused before they start.
+    over_websocket: bool = False
 
     @property
     def actor_token_id(self) -> str | None:

@@ -8,10 +8,7 @@ Every read here is its own short unit of work: nothing holds a connection while 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from domain.invoices import Invoice
 from domain.standing import Standing
 from persistence.database import Database
 from persistence.events import RecordedEvent
+from persistence.pagination import CursorCodec, cursor_position
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
@@ -28,7 +26,7 @@ BATCH = 500
 # A wake-up is only a hint; this is how long a follower waits without one before re-reading.
 POLL_SECONDS = 5.0
 MAX_WATCHED_KEYS = 100
-CURSOR_TAG = "feed"
+FEED_CURSOR = CursorCodec("feed", [cursor_position], field="since")
 
 
 async def follow_events(
@@ -126,22 +124,12 @@ async def latest_seq(database: Database, partner_id: str) -> int:
 
 def encode_feed_cursor(seq: int) -> str:
     """The opaque cursor of the partner's event number `seq` (0: before the first event)."""
-    return base64.urlsafe_b64encode(json.dumps([CURSOR_TAG, seq]).encode()).decode().rstrip("=")
+    return FEED_CURSOR.encode([seq])
 
 
 def decode_feed_cursor(cursor: str) -> int:
     """The sequence number inside a cursor; anything that is not one of ours is INVALID_INPUT."""
-    problem = DomainError(ErrorCode.INVALID_INPUT, "'since' is not a cursor from this event feed.", "since")
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise problem from error
-    if not (isinstance(value, list) and len(value) == 2 and value[0] == CURSOR_TAG):
-        raise problem
-    seq = value[1]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise problem
+    seq: int = FEED_CURSOR.decode(cursor)[0]
     return seq
 
 

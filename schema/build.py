@@ -7,7 +7,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
 from schema.billing import BillingMutation, BillingQuery
@@ -15,6 +15,7 @@ from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoices import InvoiceQuery
 from schema.licenses import LicenseMutation, LicenseQuery
+from schema.limits import QueryGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
 from schema.products import ProductQuery
@@ -52,11 +53,13 @@ class LicensingSchema(strawberry.Schema):
         return None
 
 
-def build_schema(*, max_depth: int = 10, max_tokens: int = 2000, max_aliases: int = 15) -> strawberry.Schema:
+def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+    """The schema; every document is bounded by `limits` before it is validated (see schema.limits)."""
+    limits = limits or QueryLimits()
     extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=max_depth),
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        # The parser stops after this many tokens: parsing is bounded before anything else runs.
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: QueryGate(limits),
         MaskUnexpectedErrors,
     ]
     return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult, StreamExecutionResult
 
@@ -66,7 +66,7 @@ class MaskUnexpectedErrors(SchemaExtension):
 def present_error(error: GraphQLError, request_id: str) -> GraphQLError:
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
-        return error
+        return _with_code(error)
     if isinstance(original, DomainError):
         return GraphQLError(
             original.message,
@@ -75,9 +75,24 @@ def present_error(error: GraphQLError, request_id: str) -> GraphQLError:
             extensions={"code": original.code.value, "field": original.field},
         )
     log.error("unexpected error (request %s)", request_id, exc_info=original)
+    # The client gets the request id only; the trace stays in the log.
     return GraphQLError(
         f"Internal server error. Quote request id {request_id} to support.",
         nodes=error.nodes,
         path=error.path,
         extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
     )
+
+
+def _with_code(error: GraphQLError) -> GraphQLError:
+    """Errors of the document itself (syntax, validation) get a code like every other error."""
+    if (error.extensions or {}).get("code") or error.path is not None:
+        return error
+    if isinstance(error, GraphQLSyntaxError):
+        # graphql-core's parser enforces the token limit and says so in this one message.
+        too_long = "tokens. Parsing aborted" in error.message or "nested too deeply" in error.message
+        code = DomainErrorCode.QUERY_TOO_COMPLEX if too_long else DomainErrorCode.GRAPHQL_PARSE_FAILED
+    else:
+        code = DomainErrorCode.GRAPHQL_VALIDATION_FAILED
+    error.extensions = {**(error.extensions or {}), "code": code.value}
+    return error

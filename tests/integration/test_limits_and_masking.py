@@ -12,6 +12,7 @@ from domain.principals import Principal
 from persistence.database import Database
 from resolvers.context import RequestContext
 from schema.build import build_schema
+from schema.limits import QueryLimits
 from tests.integration.conftest import Api, PartnerAccess
 
 
@@ -19,7 +20,7 @@ async def test_over_deep_query_is_rejected_before_execution(
     database_url: str, partner: PartnerAccess
 ) -> None:
     # Lower the configured limit (leaves do not count) rather than build a huge query.
-    app = create_app(Settings(database_url=database_url, max_query_depth=0))
+    app = create_app(Settings(database_url=database_url, query_limits=QueryLimits(max_depth=0)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         response = await client.post(
             "/graphql",
@@ -27,7 +28,8 @@ async def test_over_deep_query_is_rejected_before_execution(
             headers={"Authorization": f"Bearer {partner.token}"},
         )
     body = response.json()
-    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+    assert body["errors"][0]["message"] == "The operation is nested deeper than 0 levels."
+    assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
     assert body.get("data") is None
     await app.state.services.database.dispose()
 
