@@ -31,7 +31,7 @@ class Settings:
     sandbox: bool = False
     sandbox_start: datetime | None = None
     # What one GraphQL document may cost (checked before validation), and one HTTP request.
-    query_limits: QueryLimits = QueryLimits()
+    query_limits: QueryLimits = field(default_factory=QueryLimits)
     max_body_bytes: int = 1_048_576
     request_timeout_seconds: float = 30.0
     # Young-generation GC threshold (CPython's default is 700); see app.http.tune_garbage_collection.

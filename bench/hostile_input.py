@@ -97,7 +97,9 @@ def sender(base: str, query: str, seconds: float) -> int:
     return sent
 
 
-async def healthz_under(base: str, client: httpx.AsyncClient, query: str, seconds: float) -> tuple[list[float], int]:
+async def healthz_under(
+    base: str, client: httpx.AsyncClient, query: str, seconds: float
+) -> tuple[list[float], int]:
     """/healthz latencies while 4 clients send `query` as fast as the server answers."""
     with concurrent.futures.ProcessPoolExecutor(4) as pool:
         senders = [pool.submit(sender, base, query, seconds + 1) for _ in range(4)]
@@ -110,7 +112,9 @@ def describe(latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p50 = ordered[len(ordered) // 2]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {ordered[-1] * 1000:.2f} ms ({len(ordered)} probes)"
+    worst = ordered[-1]
+    spread = f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {worst * 1000:.2f} ms"
+    return f"{spread} ({len(ordered)} probes)"
 
 
 async def main(runs: int, seconds: float) -> None:
@@ -129,7 +133,9 @@ async def main(runs: int, seconds: float) -> None:
             print(f"/healthz, 4 clients sending `{TRIVIAL}`:      {describe(busy)}; {answered} answered")
             print(f"/healthz, 4 clients sending the n=40 bomb:     {describe(bombed)}; {refused} refused")
             ratio = statistics.median(bombed) / statistics.median(busy)
-            print(f"/healthz p50 under bombs / under trivial queries: {ratio:.2f}x (1.0: a bomb costs no more)")
+            print(
+                f"/healthz p50 under bombs / under trivial queries: {ratio:.2f}x (1.0: a bomb costs no more)"
+            )
         finally:
             server.terminate()
             server.wait(timeout=10)

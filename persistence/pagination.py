@@ -90,7 +90,9 @@ class CursorCodec:
 
     def decode(self, cursor: str) -> list[Any]:
         """The cursor's values, parsed by their kinds; INVALID_INPUT for anything else."""
-        problem = DomainError(ErrorCode.INVALID_INPUT, f"'{self.field}' is not a cursor from this list.", self.field)
+        problem = DomainError(
+            ErrorCode.INVALID_INPUT, f"'{self.field}' is not a cursor from this list.", self.field
+        )
         if len(cursor) > 512:
             raise problem
         try:

@@ -117,7 +117,9 @@ def _check_operation(
     return total
 
 
-def _measure(selection_set: SelectionSetNode, measured: Mapping[str, Measure], limits: QueryLimits) -> Measure:
+def _measure(
+    selection_set: SelectionSetNode, measured: Mapping[str, Measure], limits: QueryLimits
+) -> Measure:
     """Measure a selection set; fragments it spreads are already measured (dependency order)."""
     cap = limits.max_fields + 1  # saturate: beyond the limit the exact number does not matter
     total = Measure()
@@ -192,7 +194,7 @@ def _spread_names(selection_set: SelectionSetNode) -> set[str]:
         for selection in pending.pop().selections:
             if isinstance(selection, FragmentSpreadNode):
                 names.add(selection.name.value)
-            elif selection.selection_set is not None:
+            elif isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
                 pending.append(selection.selection_set)
     return names
 
@@ -220,7 +222,9 @@ def refuse_control_characters(value: Any) -> None:
         item = pending.pop()
         if isinstance(item, str):
             if not item.isprintable() and any(_is_control(ch) for ch in item):
-                raise QueryRefused("Text may not contain control characters such as NUL.", ErrorCode.INVALID_INPUT)
+                raise QueryRefused(
+                    "Text may not contain control characters such as NUL.", ErrorCode.INVALID_INPUT
+                )
         elif isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())

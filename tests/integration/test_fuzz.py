@@ -77,7 +77,11 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStri
     access = json.loads(access_file.read_text())
     with (workdir / "serve.log").open("wb") as log:
         server = subprocess.Popen(
-            [*licensing, "serve", "--port", str(port)], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+            [*licensing, "serve", "--port", str(port)],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -145,7 +149,10 @@ def test_any_body_posted_to_graphql_is_answered_without_a_5xx(fuzz_target: FuzzT
     response = httpx.post(
         f"{fuzz_target.base_url}/graphql",
         content=body,
-        headers={"content-type": "application/json", "Authorization": f"Bearer {fuzz_target.tokens['partner']}"},
+        headers={
+            "content-type": "application/json",
+            "Authorization": f"Bearer {fuzz_target.tokens['partner']}",
+        },
         timeout=30,
     )
     assert_no_server_error(response, body)
@@ -164,5 +171,7 @@ def test_any_body_posted_to_the_stripe_webhook_is_refused_without_a_5xx(
     headers = {"content-type": "application/json"}
     if signature is not None and signature.isascii() and signature.isprintable():
         headers["stripe-signature"] = signature
-    response = httpx.post(f"{fuzz_target.base_url}/webhooks/stripe", content=body, headers=headers, timeout=30)
+    response = httpx.post(
+        f"{fuzz_target.base_url}/webhooks/stripe", content=body, headers=headers, timeout=30
+    )
     assert response.status_code == 400, (body, signature, response.status_code, response.text[:300])
