@@ -82,6 +82,8 @@ class CursorCodec:
     list_name: str
     kinds: Sequence[Callable[[Any], Any]]
     field: str = "after"
+    # How the refusal names what the cursor should have come from.
+    source: str = "list"
 
     def encode(self, values: Sequence[Any]) -> str:
         encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
@@ -90,9 +92,8 @@ class CursorCodec:
 
     def decode(self, cursor: str) -> list[Any]:
         """The cursor's values, parsed by their kinds; INVALID_INPUT for anything else."""
-        problem = DomainError(
-            ErrorCode.INVALID_INPUT, f"'{self.field}' is not a cursor from this list.", self.field
-        )
+        message = f"'{self.field}' is not a cursor from this {self.source}."
+        problem = DomainError(ErrorCode.INVALID_INPUT, message, self.field)
         if len(cursor) > 512:
             raise problem
         try:

@@ -26,7 +26,7 @@ BATCH = 500
 # A wake-up is only a hint; this is how long a follower waits without one before re-reading.
 POLL_SECONDS = 5.0
 MAX_WATCHED_KEYS = 100
-FEED_CURSOR = CursorCodec("feed", [cursor_position], field="since")
+FEED_CURSOR = CursorCodec("feed", [cursor_position], field="since", source="event feed")
 
 
 async def follow_events(
