@@ -53,8 +53,8 @@ class SettableClock:
         if instant > latest:
             raise DomainError(
                 ErrorCode.INVALID_INPUT,
-                f"The sandbox clock moves at most {MAX_SANDBOX_ADVANCE_YEARS} years at a time and never "
-                f"past {LATEST_SANDBOX_INSTANT.isoformat()}; the latest it can reach now is {latest.isoformat()}.",
+                f"The sandbox clock moves at most {MAX_SANDBOX_ADVANCE_YEARS} years at a time and never past "
+                f"{LATEST_SANDBOX_INSTANT.isoformat()}; the latest it can reach now is {latest.isoformat()}.",
                 field="to",
             )
         self._now = instant

@@ -39,7 +39,9 @@ def verify_webhook(
     if not signature_header:
         raise WebhookRejected("The Stripe-Signature header is missing.")
     if not secret.strip():
-        raise WebhookRejected("No webhook secret is configured (STRIPE_WEBHOOK_SECRET); nothing can be verified.")
+        raise WebhookRejected(
+            "No webhook secret is configured (STRIPE_WEBHOOK_SECRET); nothing can be verified."
+        )
     timestamp, signatures = _parse_signature_header(signature_header)
     expected = _signature(payload, secret, timestamp)
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):

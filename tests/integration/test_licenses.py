@@ -202,7 +202,9 @@ async def test_encoded_dot_segments_separators_and_parameters_are_refused(
     ]:
         refused = await assign(api, good_partner.token, key, spelling)
         assert refused["license"] is None
-        assert (refused["errors"][0]["code"], refused["errors"][0]["field"]) == ("INVALID_SITE", "site"), spelling
+        assert (refused["errors"][0]["code"], refused["errors"][0]["field"]) == ("INVALID_SITE", "site"), (
+            spelling
+        )
     state = (await api.data(LICENSE, {"key": key}, good_partner.token))["license"]
     assert (state["state"], state["site"], len(state["events"])) == ("ISSUED", None, 1)
 

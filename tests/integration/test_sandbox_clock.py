@@ -55,7 +55,11 @@ async def test_a_clock_target_that_would_break_date_arithmetic_is_refused(
     for target in ["9999-12-31T00:00:00Z", "9999-12-31T23:00:00-05:00", "2036-07-01T09:00:01Z"]:
         body = await api.data(ADVANCE, {"to": target}, staff_token)
         [error] = body["advanceSandboxClock"]["errors"]
-        assert (body["advanceSandboxClock"]["now"], error["code"], error["field"]) == (None, "INVALID_INPUT", "to")
+        assert (body["advanceSandboxClock"]["now"], error["code"], error["field"]) == (
+            None,
+            "INVALID_INPUT",
+            "to",
+        )
     assert clock.now() == before
     assert (await api.data(ESTIMATE, token=good_partner.token))["billingEstimate"]["month"] == "2026-07"
 
@@ -64,12 +68,16 @@ async def test_the_estimate_works_after_the_largest_allowed_advance(
     api: Api, staff_token: str, good_partner: PartnerAccess, clock: SettableClock
 ) -> None:
     await issue(api, good_partner.token)
-    ten_years_on = (await api.data(ADVANCE, {"to": "2036-07-01T09:00:00Z"}, staff_token))["advanceSandboxClock"]
+    ten_years_on = (await api.data(ADVANCE, {"to": "2036-07-01T09:00:00Z"}, staff_token))[
+        "advanceSandboxClock"
+    ]
     assert ten_years_on == {"now": "2036-07-01T09:00:00+00:00", "errors": []}
     assert (await api.data(ESTIMATE, token=good_partner.token))["billingEstimate"]["licenseDays"] == 31
     while clock.latest_target() < LATEST_SANDBOX_INSTANT:  # the way there, ten years at a time
         clock.advance_to(clock.latest_target())
-    last = (await api.data(ADVANCE, {"to": LATEST_SANDBOX_INSTANT.isoformat()}, staff_token))["advanceSandboxClock"]
+    last = (await api.data(ADVANCE, {"to": LATEST_SANDBOX_INSTANT.isoformat()}, staff_token))[
+        "advanceSandboxClock"
+    ]
     assert (last["now"], last["errors"]) == ("9000-01-01T00:00:00+00:00", [])
     estimate = (await api.data(ESTIMATE, token=good_partner.token))["billingEstimate"]
     assert (estimate["month"], estimate["licenseDays"]) == ("9000-01", 31)

@@ -250,7 +250,9 @@ EVENT = b'{"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object":
 
 
 @pytest.mark.parametrize(("signed_at", "accepted"), [(-300, True), (300, True), (-301, False), (301, False)])
-def test_a_signature_is_accepted_within_five_minutes_of_now_either_way(signed_at: int, accepted: bool) -> None:
+def test_a_signature_is_accepted_within_five_minutes_of_now_either_way(
+    signed_at: int, accepted: bool
+) -> None:
     now = 1_800_000_000
     header = sign_webhook(EVENT, "whsec_x", now + signed_at)
     if accepted:

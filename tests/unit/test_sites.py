@@ -172,12 +172,18 @@ def test_whatever_is_stored_is_already_normal(raw: str) -> None:
     assert normalize_site(stored) == stored
 
 
-_dot_segment = st.sampled_from([".", ".."]).flatmap(
-    lambda dots: st.lists(st.sampled_from([".", "%2e", "%2E"]), min_size=len(dots), max_size=len(dots))
-).map("".join)
+_dot_segment = (
+    st.sampled_from([".", ".."])
+    .flatmap(
+        lambda dots: st.lists(st.sampled_from([".", "%2e", "%2E"]), min_size=len(dots), max_size=len(dots))
+    )
+    .map("".join)
+)
 # An encoded separator alone, or before, after or inside a segment.
 _with_encoded_separator = st.tuples(
-    st.sampled_from(["", "shop"]), st.sampled_from(["%2F", "%2f", "%5C", "%5c"]), st.sampled_from(["", "admin"])
+    st.sampled_from(["", "shop"]),
+    st.sampled_from(["%2F", "%2f", "%5C", "%5c"]),
+    st.sampled_from(["", "admin"]),
 ).map("".join)
 
 
@@ -201,6 +207,8 @@ def test_an_idn_host_is_the_same_site_as_its_punycode(label: str, tld: str, data
     except idna.IDNAError:
         assume(False)
     unicode_site = normalize_site(f"https://{label}.{tld}/shop")
-    assert unicode_site == normalize_site(f"https://{punycode}.{tld}/shop") == f"https://{punycode}.{tld}/shop"
+    assert (
+        unicode_site == normalize_site(f"https://{punycode}.{tld}/shop") == f"https://{punycode}.{tld}/shop"
+    )
     utf8_escapes = "".join(f"%{byte:02X}" for byte in f"{label}.{tld}".encode())
     assert normalize_site(f"https://{utf8_escapes}/shop") == unicode_site
