@@ -50,7 +50,7 @@ def normalize_site(raw: str, field: str = "site") -> str:
     text = raw.strip()
     if not text:
         raise refuse("it is empty")
-    if len(text) > 2 * MAX_SITE_LENGTH:
+    if len(text) > 3 * MAX_SITE_LENGTH:  # every character of a stored site may come as a %XX escape
         raise refuse("it is too long")
     if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in text):
         raise refuse("it contains spaces or control characters")

@@ -143,6 +143,12 @@ def test_every_spelling_of_a_site_normalizes_to_the_same_site(
     assert stored == spelled(scheme, host, port, segments)
 
 
+def test_a_site_of_the_longest_length_fully_percent_encoded_is_the_same_site() -> None:
+    stored = "https://h.example/" + "s" * (255 - len("https://h.example/"))
+    encoded = "https://h.example/" + "%73" * (255 - len("https://h.example/"))
+    assert normalize_site(encoded) == normalize_site(stored) == stored
+
+
 @FAST
 @given(
     canonical_sites(),
