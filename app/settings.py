@@ -36,7 +36,8 @@ class Settings:
     request_timeout_seconds: float = 30.0
     # Young-generation GC threshold (CPython's default is 700); see app.http.tune_garbage_collection.
     gc_gen0_threshold: int = 50_000
-    # Browser origins allowed to open websockets (empty: any; non-browser clients send no Origin).
+    # Browser origins allowed to open websockets besides the server's own (`*`: any). Empty: same origin
+    # only, other origins get a 403 handshake; non-browser clients send no Origin and are let in.
     websocket_origins: tuple[str, ...] = ()
     max_subscriptions_per_connection: int = 20
     # PostgreSQL: how long the NOTIFY listener waits before reconnecting after losing its connection.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from domain.errors import DomainError, ErrorCode
@@ -23,18 +24,34 @@ class Partner:
     created_at: datetime
 
 
+# Names the system's tz directory answers that are not zones of the IANA database a partner lives in:
+# the host's own zone (`localtime`), the POSIX rules template, `Factory` ("local time zone must be
+# set"), and the `posix/` and `right/` (leap-second) copies of the real zones.
+_NOT_BILLING_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_BILLING_PREFIXES = ("posix/", "right/")
+
+
+@cache
+def billing_zones() -> frozenset[str]:
+    """The canonical IANA zone names a partner can be billed in (`UTC` included)."""
+    return frozenset(
+        zone
+        for zone in available_timezones()
+        if zone not in _NOT_BILLING_ZONES and not zone.startswith(_NOT_BILLING_PREFIXES)
+    )
+
+
 def validate_billing_zone(zone: str) -> str:
     """Return the IANA zone name if it is one; raise UNKNOWN_TIME_ZONE otherwise."""
-    if zone not in available_timezones():
-        raise DomainError(
-            ErrorCode.UNKNOWN_TIME_ZONE, f"'{zone}' is not an IANA time zone name.", field="billingZone"
-        )
+    unknown = DomainError(
+        ErrorCode.UNKNOWN_TIME_ZONE, f"'{zone}' is not an IANA time zone name.", field="billingZone"
+    )
+    if zone not in billing_zones():
+        raise unknown
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise DomainError(
-            ErrorCode.UNKNOWN_TIME_ZONE, f"'{zone}' is not an IANA time zone name.", field="billingZone"
-        ) from error
+        raise unknown from error
     return zone
 
 

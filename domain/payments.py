@@ -8,6 +8,7 @@ fixed days after it went past due and, after a longer grace, revokes the partner
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,9 @@ DEFAULT_RETRY_DAYS = (3, 7, 14)
 DEFAULT_REVOKE_AFTER_DAYS = 28
 # A pending attempt older than this was left by a crash: it is re-sent with its own idempotency key.
 DEFAULT_IN_FLIGHT_MINUTES = 15
+# Stripe's object ids (`pm_…`) and ours (`card_…`) are at most 255 letters, digits and underscores.
+MAX_PAYMENT_METHOD_ID_LENGTH = 255
+_PAYMENT_METHOD_ID = re.compile(r"[A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,20 @@ class PaymentAttempt:
     payment_intent_id: str | None = None
     failure_code: str | None = None
     completed_at: datetime | None = None
+
+
+def validate_payment_method_id(payment_method_id: str) -> str:
+    """Refuse an id no card can have before it reaches the provider (INVALID_INPUT, not echoed)."""
+    if len(payment_method_id) > MAX_PAYMENT_METHOD_ID_LENGTH or not _PAYMENT_METHOD_ID.fullmatch(
+        payment_method_id
+    ):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"A payment method id (pm_… from Stripe.js, or a card's id) is 1 to "
+            f"{MAX_PAYMENT_METHOD_ID_LENGTH} letters, digits and underscores.",
+            field="paymentMethodId",
+        )
+    return payment_method_id
 
 
 def attempt_idempotency_key(invoice_id: str, number: int) -> str:

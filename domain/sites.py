@@ -2,8 +2,18 @@
 
 `HTTPS://Café.Example.COM:443/blog/?utm=x#top` becomes `https://xn--caf-dma.example.com/blog`:
 scheme kept (https when missing), host lower-cased and IDN-encoded (punycode), default port, query,
-fragment and trailing slash dropped. A path is kept because WordPress multisite installs live in
-sub-directories. Anything that is not a public web address is refused with INVALID_SITE.
+fragment, empty segments and trailing slash dropped. A path is kept because WordPress multisite
+installs live in sub-directories. Anything that is not a public web address is refused with INVALID_SITE.
+
+Percent-encoding is normalized before comparison (RFC 3986 §6.2.2), so `/%73hop` is `/shop`:
+- escapes of unreserved characters (letters, digits, `-._~`) are decoded; the hex of every other
+  escape is upper-cased (`%c3%a9` → `%C3%A9`); a `%` that does not start two hex digits is refused;
+- in the host, every escape is decoded (as browsers do) and the result must be a domain name, so
+  `%65xample.com` is `example.com`;
+- refused rather than normalized, because a web server may read them as structure and serve another
+  path (or the same one) than the text says: dot segments, also once decoded (`%2e%2e`, `.%2E`);
+  encoded separators and delimiters (`%2F`, `%5C`, `%3F`, `%23`); path parameters (`;`, `%3B`), which
+  servers such as Tomcat strip (`/shop;x` is served as `/shop`); escapes of control characters.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import idna
 
@@ -21,7 +31,12 @@ from domain.errors import DomainError, ErrorCode
 MAX_SITE_LENGTH = 255
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,=:@%-]+$")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Escapes a server may decode into path structure (separators, query, fragment, parameters).
+_STRUCTURAL_ESCAPES = frozenset({"2F", "5C", "3F", "23", "3B"})
+_MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _Refusal = Callable[[str], DomainError]
 
 
@@ -35,7 +50,7 @@ def normalize_site(raw: str, field: str = "site") -> str:
     text = raw.strip()
     if not text:
         raise refuse("it is empty")
-    if len(text) > 2 * MAX_SITE_LENGTH:
+    if len(text) > 3 * MAX_SITE_LENGTH:  # every character of a stored site may come as a %XX escape
         raise refuse("it is too long")
     if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in text):
         raise refuse("it contains spaces or control characters")
@@ -64,8 +79,20 @@ def normalize_site(raw: str, field: str = "site") -> str:
     return site
 
 
+def _decode_host(host: str, refuse: _Refusal) -> str:
+    """Decode a percent-encoded host (`%65xample.com`), as a browser would before looking it up."""
+    if "%" not in host:
+        return host
+    if _MALFORMED_ESCAPE.search(host):
+        raise refuse("its host has a malformed percent-escape")
+    try:
+        return unquote_to_bytes(host).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise refuse("its host is not a valid domain name") from error
+
+
 def _normalize_host(host: str, refuse: _Refusal) -> str:
-    host = host.rstrip(".")
+    host = _decode_host(host, refuse).rstrip(".")
     if not host:
         raise refuse("it has no host")
     try:
@@ -89,8 +116,30 @@ def _normalize_host(host: str, refuse: _Refusal) -> str:
 
 
 def _normalize_path(path: str, refuse: _Refusal) -> str:
-    segments = [segment for segment in path.split("/") if segment]
-    for segment in segments:
-        if segment in {".", ".."} or not _PATH_SEGMENT.match(segment):
+    if _MALFORMED_ESCAPE.search(path):
+        raise refuse("its path has a malformed percent-escape")
+
+    def normalize_escape(escape: re.Match[str]) -> str:
+        hex_digits = escape.group(1).upper()
+        octet = int(hex_digits, 16)
+        if chr(octet) in _UNRESERVED:
+            return chr(octet)
+        if hex_digits in _STRUCTURAL_ESCAPES:
+            raise refuse("its path has an encoded separator, query, fragment or parameter")
+        if octet < 0x20 or octet == 0x7F:
+            raise refuse("its path has an encoded control character")
+        return "%" + hex_digits
+
+    segments = []
+    for raw in path.split("/"):
+        if not raw:
+            continue  # empty segments and the trailing slash name the same site
+        if ";" in raw:
+            raise refuse("its path has parameters (;), which are not part of a site")
+        if not _PATH_SEGMENT.match(raw):
             raise refuse("its path is not a plain site path")
+        segment = _ESCAPE.sub(normalize_escape, raw)
+        if segment in {".", ".."}:
+            raise refuse("its path has a dot segment")
+        segments.append(segment)
     return "".join("/" + segment for segment in segments)

@@ -38,6 +38,7 @@ from domain.payments import (
     charge_order,
     dunning_decision,
     is_stale_pending,
+    validate_payment_method_id,
 )
 from domain.standing import StandingEvent, StandingState
 from payments.gateway import ChargeOutcome, GatewayRefused, GatewayUnavailable, PaymentGateway, WebhookEvent
@@ -353,6 +354,8 @@ async def pay_invoice(
 ) -> Invoice:
     """The partner pays its open or past-due invoice now, with the given card or primary-then-others."""
     partner_id = ctx.partner_id()
+    if payment_method_id is not None:
+        validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id,
         idempotency_key,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
-from domain.payments import PaymentMethod, next_primary
+from domain.payments import PaymentMethod, next_primary, validate_payment_method_id
 from domain.standing import StandingEvent
 from payments.gateway import GatewayRefused, PaymentGateway, SetupIntentRef
 from persistence.database import Database
@@ -94,6 +94,7 @@ async def add_payment_method(
 ) -> PaymentMethod:
     """Attach a card the browser collected, verify it with Stripe and mirror it; the first is primary."""
     partner_id = ctx.partner_id()
+    validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id,
         idempotency_key,
@@ -159,6 +160,7 @@ async def set_primary_payment_method(
 ) -> PaymentMethod:
     """Charge this card first from now on; it also becomes the Stripe customer's invoice default."""
     partner_id = ctx.partner_id()
+    validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id, idempotency_key, "setPrimaryPaymentMethod", {"paymentMethodId": payment_method_id}
     )
@@ -186,6 +188,7 @@ async def remove_payment_method(
 ) -> PaymentMethod:
     """Detach a card. The next card is promoted when the primary goes; with no card left, issuing pauses."""
     partner_id = ctx.partner_id()
+    validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id, idempotency_key, "removePaymentMethod", {"paymentMethodId": payment_method_id}
     )

@@ -164,7 +164,13 @@ async def served(
     database_url: str, clock: SettableClock, catalog: None, localstripe: LocalStripe
 ) -> AsyncIterator[LiveServer]:
     """The app under a real uvicorn on a free port (same process, same clock, session localstripe)."""
-    app = create_app(stripe_settings(database_url, localstripe), clock=clock)
+    async with serve(create_app(stripe_settings(database_url, localstripe), clock=clock)) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Starlette) -> AsyncIterator[LiveServer]:
+    """Run `app` under a real uvicorn on a free port for the block."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -176,9 +182,11 @@ async def served(
         if serving.done():
             serving.result()
         await asyncio.sleep(0.02)
-    yield LiveServer(f"127.0.0.1:{port}", app)
-    server.should_exit = True
-    await serving
+    try:
+        yield LiveServer(f"127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @pytest.fixture
@@ -202,8 +210,15 @@ class GraphQLSocket:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, address: str, params: dict[str, Any] | None) -> AsyncIterator[GraphQLSocket]:
-        async with websockets.connect(f"ws://{address}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+    async def open(
+        cls, address: str, params: dict[str, Any] | None, origin: str | None = None
+    ) -> AsyncIterator[GraphQLSocket]:
+        """Connect and send connection_init; `origin` is the Origin header a browser page would send."""
+        async with websockets.connect(
+            f"ws://{address}/graphql",
+            subprotocols=["graphql-transport-ws"],
+            origin=None if origin is None else websockets.Origin(origin),
+        ) as ws:
             socket_ = cls(ws)
             await socket_.send({"type": "connection_init", "payload": params or {}})
             yield socket_

@@ -362,7 +362,7 @@ async def test_a_succeeded_webhook_settles_the_charge_whose_answer_was_lost_once
     assert (await standing(api, access.token))["state"] == "GOOD"
 
 
-@pytest.mark.parametrize("problem", ["tampered", "other_secret", "stale", "missing"])
+@pytest.mark.parametrize("problem", ["tampered", "other_secret", "stale", "ten_years_ahead", "missing"])
 async def test_a_webhook_with_a_bad_or_stale_signature_is_refused_and_changes_nothing(
     api: Api,
     staff_token: str,
@@ -380,6 +380,8 @@ async def test_a_webhook_with_a_bad_or_stale_signature_is_refused_and_changes_no
         signature = sign_webhook(body, "whsec_someone_else")
     elif problem == "stale":
         signature = sign_webhook(body, STRIPE_WEBHOOK_SECRET, int(time.time()) - 600)
+    elif problem == "ten_years_ahead":
+        signature = sign_webhook(body, STRIPE_WEBHOOK_SECRET, int(time.time()) + 10 * 365 * 86_400)
     else:
         signature = ""
 
@@ -389,6 +391,52 @@ async def test_a_webhook_with_a_bad_or_stale_signature_is_refused_and_changes_no
     assert (await july_invoice(api, access.token))["status"] == "PAST_DUE"
     async with UnitOfWork(database, read_only=True) as uow:
         assert not await uow.webhook_events.seen(f"evt_forged_{problem}_{access.id}")
+
+
+def unsigned(body: bytes) -> tuple[bytes, str]:
+    """A body with a well-formed but wrong signature header, as an outsider would send it."""
+    return body, f"t={int(time.time())},v1={'0' * 64}"
+
+
+def signed(body: bytes) -> tuple[bytes, str]:
+    return body, sign_webhook(body, STRIPE_WEBHOOK_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("body", "signature"),
+    [
+        unsigned(b"\xff\xfe{not utf-8"),
+        (b"\xff\xfe{not utf-8", "t=1,v1=abc"),
+        (b"{}", "t=99999999999999999999999,v1=" + "0" * 64),
+        (b"{}", "t=,v1="),
+        unsigned(b"[" * 100_000),
+        signed(b"[" * 100_000),
+        signed(b'{"a":' * 50_000),
+        signed(b"\xff\xfe{not utf-8"),
+        signed(b"null"),
+        signed(b"42"),
+        signed(b"[]"),
+        signed(b'"evt_1"'),
+        signed(b'{"id": "evt_x", "type": "payment_intent.succeeded", "data": []}'),
+        signed(b'{"id": 1, "type": "payment_intent.succeeded", "data": {"object": {}}}'),
+    ],
+)
+async def test_a_webhook_body_that_is_not_a_signed_event_is_a_400_in_the_error_model(
+    api: Api, body: bytes, signature: str
+) -> None:
+    refused = await deliver(api, body, signature)
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "INVALID_INPUT"
+    assert refused.json()["message"]
+    assert refused.headers["X-Request-Id"]
+
+
+async def test_a_non_ascii_signature_header_is_a_400(api: Api) -> None:
+    refused = await api.client.post(
+        "/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=\xe9".encode("latin-1")}
+    )
+    assert (refused.status_code, refused.json()["code"]) == (400, "INVALID_INPUT")
 
 
 async def test_a_card_detached_at_stripe_is_removed_the_next_promoted_and_the_last_pauses_issuing(

@@ -168,6 +168,47 @@ async def test_site_urls_are_normalized_before_they_are_stored(api: Api, good_pa
     assert assigned["license"]["site"] == f"https://xn--caf-dma.{host}/Blog"
 
 
+async def test_a_percent_encoded_spelling_of_a_held_site_is_taken_across_partners(
+    api: Api, staff_token: str, database: Database, clock: SettableClock, good_partner: PartnerAccess
+) -> None:
+    other = await enrol_in_good_standing(api, staff_token, database, clock, name="Other Agency")
+    [held] = await issue(api, good_partner.token)
+    [mine, theirs] = await issue(api, good_partner.token, quantity=2)
+    [elsewhere] = await issue(api, other.token)
+    site = fresh_site()
+    assert (await assign(api, good_partner.token, held, f"{site}/shop"))["errors"] == []
+    for token, key, spelling in [
+        (good_partner.token, mine, f"{site}/%73hop"),
+        (other.token, elsewhere, f"{site}/%73%68%6F%70"),
+        (other.token, elsewhere, f"{site.upper()}/%73hop/?ref=x"),
+        (good_partner.token, theirs, f"{site}//%73hop//"),
+    ]:
+        taken = await assign(api, token, key, spelling)
+        assert (taken["license"], taken["errors"][0]["code"]) == (None, "SITE_TAKEN"), spelling
+
+
+async def test_encoded_dot_segments_separators_and_parameters_are_refused(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    [key] = await issue(api, good_partner.token)
+    site = fresh_site()
+    for spelling in [
+        f"{site}/a/%2e%2e/shop",
+        f"{site}/a/.%2E/shop",
+        f"{site}/shop%2F",
+        f"{site}/shop%2fadmin",
+        f"{site}/shop;",
+        f"{site}/shop%zz",
+    ]:
+        refused = await assign(api, good_partner.token, key, spelling)
+        assert refused["license"] is None
+        assert (refused["errors"][0]["code"], refused["errors"][0]["field"]) == ("INVALID_SITE", "site"), (
+            spelling
+        )
+    state = (await api.data(LICENSE, {"key": key}, good_partner.token))["license"]
+    assert (state["state"], state["site"], len(state["events"])) == ("ISSUED", None, 1)
+
+
 async def test_hostile_or_malformed_sites_are_refused_and_nothing_changes(
     api: Api, good_partner: PartnerAccess
 ) -> None:

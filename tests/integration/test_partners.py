@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from persistence.database import Database
@@ -44,6 +45,19 @@ async def test_unknown_time_zone_is_refused_and_nothing_is_written(
             }
         ],
     }
+    assert await partner_count(database) == before
+
+
+@pytest.mark.parametrize("zone", ["localtime", "Factory", "posixrules", "posix/Europe/Paris", "right/UTC"])
+async def test_system_zone_files_that_are_not_iana_zones_are_refused(
+    api: Api, staff_token: str, database: Database, zone: str
+) -> None:
+    before = await partner_count(database)
+    body = await api.data(CREATE_PARTNER, {"input": {"name": "Host Zone", "billingZone": zone}}, staff_token)
+    assert body["createPartner"]["partner"] is None
+    assert [(e["code"], e["field"]) for e in body["createPartner"]["errors"]] == [
+        ("UNKNOWN_TIME_ZONE", "billingZone")
+    ]
     assert await partner_count(database) == before
 
 

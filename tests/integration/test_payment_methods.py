@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from domain.clock import SettableClock
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
 from tests.integration.conftest import ADD_PAYMENT_METHOD, Api, PartnerAccess, add_card, enrol
 from tests.integration.license_operations import issue
 from tests.integration.payment_operations import (
     MASTERCARD,
+    PAY,
     REMOVE,
     SET_PRIMARY,
     SETUP,
@@ -129,11 +132,36 @@ async def test_removing_a_card_twice_is_not_found_the_second_time(
 async def test_a_payment_method_that_does_not_exist_is_refused_and_nothing_changes(
     api: Api, partner: PartnerAccess
 ) -> None:
-    for unknown in ("pm_doesNotExist123", "not-a-card"):
+    for unknown in ("pm_doesNotExist123", "card_0123456789abcdef"):
         refused = await payload(api, partner.token, ADD_PAYMENT_METHOD, paymentMethodId=unknown)
         assert (refused["paymentMethod"], refused["errors"][0]["code"]) == (None, "PAYMENT_METHOD_NOT_FOUND")
     assert await cards_on_file(api, partner.token) == []
     assert (await standing(api, partner.token))["state"] == "NO_PAYMENT_METHOD"
+
+
+async def test_a_malformed_card_id_is_invalid_input_before_stripe_is_called(
+    api: Api, partner: PartnerAccess, database: Database
+) -> None:
+    for malformed in ("pm_" + "x" * 10_000, "not-a-card", "pm_card_visa/../x", "", "pm_card_visa "):
+        for operation in (ADD_PAYMENT_METHOD, SET_PRIMARY, REMOVE):
+            refused = await payload(api, partner.token, operation, paymentMethodId=malformed)
+            assert refused["paymentMethod"] is None
+            [error] = refused["errors"]
+            assert (error["code"], error["field"]) == ("INVALID_INPUT", "paymentMethodId")
+            assert "x" * 300 not in error["message"]
+    async with UnitOfWork(database, read_only=True) as uow:
+        assert await uow.customers.get(partner.id) is None  # no Stripe customer was made for the card
+    assert await cards_on_file(api, partner.token) == []
+    assert (await standing(api, partner.token))["state"] == "NO_PAYMENT_METHOD"
+
+
+async def test_paying_an_invoice_with_a_malformed_card_id_is_invalid_input(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    refused = await payload(
+        api, good_partner.token, PAY, invoiceId="inv_missing", paymentMethodId="pm_" + "x" * 10_000
+    )
+    assert [(e["code"], e["field"]) for e in refused["errors"]] == [("INVALID_INPUT", "paymentMethodId")]
 
 
 async def test_another_partners_card_can_be_neither_added_nor_removed_nor_made_primary(

@@ -9,6 +9,7 @@ import pytest
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import GatewayRefused, GatewayUnavailable, WebhookRejected
 from payments.memory import InMemoryGateway, Outage
+from payments.webhooks import sign_webhook, verify_webhook
 
 
 @pytest.fixture
@@ -243,3 +244,27 @@ def test_signed_webhook_parses_and_a_tampered_or_stale_one_is_rejected(gateway: 
         "pi_1",
         "inv-1",
     )
+
+
+EVENT = b'{"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1"}}}'
+
+
+@pytest.mark.parametrize(("signed_at", "accepted"), [(-300, True), (300, True), (-301, False), (301, False)])
+def test_a_signature_is_accepted_within_five_minutes_of_now_either_way(
+    signed_at: int, accepted: bool
+) -> None:
+    now = 1_800_000_000
+    header = sign_webhook(EVENT, "whsec_x", now + signed_at)
+    if accepted:
+        assert verify_webhook(EVENT, header, "whsec_x", now=now).id == "evt_1"
+    else:
+        with pytest.raises(WebhookRejected, match="from now"):
+            verify_webhook(EVENT, header, "whsec_x", now=now)
+
+
+def test_a_signature_is_checked_on_the_raw_bytes_before_they_are_decoded() -> None:
+    body = b"\xff\xfe not utf-8"
+    with pytest.raises(WebhookRejected, match="matches"):
+        verify_webhook(body, f"t={int(time.time())},v1={'a' * 64}", "whsec_x")
+    with pytest.raises(WebhookRejected, match="UTF-8"):
+        verify_webhook(body, sign_webhook(body, "whsec_x"), "whsec_x")

@@ -19,6 +19,7 @@ from domain.payments import (
     dunning_decision,
     is_stale_pending,
     next_primary,
+    validate_payment_method_id,
 )
 
 AUG_1 = datetime(2026, 8, 1, 0, 30, tzinfo=UTC)
@@ -137,3 +138,19 @@ def test_policy_values_come_from_settings_and_are_checked() -> None:
         CollectionPolicy(retry_days=(7, 3))
     with pytest.raises(ValueError):
         CollectionPolicy(revoke_after_days=0)
+
+
+@pytest.mark.parametrize(
+    "card_id", ["pm_card_visa", "pm_1PzX9a2eZvKYlo2C", "card_0123456789abcdef", "p" * 255]
+)
+def test_stripe_and_our_card_ids_are_well_formed(card_id: str) -> None:
+    assert validate_payment_method_id(card_id) == card_id
+
+
+@pytest.mark.parametrize(
+    "card_id", ["", "p" * 256, "pm_" + "x" * 10_000, "pm-1", "pm_1\x00", "pm_é", "pm_1 "]
+)
+def test_malformed_card_ids_are_invalid_input_naming_the_field(card_id: str) -> None:
+    with pytest.raises(DomainError) as refused:
+        validate_payment_method_id(card_id)
+    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "paymentMethodId")
