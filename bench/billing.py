@@ -38,6 +38,7 @@ from persistence.partners import partners
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import close_partner_month, live_statement
 from resolvers.context import RequestContext
+from resolvers.products import import_catalog
 from schema.build import build_schema
 
 JULY = BillingMonth(2026, 7)
@@ -49,7 +50,7 @@ ESTIMATE = """{ billingEstimate(month: "2026-07") { licenseDays costs { total { 
 
 def random_holding(i: int, partner_id: str, rng: random.Random) -> dict[str, object]:
     """Issued some time in June or July; then still active, revoked, or transferred out."""
-    product = DEMO_CATALOG[i % len(DEMO_CATALOG)].slug
+    product = DEMO_CATALOG[i % len(DEMO_CATALOG)].product.slug
     held_from = datetime(2026, 6, 1, tzinfo=UTC) + timedelta(minutes=rng.randrange(61 * 24 * 60))
     fate = rng.random()
     held_until = None
@@ -76,8 +77,7 @@ async def seed(database: Database, count: int) -> str:
     partner_id = "ptr_bench_" + secrets.token_hex(4)
     rng = random.Random(7)
     async with UnitOfWork(database) as uow:
-        for product in DEMO_CATALOG:
-            await uow.products.save(product)
+        await import_catalog(uow, DEMO_CATALOG)
         await uow.connection.execute(
             partners.insert().values(
                 id=partner_id,

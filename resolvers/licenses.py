@@ -40,6 +40,7 @@ from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.idempotency import idempotent_call, lock_and_replay, store_outcome, stored_outcome
+from resolvers.products import require_sellable
 from resolvers.standing import require_standing
 
 NOT_FOUND_MESSAGE = "No license with this key."
@@ -83,16 +84,16 @@ async def issue_licenses(
         outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await uow.licenses.get_many(outcome["license_ids"])
-        await require_standing(uow, partner_id, Action.ISSUE)
-        catalog = await uow.products.get_many(item.product_slug for item in items)
-        for index, item in enumerate(items):
-            if item.product_slug not in catalog:
-                raise DomainError(
-                    ErrorCode.UNKNOWN_PRODUCT,
-                    f"There is no product '{item.product_slug}' in the catalog.",
-                    f"items[{index}].productSlug",
-                )
         now = ctx.clock.now()
+        # Input errors first: an unknown, retired or unpriced product is refused whatever the standing.
+        await require_sellable(
+            uow,
+            partner_id,
+            [item.product_slug for item in items],
+            now,
+            [f"items[{index}].productSlug" for index in range(len(items))],
+        )
+        await require_standing(uow, partner_id, Action.ISSUE)
         issued = [
             issue_license(product_slug=item.product_slug, partner_id=partner_id, at=now)
             for item in items
@@ -242,6 +243,8 @@ async def accept_license_transfer(
                 "This transfer code is unknown, already used or cancelled.",
                 "code",
             )
+        # The receiver is billed in its own currency: the product needs a price there.
+        await require_sellable(uow, receiver_id, [sent.product_slug], now, ["code"], issuing=False)
         # The sender's holding ends first, so the key and the site are free for the receiver's.
         out = drive(sent, LicenseEvent.TRANSFER, at=now)
         await uow.licenses.save(sent)

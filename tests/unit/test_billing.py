@@ -289,7 +289,7 @@ def test_key_held_twice_in_a_month_is_one_license_with_two_day_lines() -> None:
 def test_product_without_a_price_is_refused() -> None:
     with pytest.raises(DomainError) as refused:
         build_statement([holding(at(1))], {}, JULY, "UTC", USD)
-    assert refused.value.code is ErrorCode.NOT_FOUND
+    assert refused.value.code is ErrorCode.PRICE_NOT_AVAILABLE
 
 
 def test_empty_month_costs_nothing() -> None:
