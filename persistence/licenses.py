@@ -229,6 +229,13 @@ class LicenseRepository:
             cursor_values=lambda row: [row.sort_value, row.id],
         )
 
+    async def has_held_any(self, partner_id: str) -> bool:
+        """Whether the partner has ever held a license (issued or received)."""
+        found = await self._connection.execute(
+            select(licenses.c.id).where(licenses.c.partner_id == partner_id).limit(1)
+        )
+        return found.first() is not None
+
     async def counts_by_state(self, partner_id: str) -> dict[str, int]:
         rows = await self._connection.execute(
             select(licenses.c.state, func.count().label("holdings"))

@@ -50,6 +50,11 @@ class PartnerRepository:
         ).one_or_none()
         return None if row is None else _to_partner(row)
 
+    async def set_currency(self, partner_id: str, currency: str) -> None:
+        await self._connection.execute(
+            update(partners).where(partners.c.id == partner_id).values(currency=currency)
+        )
+
     async def ids_created_before(self, instant: datetime) -> list[str]:
         rows = await self._connection.execute(
             select(partners.c.id).where(partners.c.created_at < instant).order_by(partners.c.id)

@@ -50,6 +50,39 @@ async def create_partner(
         return partner
 
 
+async def set_partner_currency(
+    ctx: RequestContext, *, partner_id: str, currency: str, idempotency_key: str | None = None
+) -> Partner:
+    """Staff: change the currency a partner is billed in, until it has held a license (CURRENCY_LOCKED
+    after: its invoices, prices and payments are in that currency)."""
+    call = idempotent_call(
+        staff_scope(ctx.require_staff()),
+        idempotency_key,
+        "setPartnerCurrency",
+        {"partnerId": partner_id, "currency": currency},
+    )
+    code = validate_currency(currency)
+    async with replay_race(), ctx.unit_of_work() as uow:
+        await uow.partners.lock(partner_id)
+        if await stored_outcome(uow, call) is None:
+            partner = await uow.partners.get(partner_id)
+            if partner is None:
+                raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="partnerId")
+            if code != partner.currency and await uow.licenses.has_held_any(partner_id):
+                raise DomainError(
+                    ErrorCode.CURRENCY_LOCKED,
+                    f"{partner.name} has held licenses billed in {partner.currency.upper()}; "
+                    "its currency can no longer change.",
+                    field="currency",
+                )
+            await uow.partners.set_currency(partner_id, code)
+            await store_outcome(uow, call, {"partner_id": partner_id}, ctx.clock.now())
+        changed = await uow.partners.get(partner_id)
+        if changed is None:
+            raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="partnerId")
+        return changed
+
+
 async def enrol_partner(
     uow: UnitOfWork, *, name: str, billing_zone: str, currency: str, now: datetime
 ) -> Partner:

@@ -125,11 +125,16 @@ async def retire_product(ctx: RequestContext, *, slug: str, idempotency_key: str
     """Staff: stop issuing a product. Licenses already held keep working, and billing, at its prices."""
 
     async def retire(uow: UnitOfWork, now: datetime) -> str:
-        await catalog_product(uow, slug, "slug")
-        await uow.products.retire(slug, now)
-        return slug
+        return (await retire_in_catalog(uow, slug, now)).slug
 
     return await _catalog_change(ctx, "retireProduct", {"slug": slug}, idempotency_key, retire)
+
+
+async def retire_in_catalog(uow: UnitOfWork, slug: str, now: datetime) -> Product:
+    """Retire the product (a retired one stays retired since its first retirement)."""
+    await catalog_product(uow, slug, "slug")
+    await uow.products.retire(slug, now)
+    return await catalog_product(uow, slug, "slug")
 
 
 async def _catalog_change(

@@ -60,6 +60,21 @@ class CreatePartnerPayload:
     errors: list[UserError] = strawberry.field(description="Why nothing was created, if it was not.")
 
 
+@strawberry.input(description="Change the currency a partner is billed in (before it holds any license).")
+class SetPartnerCurrencyInput:
+    partner_id: strawberry.ID = strawberry.field(description="The partner.")
+    currency: str = strawberry.field(description="ISO 4217 code: usd, eur, gbp, cad, aud or jpy.")
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
+
+
+@strawberry.type(description="The result of setPartnerCurrency.")
+class SetPartnerCurrencyPayload:
+    partner: Partner | None = strawberry.field(description="The partner, unless there were errors.")
+    errors: list[UserError] = strawberry.field(
+        description="Why nothing changed (CURRENCY_LOCKED once it has held a license)."
+    )
+
+
 @strawberry.type
 class PartnerQuery:
     @strawberry.field(description="The partner the token belongs to.")
@@ -81,5 +96,24 @@ class PartnerMutation:
             )
         )
         return CreatePartnerPayload(
+            partner=None if partner is None else Partner.from_domain(partner), errors=errors
+        )
+
+    @strawberry.mutation(
+        description="Staff: change a partner's billing currency; refused (CURRENCY_LOCKED) once the partner "
+        "has held a license."
+    )
+    async def set_partner_currency(
+        self, info: Info, input: SetPartnerCurrencyInput
+    ) -> SetPartnerCurrencyPayload:
+        partner, errors = await attempt(
+            partners.set_partner_currency(
+                info.context,
+                partner_id=str(input.partner_id),
+                currency=input.currency,
+                idempotency_key=input.idempotency_key,
+            )
+        )
+        return SetPartnerCurrencyPayload(
             partner=None if partner is None else Partner.from_domain(partner), errors=errors
         )
