@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from domain.billing import DayLine
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import Invoice, InvoiceStatus
-from domain.money import format_minor_units
+from domain.money import format_micros, format_minor_units
 from domain.partners import SUPPORTED_CURRENCIES
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
@@ -52,10 +52,12 @@ async def invoice_day_lines(
 CSV_HEADER = (
     "invoice",
     "month",
+    "holding_id",
     "license_key",
     "product",
     "site",
     "days",
+    "daily_price",
     "amount_minor",
     "amount",
     "currency",
@@ -77,10 +79,12 @@ async def invoice_day_lines_csv(ctx: RequestContext, *, invoice_id: str) -> tupl
             (
                 invoice.number,
                 str(invoice.month),
+                line.holding_id,
                 line.key,
                 line.product_slug,
                 line.site or "",
                 line.days,
+                format_micros(line.daily_price_micros),
                 line.amount,
                 format_minor_units(line.amount, exponent),
                 invoice.currency,

@@ -18,6 +18,7 @@ from domain.billing import (
     round_half_up,
 )
 from domain.errors import DomainError, ErrorCode
+from domain.products import MAX_DAILY_PRICE_MICROS, new_price
 
 JULY = BillingMonth(2026, 7)
 PRICE = 328767  # USD 0.328767 per day
@@ -295,3 +296,10 @@ def test_product_without_a_price_is_refused() -> None:
 def test_empty_month_costs_nothing() -> None:
     statement = build_statement([], {"backup": PRICE}, JULY, "UTC", USD)
     assert (statement.total, statement.product_lines, statement.day_lines) == (0, (), ())
+
+
+def test_a_daily_price_of_more_than_a_million_units_is_refused_as_a_typo() -> None:
+    assert new_price("backup", "JPY", MAX_DAILY_PRICE_MICROS, date(2026, 7, 1)).currency == "jpy"
+    with pytest.raises(DomainError) as refused:
+        new_price("backup", "usd", MAX_DAILY_PRICE_MICROS + 1, date(2026, 7, 1))
+    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "dailyPriceMicros")
