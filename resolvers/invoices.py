@@ -17,23 +17,31 @@ from resolvers.context import RequestContext
 
 
 async def list_invoices(
-    ctx: RequestContext, *, statuses: Sequence[InvoiceStatus], first: int | None, after: str | None
+    ctx: RequestContext,
+    *,
+    statuses: Sequence[InvoiceStatus],
+    first: int | None,
+    after: str | None,
+    partner_id: str | None = None,
 ) -> Page[Invoice]:
-    partner_id = ctx.partner_id()
+    """The caller's invoices, newest first; staff name the partner."""
+    partner_id = ctx.readable_partner(partner_id)
     async with ctx.reader() as uow:
         return await uow.invoices.page(partner_id, statuses=statuses, first=first, after=after)
 
 
 async def get_invoice(ctx: RequestContext, *, invoice_id: str) -> Invoice:
-    partner_id = ctx.partner_id()
+    """The caller's invoice; staff read any partner's."""
+    owner = ctx.records_owner()
     async with ctx.reader() as uow:
-        return await owned_invoice(uow, partner_id, invoice_id)
+        return await owned_invoice(uow, owner, invoice_id)
 
 
 async def owned_invoice(
-    uow: UnitOfWork, partner_id: str, invoice_id: str, *, for_update: bool = False
+    uow: UnitOfWork, partner_id: str | None, invoice_id: str, *, for_update: bool = False
 ) -> Invoice:
-    """The partner's invoice; another partner's id answers exactly like an unknown one."""
+    """The partner's invoice (None: anyone's, for staff); another partner's id answers exactly like an
+    unknown one."""
     invoice = await uow.invoices.get(partner_id, invoice_id, for_update=for_update)
     if invoice is None:
         raise DomainError(ErrorCode.NOT_FOUND, f"No invoice '{invoice_id}'.", field="id")
@@ -43,9 +51,9 @@ async def owned_invoice(
 async def invoice_day_lines(
     ctx: RequestContext, *, invoice_id: str, first: int | None, after: str | None
 ) -> Page[DayLine]:
-    partner_id = ctx.partner_id()
+    owner = ctx.records_owner()
     async with ctx.reader() as uow:
-        await owned_invoice(uow, partner_id, invoice_id)
+        await owned_invoice(uow, owner, invoice_id)
         return await uow.invoices.day_lines(invoice_id, first=first, after=after)
 
 
@@ -66,9 +74,9 @@ CSV_HEADER = (
 
 async def invoice_day_lines_csv(ctx: RequestContext, *, invoice_id: str) -> tuple[Invoice, str]:
     """Every day-line of an invoice as CSV; the amount column adds up exactly to the invoice total."""
-    partner_id = ctx.partner_id()
+    owner = ctx.records_owner()
     async with ctx.reader() as uow:
-        invoice = await owned_invoice(uow, partner_id, invoice_id)
+        invoice = await owned_invoice(uow, owner, invoice_id)
         lines = await uow.invoices.all_day_lines(invoice_id)
     exponent = SUPPORTED_CURRENCIES[invoice.currency]
     out = io.StringIO()

@@ -285,9 +285,10 @@ async def list_licenses(
         return await uow.licenses.page(partner_id, where=where, order=order, first=first, after=after)
 
 
-async def license_counts(ctx: RequestContext) -> LicenseCounts:
-    """How many of the partner's licenses are in each state; `not_revoked` is all but revoked."""
-    partner_id = ctx.partner_id()
+async def license_counts(ctx: RequestContext, partner_id: str | None = None) -> LicenseCounts:
+    """How many of the partner's licenses are in each state; `not_revoked` is all but revoked. Staff
+    name the partner."""
+    partner_id = ctx.readable_partner(partner_id)
     async with ctx.reader() as uow:
         counts = await uow.licenses.counts_by_state(partner_id)
     total = sum(counts.values())
@@ -434,11 +435,12 @@ def _origin(ctx: RequestContext) -> Origin:
 
 
 async def licenses_by_ids(ctx: RequestContext, license_ids: list[str]) -> list[License | None]:
-    """The caller's holdings by id, in the order asked, None where not its own (for loaders)."""
-    partner_id = ctx.partner_id()
+    """The caller's holdings by id, in the order asked, None where not its own (staff: anyone's; for
+    loaders)."""
+    owner = ctx.records_owner()
     async with ctx.reader() as uow:
         found = {holding.id: holding for holding in await uow.licenses.get_many(license_ids)}
     return [
-        holding if holding is not None and holding.partner_id == partner_id else None
+        holding if holding is not None and owner in (None, holding.partner_id) else None
         for holding in map(found.get, license_ids)
     ]
