@@ -292,14 +292,16 @@ class TransferRepository:
         return None if row is None else Transfer(**row._mapping)
 
     async def pending_for(self, license_id: str) -> Transfer | None:
-        row = (
-            await self._connection.execute(
-                select(license_transfers).where(
-                    license_transfers.c.license_id == license_id, license_transfers.c.status == "pending"
-                )
+        return (await self.pending_for_many([license_id])).get(license_id)
+
+    async def pending_for_many(self, license_ids: Sequence[str]) -> dict[str, Transfer]:
+        """The pending transfer of each license that has one (at most one each), in one statement."""
+        rows = await self._connection.execute(
+            select(license_transfers).where(
+                license_transfers.c.license_id.in_(list(license_ids)), license_transfers.c.status == "pending"
             )
-        ).one_or_none()
-        return None if row is None else Transfer(**row._mapping)
+        )
+        return {row.license_id: Transfer(**row._mapping) for row in rows}
 
     async def save(self, transfer: Transfer) -> None:
         await self._connection.execute(

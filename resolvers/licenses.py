@@ -194,6 +194,46 @@ async def start_license_transfer(
         return TransferOutcome(started.transfer, holding, started.code)
 
 
+@dataclass(frozen=True)
+class TransferPreview:
+    """What a receiver may know before accepting: the product and until when the code works."""
+
+    product_slug: str
+    expires_at: datetime
+
+
+async def transfer_preview(ctx: RequestContext, *, code: str) -> TransferPreview:
+    """Check a code as acceptLicenseTransfer would, without accepting it; nothing else of the sender's."""
+    receiver_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        transfer = check_acceptable(
+            await uow.transfers.by_code_hash(hash_transfer_code(code)),
+            receiver_id=receiver_id,
+            at=ctx.clock.now(),
+        )
+        sent = await _offered_license(uow, transfer)
+    return TransferPreview(sent.product_slug, transfer.expires_at)
+
+
+async def _offered_license(uow: UnitOfWork, transfer: Transfer, *, for_update: bool = False) -> License:
+    """The license a pending transfer offers, if it is still live."""
+    sent = await uow.licenses.get(transfer.license_id, for_update=for_update)
+    if sent is None or not sent.is_live:
+        raise DomainError(
+            ErrorCode.TRANSFER_CODE_INVALID,
+            "This transfer code is unknown, already used or cancelled.",
+            "code",
+        )
+    return sent
+
+
+async def pending_transfers(ctx: RequestContext, license_ids: list[str]) -> list[Transfer | None]:
+    """Each license's pending transfer, if any, in the order asked (for batching loaders)."""
+    async with ctx.reader() as uow:
+        found = await uow.transfers.pending_for_many(license_ids)
+    return [found.get(license_id) for license_id in license_ids]
+
+
 async def cancel_license_transfer(
     ctx: RequestContext, *, key: str, idempotency_key: str | None = None
 ) -> TransferOutcome:
@@ -236,13 +276,7 @@ async def accept_license_transfer(
             await uow.transfers.by_code_hash(code_hash, for_update=True), receiver_id=receiver_id, at=now
         )
         await require_standing(uow, receiver_id, Action.ACCEPT_TRANSFER)
-        sent = await uow.licenses.get(transfer.license_id, for_update=True)
-        if sent is None or not sent.is_live:
-            raise DomainError(
-                ErrorCode.TRANSFER_CODE_INVALID,
-                "This transfer code is unknown, already used or cancelled.",
-                "code",
-            )
+        sent = await _offered_license(uow, transfer, for_update=True)
         # The receiver is billed in its own currency: the product needs a price there.
         await require_sellable(uow, receiver_id, [sent.product_slug], now, ["code"], issuing=False)
         # The sender's holding ends first, so the key and the site are free for the receiver's.
