@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from domain.billing import DayLine
 from domain.errors import DomainError, ErrorCode
@@ -55,6 +56,29 @@ async def invoice_day_lines(
     async with ctx.reader() as uow:
         await owned_invoice(uow, owner, invoice_id)
         return await uow.invoices.day_lines(invoice_id, first=first, after=after)
+
+
+@dataclass(frozen=True)
+class InvoiceDocument:
+    """What an invoice's printed document shows besides the invoice itself."""
+
+    invoice: Invoice
+    partner_name: str
+    product_names: dict[str, str]
+
+
+async def invoice_document(ctx: RequestContext, *, invoice_id: str) -> InvoiceDocument:
+    """The caller's invoice (staff: any) with its partner's and products' names, for the PDF."""
+    owner = ctx.records_owner()
+    async with ctx.reader() as uow:
+        invoice = await owned_invoice(uow, owner, invoice_id)
+        partner = await uow.partners.get(invoice.partner_id)
+        products = await uow.products.get_many(line.product_slug for line in invoice.lines)
+    return InvoiceDocument(
+        invoice,
+        partner.name if partner is not None else invoice.partner_id,
+        {slug: product.name for slug, product in products.items()},
+    )
 
 
 CSV_HEADER = (

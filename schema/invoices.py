@@ -48,6 +48,10 @@ class Invoice:
     def day_lines_csv_path(self) -> str:
         return f"/invoices/{self.id}/day-lines.csv"
 
+    @strawberry.field(description="Where to download the invoice as a PDF (send the same Bearer token).")
+    def pdf_url(self) -> str:
+        return f"/invoices/{self.id}.pdf"
+
     @classmethod
     def from_domain(cls, invoice: DomainInvoice) -> Invoice:
         currency = invoice.currency
@@ -84,6 +88,6 @@ class InvoiceQuery:
         page = await invoices.list_invoices(info.context, statuses=status or [], first=first, after=after)
         return connection(page, Invoice.from_domain)
 
-    @strawberry.field(description="One of the partner's invoices.")
+    @strawberry.field(description="One of the partner's invoices (staff: any partner's).")
     async def invoice(self, info: Info, id: strawberry.ID) -> Invoice:
         return Invoice.from_domain(await invoices.get_invoice(info.context, invoice_id=str(id)))
