@@ -84,15 +84,17 @@ async def invoice_document(ctx: RequestContext, *, invoice_id: str) -> InvoiceDo
 CSV_HEADER = (
     "invoice",
     "month",
-    "holding_id",
     "license_key",
     "product",
     "site",
     "days",
-    "daily_price",
     "amount_minor",
     "amount",
     "currency",
+    # Added later, at the end so existing readers keep their columns: the holding billed (a key held
+    # twice in a month has two rows) and the daily price of these days (a price change splits them).
+    "holding_id",
+    "daily_price",
 )
 
 
@@ -111,15 +113,15 @@ async def invoice_day_lines_csv(ctx: RequestContext, *, invoice_id: str) -> tupl
             (
                 invoice.number,
                 str(invoice.month),
-                line.holding_id,
                 line.key,
                 line.product_slug,
                 line.site or "",
                 line.days,
-                format_micros(line.daily_price_micros),
                 line.amount,
                 format_minor_units(line.amount, exponent),
                 invoice.currency,
+                line.holding_id,
+                format_micros(line.daily_price_micros),
             )
         )
     return invoice, out.getvalue()
