@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    ColumnElement,
     Date,
     ForeignKey,
     PrimaryKeyConstraint,
@@ -55,15 +55,13 @@ class ProductRepository:
         self._connection = connection
 
     async def list_all(self) -> list[Product]:
-        rows = await self._connection.execute(select(products).order_by(products.c.name, products.c.slug))
-        return await self._with_prices(list(rows))
+        return await self._with_prices()
 
     async def get_many(self, slugs: Iterable[str]) -> dict[str, Product]:
         wanted = set(slugs)
         if not wanted:
             return {}
-        rows = await self._connection.execute(select(products).where(products.c.slug.in_(wanted)))
-        return {product.slug: product for product in await self._with_prices(list(rows))}
+        return {product.slug: product for product in await self._with_prices(products.c.slug.in_(wanted))}
 
     async def get(self, slug: str) -> Product | None:
         return (await self.get_many([slug])).get(slug)
@@ -108,28 +106,37 @@ class ProductRepository:
                 )
             )
 
-    async def _with_prices(self, rows: list[Row[Any]]) -> list[Product]:
-        """Attach every product's prices with one statement."""
-        prices: dict[str, list[ProductPrice]] = defaultdict(list)
-        if rows:
-            price_rows = await self._connection.execute(
-                select(product_prices)
-                .where(product_prices.c.product_slug.in_([row.slug for row in rows]))
-                .order_by(product_prices.c.currency, product_prices.c.effective_from)
+    async def _with_prices(self, condition: ColumnElement[bool] | None = None) -> list[Product]:
+        """Products by name, each with its prices, in one statement (a page of licenses loads its
+        products at once)."""
+        statement = (
+            select(
+                products,
+                product_prices.c.currency,
+                product_prices.c.effective_from,
+                product_prices.c.daily_price_micros,
             )
-            for price_row in price_rows:
-                prices[price_row.product_slug].append(_to_price(price_row))
+            .select_from(products.outerjoin(product_prices, product_prices.c.product_slug == products.c.slug))
+            .order_by(
+                products.c.name, products.c.slug, product_prices.c.currency, product_prices.c.effective_from
+            )
+        )
+        if condition is not None:
+            statement = statement.where(condition)
+        found: dict[str, tuple[Row[Any], list[ProductPrice]]] = {}
+        for row in await self._connection.execute(statement):
+            _, prices = found.setdefault(row.slug, (row, []))
+            if row.currency is not None:
+                prices.append(
+                    ProductPrice(row.slug, row.currency, row.effective_from, row.daily_price_micros)
+                )
         return [
             Product(
                 slug=row.slug,
                 name=row.name,
                 description=row.description,
-                prices=tuple(prices[row.slug]),
+                prices=tuple(prices),
                 retired_at=row.retired_at,
             )
-            for row in rows
+            for row, prices in found.values()
         ]
-
-
-def _to_price(row: Row[Any]) -> ProductPrice:
-    return ProductPrice(row.product_slug, row.currency, row.effective_from, row.daily_price_micros)

@@ -9,10 +9,10 @@ import strawberry
 from domain.invoices import InvoiceStatus
 from domain.partners import Partner as DomainPartner
 from domain.standing import StandingState
-from resolvers import invoices, licenses, partners
+from resolvers import licenses, partners
 from schema.context import Info
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
-from schema.invoices import Invoice
+from schema.invoices import Invoice, invoice_connection
 from schema.licenses import LicenseCounts
 from schema.pagination import Connection, connection
 from schema.payments import PaymentMethod, payment_methods_of
@@ -53,10 +53,7 @@ class Partner:
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[Invoice]:
-        page = await invoices.list_invoices(
-            info.context, statuses=status or [], first=first, after=after, partner_id=str(self.id)
-        )
-        return connection(page, Invoice.from_domain)
+        return await invoice_connection(info, status, first, after, partner_id=str(self.id))
 
     @strawberry.field(description="The cards on file as support sees them: brand and last 4 digits only.")
     async def cards(self, info: Info) -> list[CardSummary]:
