@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 import persistence.tables  # noqa: F401
+from domain.billing import BillingMonth
 from persistence import migrate
 from persistence.database import Database
+from persistence.licenses import licenses
 from persistence.metadata import metadata
+from persistence.partners import partners
+from persistence.unit_of_work import UnitOfWork
+from resolvers.billing import live_statement
 from tests.conftest import scratch_database_url
 
 
@@ -42,3 +48,57 @@ async def test_migrated_database_matches_the_table_definitions(database: Databas
     async with database.engine.connect() as connection:
         diff = await connection.run_sync(differences)
     assert diff == []
+
+
+JUNE_15 = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
+
+
+async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_identically(
+    tmp_path: Path,
+) -> None:
+    """A product priced in the old single-price column bills the same after 0006_catalog_prices."""
+    url = await scratch_database_url(tmp_path)
+    await migrate.upgrade_async(url, "0004_payments")
+    database = Database(url)
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO products (slug, name, description, daily_price_micros, currency) "
+                "VALUES ('backup', 'Backup', '', 328767, 'usd')"
+            )
+        )
+        # These two tables are unchanged by 0006, so their current definitions write them.
+        await connection.execute(
+            partners.insert().values(
+                id="ptr_old", name="Old Agency", billing_zone="UTC", currency="usd", created_at=JUNE_15
+            )
+        )
+        await connection.execute(
+            licenses.insert().values(
+                id="lic_old",
+                key="backup_old",
+                partner_id="ptr_old",
+                product_slug="backup",
+                state="issued",
+                held_from=JUNE_15,
+                issued_at=JUNE_15,
+                version=1,
+            )
+        )
+    await database.dispose()
+
+    await migrate.upgrade_async(url)
+    database = Database(url)
+    try:
+        async with UnitOfWork(database, read_only=True) as uow:
+            (product,) = await uow.products.list_all()
+            partner = await uow.partners.get("ptr_old")
+            assert partner is not None
+            statement = await live_statement(uow, partner, BillingMonth(2026, 7))
+    finally:
+        await database.dispose()
+    assert [(p.currency, p.effective_from, p.daily_price_micros) for p in product.prices] == [
+        ("usd", date(2000, 1, 1), 328767)
+    ]
+    (line,) = statement.product_lines
+    assert (line.license_days, line.daily_price_micros, line.amount) == (31, 328767, 1019)  # 10.191777 USD
