@@ -69,21 +69,33 @@ async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_
         )
         # These two tables are unchanged by 0006, so their current definitions write them.
         await connection.execute(
-            partners.insert().values(
-                id="ptr_old", name="Old Agency", billing_zone="UTC", currency="usd", created_at=JUNE_15
-            )
+            partners.insert(),
+            [
+                {
+                    "id": partner_id,
+                    "name": partner_id,
+                    "billing_zone": "UTC",
+                    "currency": currency,
+                    "created_at": JUNE_15,
+                }
+                for partner_id, currency in (("ptr_old", "usd"), ("ptr_euro", "eur"))
+            ],
         )
         await connection.execute(
-            licenses.insert().values(
-                id="lic_old",
-                key="backup_old",
-                partner_id="ptr_old",
-                product_slug="backup",
-                state="issued",
-                held_from=JUNE_15,
-                issued_at=JUNE_15,
-                version=1,
-            )
+            licenses.insert(),
+            [
+                {
+                    "id": f"lic_{partner_id}",
+                    "key": f"backup_{partner_id}",
+                    "partner_id": partner_id,
+                    "product_slug": "backup",
+                    "state": "issued",
+                    "held_from": JUNE_15,
+                    "issued_at": JUNE_15,
+                    "version": 1,
+                }
+                for partner_id in ("ptr_old", "ptr_euro")
+            ],
         )
     await database.dispose()
 
@@ -92,13 +104,18 @@ async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_
     try:
         async with UnitOfWork(database, read_only=True) as uow:
             (product,) = await uow.products.list_all()
-            partner = await uow.partners.get("ptr_old")
-            assert partner is not None
-            statement = await live_statement(uow, partner, BillingMonth(2026, 7))
+            statements = []
+            for partner_id in ("ptr_old", "ptr_euro"):
+                partner = await uow.partners.get(partner_id)
+                assert partner is not None
+                statements.append(await live_statement(uow, partner, BillingMonth(2026, 7)))
     finally:
         await database.dispose()
+    # The euro partner was billed the USD figure in EUR before; it keeps that until staff price EUR.
     assert [(p.currency, p.effective_from, p.daily_price_micros) for p in product.prices] == [
-        ("usd", date(2000, 1, 1), 328767)
+        ("eur", date(2000, 1, 1), 328767),
+        ("usd", date(2000, 1, 1), 328767),
     ]
-    (line,) = statement.product_lines
-    assert (line.license_days, line.daily_price_micros, line.amount) == (31, 328767, 1019)  # 10.191777 USD
+    for statement in statements:
+        (line,) = statement.product_lines
+        assert (line.license_days, line.daily_price_micros, line.amount) == (31, 328767, 1019)  # 10.191777

@@ -2,7 +2,7 @@
 price, invoice numbers per year.
 
 Each product's single price moves into product_prices, effective from 2000-01-01 in its currency (USD),
-so existing licenses bill exactly as before.
+and into the currency of every partner holding it, so existing licenses bill exactly as before.
 
 Revision ID: 0006_catalog_prices
 Revises: 0004_payments
@@ -34,12 +34,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("product_slug", "currency", "effective_from", name="pk_product_prices"),
         sa.CheckConstraint("daily_price_micros > 0", name="ck_product_prices_positive"),
     )
+    earliest = (
+        f"DATE '{EARLIEST_PRICE_DATE}'"
+        if op.get_bind().dialect.name == "postgresql"
+        else f"'{EARLIEST_PRICE_DATE}'"
+    )
     op.execute(
         "INSERT INTO product_prices (product_slug, currency, effective_from, daily_price_micros) "
-        f"SELECT slug, currency, DATE '{EARLIEST_PRICE_DATE}', daily_price_micros FROM products"
-        if op.get_bind().dialect.name == "postgresql"
-        else "INSERT INTO product_prices (product_slug, currency, effective_from, daily_price_micros) "
-        f"SELECT slug, currency, '{EARLIEST_PRICE_DATE}', daily_price_micros FROM products"
+        f"SELECT slug, currency, {earliest}, daily_price_micros FROM products"
+    )
+    # Partners in another currency holding a product were billed its USD figure as their currency's;
+    # that number stays their price (so they keep billing identically) until staff set a real one from an
+    # open month on. Without it, their next month close would find no price.
+    op.execute(
+        "INSERT INTO product_prices (product_slug, currency, effective_from, daily_price_micros) "
+        f"SELECT DISTINCT products.slug, partners.currency, {earliest}, products.daily_price_micros "
+        "FROM licenses JOIN partners ON partners.id = licenses.partner_id "
+        "JOIN products ON products.slug = licenses.product_slug "
+        "WHERE partners.currency <> products.currency"
     )
     with op.batch_alter_table("products") as batch:
         batch.drop_column("daily_price_micros")
