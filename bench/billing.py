@@ -187,16 +187,24 @@ async def measure(url: str, count: int, runs: int) -> None:
     print(f"  month close storing day-lines          {close_ms:8.1f} ms   ({stored:,} day-lines stored)")
 
 
-def main() -> None:
+def run_on_each_database(
+    measure: Callable[[str, int, int], Awaitable[None]], description: str | None, runs: int
+) -> None:
+    """Parse --licenses/--runs, then measure on a temporary SQLite file, and on PostgreSQL too when
+    DATABASE_URL points at a scratch database."""
     tune_garbage_collection(Settings().gc_gen0_threshold)  # as the served app does
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--licenses", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=runs)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         asyncio.run(measure(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}", args.licenses, args.runs))
     if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
         asyncio.run(measure(os.environ["DATABASE_URL"], args.licenses, args.runs))
+
+
+def main() -> None:
+    run_on_each_database(measure, __doc__, 5)
 
 
 if __name__ == "__main__":

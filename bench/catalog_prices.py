@@ -7,20 +7,18 @@ that 100k-day-line invoice (its lines are per product and price, so the PDF stay
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import tempfile
 from datetime import UTC, date, datetime
-from pathlib import Path
 
-from billing import JULY, seed, timed  # bench/billing.py: the same 100k random histories
+from billing import (  # bench/billing.py: the same 100k random histories
+    JULY,
+    run_on_each_database,
+    seed,
+    timed,
+)
 from sqlalchemy import delete, func, select
 
 from app.demo import DEMO_CATALOG
-from app.http import tune_garbage_collection
 from app.invoice_pdf import render_invoice_pdf
-from app.settings import Settings
 from domain.clock import SettableClock
 from domain.principals import Principal
 from domain.support import SupportContact
@@ -110,15 +108,7 @@ async def measure(url: str, count: int, runs: int) -> None:
 
 
 def main() -> None:
-    tune_garbage_collection(Settings().gc_gen0_threshold)
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--licenses", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(measure(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}", args.licenses, args.runs))
-    if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
-        asyncio.run(measure(os.environ["DATABASE_URL"], args.licenses, args.runs))
+    run_on_each_database(measure, __doc__, 3)
 
 
 if __name__ == "__main__":
