@@ -1,13 +1,16 @@
-"""The `licensing` command: serve, migrate, demo, partner and token administration."""
+"""The `licensing` command: serve, migrate, demo, catalog, partner and token administration."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
 from pathlib import Path
+from typing import TypeVar
 
+from app.catalog import load_catalog
 from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
@@ -15,6 +18,8 @@ from app.settings import Settings
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
 from domain.errors import DomainError
+from domain.money import format_micros
+from domain.products import Product, new_price, new_product
 from payments.gateway import GatewayUnavailable
 from persistence import migrate
 from persistence.database import Database
@@ -22,8 +27,10 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import CloseReport, close_month
 from resolvers.collection import Collector, run_dunning
 from resolvers.partners import enrol_partner
+from resolvers.products import ImportReport, add_product, import_catalog, price_product, retire_in_catalog
 from resolvers.tokens import mint_token
 
+T = TypeVar("T")
 EXAMPLE_QUERY = "{ viewer { id name billingZone currency } products { slug name dailyPrice } }"
 
 
@@ -82,6 +89,28 @@ def _parser() -> argparse.ArgumentParser:
     create_partner.add_argument("--zone", default="UTC", help="IANA billing time zone")
     create_partner.add_argument("--currency", default="usd")
     create_partner.set_defaults(run=_create_partner)
+
+    product = commands.add_parser("product", help="manage the catalog").add_subparsers()
+    product.add_parser("list", help="every product with its prices").set_defaults(run=_list_products)
+    create_product = product.add_parser("create", help="add a product (then give it prices)")
+    create_product.add_argument("slug")
+    create_product.add_argument("name")
+    create_product.add_argument("--description", default="")
+    create_product.set_defaults(run=_create_product)
+    price = product.add_parser("price", help="set a daily price in a currency from a date on")
+    price.add_argument("slug")
+    price.add_argument("currency", help="usd, eur, gbp, cad, aud or jpy")
+    price.add_argument("daily_price_micros", type=int, help="millionths of the currency unit per day")
+    price.add_argument("--from", dest="effective_from", required=True, help="YYYY-MM-DD, a local date")
+    price.set_defaults(run=_price_product)
+    retire = product.add_parser("retire", help="stop issuing a product (held licenses keep billing)")
+    retire.add_argument("slug")
+    retire.set_defaults(run=_retire_product)
+
+    catalog = commands.add_parser("catalog", help="import a catalog file").add_subparsers()
+    import_cmd = catalog.add_parser("import", help="create or update products and prices from TOML or JSON")
+    import_cmd.add_argument("file", type=Path)
+    import_cmd.set_defaults(run=_import_catalog)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers()
     create_token = token.add_parser("create", help="mint a token (printed once)")
@@ -229,6 +258,84 @@ def _create_partner(args: argparse.Namespace, settings: Settings) -> int:
             await database.dispose()
 
     print(asyncio.run(create()))
+    return 0
+
+
+def _in_catalog(settings: Settings, step: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run one catalog step in its own transaction (all of it or nothing)."""
+
+    async def run() -> T:
+        database = Database(settings.database_url)
+        try:
+            async with UnitOfWork(database) as uow:
+                return await step(uow)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+def _list_products(args: argparse.Namespace, settings: Settings) -> int:
+    async def read(uow: UnitOfWork) -> list[Product]:
+        return await uow.products.list_all()
+
+    for listed in _in_catalog(settings, read):
+        retired = f"  (retired {listed.retired_at:%Y-%m-%d})" if listed.retired_at else ""
+        print(f"{listed.slug}  {listed.name}{retired}")
+        for price in listed.prices:
+            print(
+                f"    {price.currency}  {format_micros(price.daily_price_micros):>14}/day"
+                f"  from {price.effective_from.isoformat()}"
+            )
+    return 0
+
+
+def _create_product(args: argparse.Namespace, settings: Settings) -> int:
+    async def create(uow: UnitOfWork) -> Product:
+        return await add_product(uow, new_product(args.slug, args.name, args.description))
+
+    print(_in_catalog(settings, create).slug)
+    return 0
+
+
+def _price_product(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        effective_from = date.fromisoformat(args.effective_from)
+    except ValueError:
+        raise SystemExit(f"error: --from {args.effective_from!r} is not a date (YYYY-MM-DD)") from None
+    price = new_price(args.slug, args.currency, args.daily_price_micros, effective_from)
+
+    async def set_price(uow: UnitOfWork) -> bool:
+        return await price_product(uow, price)
+
+    changed = _in_catalog(settings, set_price)
+    print(
+        f"{price.product_slug} {price.currency} {format_micros(price.daily_price_micros)}/day from "
+        f"{price.effective_from.isoformat()}{'' if changed else ' (already set)'}"
+    )
+    return 0
+
+
+def _retire_product(args: argparse.Namespace, settings: Settings) -> int:
+    async def retire(uow: UnitOfWork) -> Product:
+        return await retire_in_catalog(uow, args.slug, SystemClock().now())
+
+    retired = _in_catalog(settings, retire)
+    print(f"{retired.slug} retired at {retired.retired_at}")
+    return 0
+
+
+def _import_catalog(args: argparse.Namespace, settings: Settings) -> int:
+    entries = load_catalog(args.file)
+
+    async def run_import(uow: UnitOfWork) -> ImportReport:
+        return await import_catalog(uow, entries)
+
+    report = _in_catalog(settings, run_import)
+    print(
+        f"{args.file}: {report.created} products created, {report.updated} updated, "
+        f"{report.prices_set} prices set"
+    )
     return 0
 
 

@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.catalog import packaged_catalog
 from domain.clock import Clock
 from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner
 from domain.principals import Principal
-from domain.products import Product
+from domain.products import CatalogEntry
 from domain.support import SupportContact
 from payments.gateway import GatewayRefused, PaymentGateway
 from persistence.database import Database
@@ -18,29 +19,14 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.partners import new_partner_id
 from resolvers.payments import add_payment_method, forget_customer
+from resolvers.products import import_catalog
 from resolvers.tokens import mint_token
 
 # Stripe's test token for a Visa that always succeeds (4242 4242 4242 4242).
 DEMO_CARD = "pm_card_visa"
 
-# Daily prices in micro-dollars: yearly list price / 365, rounded to the micro.
-DEMO_CATALOG: tuple[Product, ...] = (
-    Product(
-        "jetpack-backup",
-        "VaultPress Backup",
-        "Real-time cloud backups with one-click restores.",
-        328767,
-        "usd",
-    ),
-    Product("jetpack-scan", "Scan", "Malware scanning and one-click fixes.", 164383, "usd"),
-    Product("jetpack-anti-spam", "Akismet Anti-spam", "Comment and form spam protection.", 98630, "usd"),
-    Product("jetpack-search", "Search", "Instant, relevant site search.", 82192, "usd"),
-    Product("jetpack-boost", "Boost", "Core Web Vitals and page speed.", 65753, "usd"),
-    Product("jetpack-social", "Social", "Share posts to social networks automatically.", 32876, "usd"),
-    Product("jetpack-videopress", "VideoPress", "Ad-free video hosting.", 109589, "usd"),
-    Product("jetpack-security", "Security bundle", "Backup, Scan and Anti-spam together.", 493150, "usd"),
-    Product("jetpack-complete", "Complete bundle", "Every product in one license.", 1353425, "usd"),
-)
+# The demo sells the catalog shipped in the package, as `licensing catalog import app/catalog.toml` would.
+DEMO_CATALOG: tuple[CatalogEntry, ...] = tuple(packaged_catalog())
 
 
 @dataclass(frozen=True)
@@ -95,8 +81,7 @@ async def seed_demo_without_card(database: Database, clock: Clock, access_file: 
 
 async def _seed_data(database: Database, clock: Clock, access_file: Path) -> DemoAccess:
     async with UnitOfWork(database) as uow:
-        for product in DEMO_CATALOG:
-            await uow.products.save(product)
+        await import_catalog(uow, DEMO_CATALOG)
         if access_file.exists():
             saved = DemoAccess(**json.loads(access_file.read_text()))
             if await uow.partners.get(saved.partner_id) is not None:

@@ -1,4 +1,5 @@
-"""The Starlette application: /graphql (HTTP, GraphiQL, websockets), /webhooks/stripe, /healthz."""
+"""The Starlette application: /graphql (HTTP, GraphiQL, websockets), /webhooks/stripe, invoice CSV and PDF
+downloads, /healthz."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.invoice_pdf import render_invoice_pdf
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
@@ -31,7 +33,7 @@ from persistence.database import Database
 from persistence.feed import PostgresListener
 from resolvers.collection import apply_webhook
 from resolvers.context import RequestContext
-from resolvers.invoices import invoice_day_lines_csv
+from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.tokens import authenticate
 from schema.build import build_schema
 
@@ -157,6 +159,12 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         )
 
 
+def refusal(error: DomainError) -> JSONResponse:
+    """A download refused: 401 without a valid token, 404 for an invoice the caller may not see."""
+    status = {ErrorCode.UNAUTHENTICATED: 401, ErrorCode.NOT_FOUND: 404}.get(error.code, 403)
+    return JSONResponse({"code": error.code.value, "message": error.message}, status_code=status)
+
+
 def tune_garbage_collection(gen0_threshold: int) -> None:
     """Collect less often than CPython's default (700 allocations): a month's estimate or close makes
     ~100k objects that live for the whole request, and each young collection re-walks them."""
@@ -211,11 +219,25 @@ def create_app(
         try:
             invoice, text = await invoice_day_lines_csv(context, invoice_id=request.path_params["invoice_id"])
         except DomainError as error:
-            status = {ErrorCode.UNAUTHENTICATED: 401, ErrorCode.NOT_FOUND: 404}.get(error.code, 403)
-            return JSONResponse({"code": error.code.value, "message": error.message}, status_code=status)
+            return refusal(error)
         filename = f"{invoice.number}-day-lines.csv"
         return Response(
             text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        )
+
+    async def invoice_pdf(request: Request) -> Response:
+        """The invoice as a PDF, for the partner's token or a staff token."""
+        context = await graphql.context_for(
+            bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
+        )
+        try:
+            document = await invoice_document(context, invoice_id=request.path_params["invoice_id"])
+        except DomainError as error:
+            return refusal(error)
+        return Response(
+            render_invoice_pdf(document),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{document.invoice.number}.pdf"'},
         )
 
     async def stripe_webhook(request: Request) -> Response:
@@ -235,6 +257,7 @@ def create_app(
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/invoices/{invoice_id}/day-lines.csv", invoice_csv),
+            Route("/invoices/{invoice_id}.pdf", invoice_pdf),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
         ],

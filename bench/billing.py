@@ -38,6 +38,7 @@ from persistence.partners import partners
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import close_partner_month, live_statement
 from resolvers.context import RequestContext
+from resolvers.products import import_catalog
 from schema.build import build_schema
 
 JULY = BillingMonth(2026, 7)
@@ -49,7 +50,7 @@ ESTIMATE = """{ billingEstimate(month: "2026-07") { licenseDays costs { total { 
 
 def random_holding(i: int, partner_id: str, rng: random.Random) -> dict[str, object]:
     """Issued some time in June or July; then still active, revoked, or transferred out."""
-    product = DEMO_CATALOG[i % len(DEMO_CATALOG)].slug
+    product = DEMO_CATALOG[i % len(DEMO_CATALOG)].product.slug
     held_from = datetime(2026, 6, 1, tzinfo=UTC) + timedelta(minutes=rng.randrange(61 * 24 * 60))
     fate = rng.random()
     held_until = None
@@ -76,8 +77,7 @@ async def seed(database: Database, count: int) -> str:
     partner_id = "ptr_bench_" + secrets.token_hex(4)
     rng = random.Random(7)
     async with UnitOfWork(database) as uow:
-        for product in DEMO_CATALOG:
-            await uow.products.save(product)
+        await import_catalog(uow, DEMO_CATALOG)
         await uow.connection.execute(
             partners.insert().values(
                 id=partner_id,
@@ -187,16 +187,24 @@ async def measure(url: str, count: int, runs: int) -> None:
     print(f"  month close storing day-lines          {close_ms:8.1f} ms   ({stored:,} day-lines stored)")
 
 
-def main() -> None:
+def run_on_each_database(
+    measure: Callable[[str, int, int], Awaitable[None]], description: str | None, runs: int
+) -> None:
+    """Parse --licenses/--runs, then measure on a temporary SQLite file, and on PostgreSQL too when
+    DATABASE_URL points at a scratch database."""
     tune_garbage_collection(Settings().gc_gen0_threshold)  # as the served app does
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--licenses", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=runs)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         asyncio.run(measure(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}", args.licenses, args.runs))
     if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
         asyncio.run(measure(os.environ["DATABASE_URL"], args.licenses, args.runs))
+
+
+def main() -> None:
+    run_on_each_database(measure, __doc__, 5)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from persistence.licenses import licenses
 from persistence.partners import partners
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
+from resolvers.products import import_catalog
 from schema.build import build_schema
 
 PAGE = """{ licenses(first: 100) { totalCount pageInfo { endCursor }
@@ -58,10 +59,9 @@ class TrivialQuery:
 
 async def seed(database: Database, count: int) -> str:
     partner_id = "ptr_bench_" + secrets.token_hex(4)
-    products = [p.slug for p in DEMO_CATALOG]
+    products = [entry.product.slug for entry in DEMO_CATALOG]
     async with UnitOfWork(database) as uow:
-        for product in DEMO_CATALOG:
-            await uow.products.save(product)
+        await import_catalog(uow, DEMO_CATALOG)
         await uow.connection.execute(
             partners.insert().values(
                 id=partner_id, name="Bench Agency", billing_zone="UTC", currency="usd", created_at=START

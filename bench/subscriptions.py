@@ -41,6 +41,7 @@ from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.partners import enrol_partner
+from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 
@@ -107,8 +108,7 @@ async def seed_partners(url: str, count: int) -> list[Partner]:
     made = []
     try:
         async with UnitOfWork(database) as uow:
-            for product in DEMO_CATALOG:
-                await uow.products.save(product)
+            await import_catalog(uow, DEMO_CATALOG)
         for number in range(count):
             async with UnitOfWork(database) as uow:
                 partner = await enrol_partner(

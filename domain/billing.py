@@ -16,6 +16,10 @@ So along one key's chain of holdings, each day goes to whoever holds the key at 
 to the holder who revoked it that day. A → B → A within one day bills the day once, to the last A; a
 holding issued and transferred out the same day gets 0 days. Within one zone no day is billed twice.
 
+Prices are dated: a license-day is priced by the product's price in the partner's currency in force on
+that local day (`PriceBook.price_on`). A price change within the month splits the product's invoice line
+into one line per daily price, each with the license-days billed at it.
+
 Money is integers only: daily prices in micro-units of the major unit, amounts in minor units.
 """
 
@@ -25,7 +29,7 @@ import calendar
 import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -35,7 +39,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from domain.errors import DomainError, ErrorCode
-from domain.products import MICROS_PER_UNIT
+from domain.products import EARLIEST_PRICE_DATE, MICROS_PER_UNIT, ProductPrice
 
 _MONTH_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})")
 _BY_KEY_THEN_ID = attrgetter("key", "id")
@@ -204,8 +208,13 @@ def count_license_days(holdings: Sequence[Holding], month: BillingMonth, zone: s
 
 
 def _count_days(holdings: Sequence[Holding], midnights: Sequence[datetime]) -> list[int]:
+    return [last - first if last > first else 0 for first, last in _day_ranges(holdings, midnights)]
+
+
+def _day_ranges(holdings: Sequence[Holding], midnights: Sequence[datetime]) -> list[tuple[int, int]]:
+    """`_billed_day_range` for many holdings; [first, last) with first >= last when nothing is billed."""
     day_count = len(midnights) - 1
-    counts = []
+    ranges = []
     for holding in holdings:  # _billed_day_range inlined: this loop runs once per license
         first = bisect_right(midnights, holding.held_from) - 1
         if first < 0:
@@ -217,8 +226,8 @@ def _count_days(holdings: Sequence[Holding], midnights: Sequence[datetime]) -> l
             last = bisect_right(midnights, until) - holding.ended_by_transfer
             if last > day_count:
                 last = day_count
-        counts.append(last - first if last > first else 0)
-    return counts
+        ranges.append((first, last))
+    return ranges
 
 
 def round_half_up(numerator: int, denominator: int) -> int:
@@ -330,7 +339,7 @@ class ProductLine:
 
 
 class DayLine(NamedTuple):
-    """One holding's share of its product line: billed days and the amount allocated to it."""
+    """One holding's license-days at one daily price, and the amount allocated to them from their line."""
 
     holding_id: str
     key: str
@@ -338,12 +347,14 @@ class DayLine(NamedTuple):
     site: str | None
     days: int
     amount: int
+    daily_price_micros: int
 
 
 @dataclass(frozen=True)
 class Statement:
-    """What a month costs a partner. Product lines are sorted by product slug; day-lines by
-    (product slug, key, holding id). total == sum of product line amounts == sum of day-line amounts."""
+    """What a month costs a partner. Product lines are sorted by product slug, then by the first day their
+    price applied; day-lines by (product slug, key, holding id, line). total == sum of product line
+    amounts == sum of day-line amounts, and each line's day-lines add up to it."""
 
     month: BillingMonth
     zone: str
@@ -362,57 +373,169 @@ class Statement:
         return sum(line.license_days for line in self.product_lines)
 
 
+class PricePeriod(NamedTuple):
+    """Days [first, last) of a month (indices from its first day) at one daily price; None: no price."""
+
+    first: int
+    last: int
+    daily_price_micros: int | None
+
+
+class PriceBook:
+    """One currency's dated daily prices per product: the price lookup of the day rule.
+
+    The price of a product on a local day is the row with the latest `effective_from` on or before that
+    day; before its first row the product has no price in this currency.
+    """
+
+    def __init__(self, currency: str, prices: Iterable[ProductPrice]) -> None:
+        self.currency = currency
+        rows: dict[str, list[tuple[date, int]]] = defaultdict(list)
+        for price in prices:
+            if price.currency == currency:
+                rows[price.product_slug].append((price.effective_from, price.daily_price_micros))
+        self._dates: dict[str, list[date]] = {}
+        self._micros: dict[str, list[int]] = {}
+        for slug, dated in rows.items():
+            dated.sort()
+            self._dates[slug] = [day for day, _ in dated]
+            self._micros[slug] = [micros for _, micros in dated]
+
+    @classmethod
+    def constant(cls, prices: Mapping[str, int], currency: str = "usd") -> PriceBook:
+        """Prices that never change (product slug → daily price in micros)."""
+        return cls(
+            currency,
+            (ProductPrice(slug, currency, EARLIEST_PRICE_DATE, micros) for slug, micros in prices.items()),
+        )
+
+    def price_on(self, product_slug: str, day: date) -> int | None:
+        """The daily price in force on the local day `day`, or None if there is none yet."""
+        dates = self._dates.get(product_slug)
+        if not dates:
+            return None
+        index = bisect_right(dates, day) - 1
+        return None if index < 0 else self._micros[product_slug][index]
+
+    def require_price_on(self, product_slug: str, day: date, field: str | None = None) -> int:
+        """`price_on`, refusing with PRICE_NOT_AVAILABLE when there is no price."""
+        price = self.price_on(product_slug, day)
+        if price is None:
+            raise self.missing_price(product_slug, day, field)
+        return price
+
+    def missing_price(self, product_slug: str, day: date, field: str | None = None) -> DomainError:
+        return DomainError(
+            ErrorCode.PRICE_NOT_AVAILABLE,
+            f"'{product_slug}' has no price in {self.currency.upper()} on {day.isoformat()}.",
+            field,
+        )
+
+    def periods(self, product_slug: str, month: BillingMonth) -> list[PricePeriod]:
+        """The month's days split where the price changes (a change to the same price splits nothing)."""
+        first_day = month.first_day
+        dates = self._dates.get(product_slug, [])
+        periods = []
+        start, current = 0, self.price_on(product_slug, first_day)
+        for change in dates[bisect_right(dates, first_day) :]:
+            index = (change - first_day).days
+            if index >= month.days:
+                break
+            price = self.price_on(product_slug, change)
+            if price != current:
+                periods.append(PricePeriod(start, index, current))
+                start, current = index, price
+        periods.append(PricePeriod(start, month.days, current))
+        return periods
+
+
 def build_statement(
     holdings: Sequence[Holding],
-    prices: Mapping[str, int],
+    prices: PriceBook | Mapping[str, int],
     month: BillingMonth,
     zone: str,
     currency_exponent: int,
 ) -> Statement:
-    """Count, price and itemize a partner's month. `prices` maps product slug → daily price in micros.
+    """Count, price and itemize a partner's month. `prices` is the partner's currency's PriceBook (or,
+    for prices that never change, a mapping of product slug → daily price in micros).
 
-    Holdings with no billed day in the month produce no day-line. Per product, the line amount is
-    round_half_up(total days * price) and is allocated to day-lines by largest remainder of their exact
-    amounts (days * price, so proportional to days), ties to the smallest key, so the day-lines add up
-    exactly to the line; the assigned/unassigned costs are sums of day-lines, so they add up too.
+    Holdings with no billed day in the month produce no day-line. A product has one line per daily price
+    in force on some billed day; each line's amount is round_half_up(its days * price), allocated to its
+    day-lines (one per holding with days at that price) by largest remainder of their days, ties to the
+    smallest key, so the day-lines add up exactly to the line; the assigned/unassigned costs are sums of
+    day-lines, so they add up too. A billed day with no price in force is PRICE_NOT_AVAILABLE.
     """
+    book = prices if isinstance(prices, PriceBook) else PriceBook.constant(prices)
     midnights = month.midnights(zone)
-    billed_by_product: dict[str, tuple[list[Holding], list[int]]] = defaultdict(lambda: ([], []))
-    for holding, days in zip(holdings, _count_days(holdings, midnights), strict=True):
-        if days:
-            line_holdings, line_day_counts = billed_by_product[holding.product_slug]
+    billed_by_product: dict[str, tuple[list[Holding], list[tuple[int, int]]]] = defaultdict(lambda: ([], []))
+    for holding, day_range in zip(holdings, _day_ranges(holdings, midnights), strict=True):
+        if day_range[1] > day_range[0]:
+            line_holdings, line_ranges = billed_by_product[holding.product_slug]
             line_holdings.append(holding)
-            line_day_counts.append(days)
+            line_ranges.append(day_range)
 
-    product_lines = []
+    product_lines: list[ProductLine] = []
     day_lines: list[DayLine] = []
     counts = LicenseCounts()
     assigned_cost = unassigned_cost = 0
     for slug in sorted(billed_by_product):
-        if slug not in prices:
-            raise DomainError(ErrorCode.NOT_FOUND, f"Product '{slug}' has no daily price.", field="product")
-        price = prices[slug]
-        unsorted_holdings, unsorted_days = billed_by_product[slug]
+        unsorted_holdings, unsorted_ranges = billed_by_product[slug]
         # Order by key, then holding id (unique): the day-lines' order, and ties go to the smaller key.
         order = sorted(
             range(len(unsorted_holdings)), key=list(map(_BY_KEY_THEN_ID, unsorted_holdings)).__getitem__
         )
         billed = [unsorted_holdings[position] for position in order]
-        days_column = [unsorted_days[position] for position in order]
         keys = list(map(_KEY, billed))
         holding_ids = list(map(_ID, billed))
         sites = list(map(_SITE, billed))
-        line_days = sum(days_column)
-        amount = price_in_minor_units(line_days, price, currency_exponent)
-        # Lines are in key order, so position order breaks ties by key.
-        shares = allocate_largest_remainder(amount, days_column)
-        line_counts = _count_licenses(billed, keys, sites)
-        counts += line_counts
-        product_lines.append(ProductLine(slug, line_days, price, amount, line_counts))
-        day_lines.extend(map(DayLine._make, zip(holding_ids, keys, repeat(slug), sites, days_column, shares)))
-        line_assigned = sum(share for share, site in zip(shares, sites, strict=True) if site is not None)
-        assigned_cost += line_assigned
-        unassigned_cost += amount - line_assigned
+        days_by_price = _days_by_price([unsorted_ranges[position] for position in order], book, slug, month)
+        counts += _count_licenses(billed, keys, sites)
+        shares_by_price = {}
+        for price, days_column in days_by_price.items():
+            line_days = sum(days_column)
+            amount = price_in_minor_units(line_days, price, currency_exponent)
+            # Lines are in key order, so position order breaks ties by key.
+            shares = allocate_largest_remainder(amount, days_column)
+            shares_by_price[price] = shares
+            in_line = [position for position, days in enumerate(days_column) if days]
+            line_counts = _count_licenses(
+                [billed[p] for p in in_line], [keys[p] for p in in_line], [sites[p] for p in in_line]
+            )
+            product_lines.append(ProductLine(slug, line_days, price, amount, line_counts))
+            line_assigned = sum(share for share, site in zip(shares, sites, strict=True) if site is not None)
+            assigned_cost += line_assigned
+            unassigned_cost += amount - line_assigned
+        if len(days_by_price) == 1:  # the usual case: one price all month, one day-line per holding
+            ((price, days_column),) = days_by_price.items()
+            day_lines.extend(
+                map(
+                    DayLine._make,
+                    zip(
+                        holding_ids,
+                        keys,
+                        repeat(slug),
+                        sites,
+                        days_column,
+                        shares_by_price[price],
+                        repeat(price),
+                    ),
+                )
+            )
+            continue
+        for position in range(len(billed)):
+            for price, days_column in days_by_price.items():
+                if days_column[position]:
+                    day_lines.append(
+                        DayLine(
+                            holding_ids[position],
+                            keys[position],
+                            slug,
+                            sites[position],
+                            days_column[position],
+                            shares_by_price[price][position],
+                            price,
+                        )
+                    )
     return Statement(
         month=month,
         zone=zone,
@@ -422,6 +545,29 @@ def build_statement(
         counts=counts,
         costs=Costs(assigned_cost, unassigned_cost),
     )
+
+
+def _days_by_price(
+    ranges: Sequence[tuple[int, int]], book: PriceBook, slug: str, month: BillingMonth
+) -> dict[int, list[int]]:
+    """Each holding's billed days at each daily price, prices in the order they first apply."""
+    periods = book.periods(slug, month)
+    if len(periods) == 1 and periods[0].daily_price_micros is not None:
+        return {periods[0].daily_price_micros: [last - first for first, last in ranges]}
+    days_by_price: dict[int, list[int]] = {}
+    for period_first, period_last, price in periods:
+        overlaps = [max(min(last, period_last) - max(first, period_first), 0) for first, last in ranges]
+        if not any(overlaps):
+            continue
+        if price is None:
+            first_unpriced = min(
+                max(first, period_first) for (first, _), days in zip(ranges, overlaps, strict=True) if days
+            )
+            raise book.missing_price(slug, month.first_day + timedelta(days=first_unpriced), "product")
+        column = days_by_price.setdefault(price, [0] * len(ranges))
+        for position, days in enumerate(overlaps):
+            column[position] += days
+    return days_by_price
 
 
 def _count_licenses(

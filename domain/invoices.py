@@ -24,7 +24,6 @@ from domain.errors import DomainError, ErrorCode
 from domain.partners import SUPPORTED_CURRENCIES
 
 DEFAULT_DAYS_UNTIL_DUE = 0
-INVOICE_NUMBER_PREFIX = "PL"
 
 
 class InvoiceStatus(StrEnum):
@@ -90,10 +89,12 @@ def allowed_invoice_events(status: InvoiceStatus) -> list[InvoiceEvent]:
     return [InvoiceEvent(event.id) for event in lifecycle.allowed_events]
 
 
-def invoice_number(partner_id: str, month: BillingMonth) -> str:
-    """A human-readable number unique per partner and month, e.g. PL-3F9A2C1B7D0E4A55-2026-07."""
-    partner_part = partner_id.removeprefix("ptr_").upper()
-    return f"{INVOICE_NUMBER_PREFIX}-{partner_part}-{month}"
+def invoice_number(year: int, sequence: int) -> str:
+    """The `sequence`-th invoice finalized in `year`, e.g. 2026-000123: numbers run without gaps per year
+    (invoices finalized before numbering per year kept their PL-<partner>-<month> numbers)."""
+    if sequence < 1:
+        raise ValueError("invoice sequence numbers start at 1")
+    return f"{year:04d}-{sequence:06d}"
 
 
 def invoice_due_at(finalized_at: datetime, days_until_due: int = DEFAULT_DAYS_UNTIL_DUE) -> datetime:

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, String, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.billing import Holding
+from domain.billing import Holding, PriceBook
+from domain.products import ProductPrice
 from persistence.licenses import licenses
-from persistence.products import products
+from persistence.products import product_prices
 
 TRANSFERRED = "transferred"
 
@@ -54,9 +55,17 @@ class BillingReader:
             for row in result
         ]
 
-    async def daily_prices(self) -> dict[str, int]:
-        rows = await self._connection.execute(select(products.c.slug, products.c.daily_price_micros))
-        return {slug: price for slug, price in rows}
+    async def price_book(self, currency: str) -> PriceBook:
+        """Every product's dated prices in `currency`."""
+        rows = await self._connection.execute(
+            select(
+                product_prices.c.product_slug,
+                product_prices.c.currency,
+                product_prices.c.effective_from,
+                product_prices.c.daily_price_micros,
+            ).where(product_prices.c.currency == currency)
+        )
+        return PriceBook(currency, (ProductPrice(*row) for row in rows))
 
 
 def raw_instant(column: ColumnElement[datetime]) -> ColumnElement[str]:

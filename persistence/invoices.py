@@ -20,9 +20,11 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    func,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.billing import BillingMonth, Costs, DayLine, LicenseCounts, ProductLine, Statement
@@ -74,7 +76,10 @@ invoice_lines = Table(
     Column("amount", BigInteger, nullable=False),
     Column("licenses_assigned", Integer, nullable=False),
     Column("licenses_unassigned", Integer, nullable=False),
-    PrimaryKeyConstraint("invoice_id", "product_slug", name="pk_invoice_lines"),
+    # Order within the invoice (product, then the first day the price applied); 0 on invoices from
+    # before dated prices, which had one line per product.
+    Column("position", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("invoice_id", "product_slug", "daily_price_micros", name="pk_invoice_lines"),
 )
 
 invoice_day_lines = Table(
@@ -89,7 +94,18 @@ invoice_day_lines = Table(
     Column("site", String(255), nullable=True),
     Column("days", Integer, nullable=False),
     Column("amount", BigInteger, nullable=False),
+    Column("daily_price_micros", BigInteger, nullable=False),
     PrimaryKeyConstraint("invoice_id", "position", name="pk_invoice_day_lines"),
+)
+
+# One row per year of finalization: the last invoice number given that year. Taking the next number
+# updates the row, which locks it until the finalizing transaction ends, so numbers have no gaps (a
+# rolled-back close gives its number back) and no duplicates under concurrent month closes.
+invoice_number_counters = Table(
+    "invoice_number_counters",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last_number", Integer, nullable=False),
 )
 
 DAY_LINE_BATCH = 5_000
@@ -117,8 +133,9 @@ class InvoiceRepository:
                         "amount": line.amount,
                         "licenses_assigned": line.counts.assigned,
                         "licenses_unassigned": line.counts.unassigned,
+                        "position": position,
                     }
-                    for line in statement.product_lines
+                    for position, line in enumerate(statement.product_lines)
                 ],
             )
         day_lines = statement.day_lines
@@ -135,10 +152,32 @@ class InvoiceRepository:
                         "site": line.site,
                         "days": line.days,
                         "amount": line.amount,
+                        "daily_price_micros": line.daily_price_micros,
                     }
                     for position, line in enumerate(day_lines[start : start + DAY_LINE_BATCH], start)
                 ],
             )
+
+    async def next_number(self, year: int) -> int:
+        """Take the next invoice number of `year` (1, 2, ...); the counter row stays locked until commit."""
+        counters = invoice_number_counters
+        # The year's first close creates its row; a concurrent first close waits for it, then skips.
+        insert = postgresql.insert if self._connection.dialect.name == "postgresql" else sqlite.insert
+        await self._connection.execute(
+            insert(counters).values(year=year, last_number=0).on_conflict_do_nothing(index_elements=["year"])
+        )
+        taken = await self._connection.execute(
+            update(counters)
+            .where(counters.c.year == year)
+            .values(last_number=counters.c.last_number + 1)
+            .returning(counters.c.last_number)
+        )
+        return int(taken.scalar_one())
+
+    async def latest_month(self) -> BillingMonth | None:
+        """The latest month any partner's invoice was finalized for (months up to it are closed)."""
+        latest = (await self._connection.execute(select(func.max(invoices.c.month)))).scalar_one_or_none()
+        return None if latest is None else BillingMonth.parse(latest)
 
     async def exists(self, partner_id: str, month: BillingMonth) -> bool:
         found = await self._connection.execute(
@@ -146,8 +185,13 @@ class InvoiceRepository:
         )
         return found.first() is not None
 
-    async def get(self, partner_id: str, invoice_id: str, *, for_update: bool = False) -> Invoice | None:
-        statement = select(invoices).where(invoices.c.id == invoice_id, invoices.c.partner_id == partner_id)
+    async def get(
+        self, partner_id: str | None, invoice_id: str, *, for_update: bool = False
+    ) -> Invoice | None:
+        """The invoice, if it belongs to `partner_id` (None: whoever it belongs to, for staff)."""
+        statement = select(invoices).where(invoices.c.id == invoice_id)
+        if partner_id is not None:
+            statement = statement.where(invoices.c.partner_id == partner_id)
         if for_update and self._connection.dialect.name != "sqlite":
             statement = statement.with_for_update()
         row = (await self._connection.execute(statement)).one_or_none()
@@ -222,7 +266,7 @@ class InvoiceRepository:
             line_rows = await self._connection.execute(
                 select(invoice_lines)
                 .where(invoice_lines.c.invoice_id.in_(ids))
-                .order_by(invoice_lines.c.invoice_id, invoice_lines.c.product_slug)
+                .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position, invoice_lines.c.product_slug)
             )
             for line in line_rows:
                 lines[line.invoice_id].append(
@@ -283,4 +327,12 @@ def _to_invoice(row: Row[Any], lines: tuple[ProductLine, ...]) -> Invoice:
 
 
 def _to_day_line(row: Row[Any]) -> DayLine:
-    return DayLine(row.holding_id, row.license_key, row.product_slug, row.site, row.days, row.amount)
+    return DayLine(
+        row.holding_id,
+        row.license_key,
+        row.product_slug,
+        row.site,
+        row.days,
+        row.amount,
+        row.daily_price_micros,
+    )

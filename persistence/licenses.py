@@ -230,6 +230,13 @@ class LicenseRepository:
             cursor_values=lambda row: [row.sort_value, row.id],
         )
 
+    async def has_held_any(self, partner_id: str) -> bool:
+        """Whether the partner has ever held a license (issued or received)."""
+        found = await self._connection.execute(
+            select(licenses.c.id).where(licenses.c.partner_id == partner_id).limit(1)
+        )
+        return found.first() is not None
+
     async def counts_by_state(self, partner_id: str) -> dict[str, int]:
         rows = await self._connection.execute(
             select(licenses.c.state, func.count().label("holdings"))
@@ -286,14 +293,16 @@ class TransferRepository:
         return None if row is None else Transfer(**row._mapping)
 
     async def pending_for(self, license_id: str) -> Transfer | None:
-        row = (
-            await self._connection.execute(
-                select(license_transfers).where(
-                    license_transfers.c.license_id == license_id, license_transfers.c.status == "pending"
-                )
+        return (await self.pending_for_many([license_id])).get(license_id)
+
+    async def pending_for_many(self, license_ids: Sequence[str]) -> dict[str, Transfer]:
+        """The pending transfer of each license that has one (at most one each), in one statement."""
+        rows = await self._connection.execute(
+            select(license_transfers).where(
+                license_transfers.c.license_id.in_(list(license_ids)), license_transfers.c.status == "pending"
             )
-        ).one_or_none()
-        return None if row is None else Transfer(**row._mapping)
+        )
+        return {row.license_id: Transfer(**row._mapping) for row in rows}
 
     async def save(self, transfer: Transfer) -> None:
         await self._connection.execute(

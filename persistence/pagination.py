@@ -44,6 +44,7 @@ def page_size(first: int | None) -> int:
 # The largest value a cursor position may carry: SQL INTEGER on both databases.
 MAX_POSITION = 2**31 - 1
 MAX_KEY_LENGTH = 128
+MAX_TEXT_LENGTH = 256
 
 
 def cursor_instant(value: Any) -> datetime:
@@ -60,6 +61,13 @@ def cursor_key(value: Any) -> str:
     """A row's id: printable text of bounded length."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_LENGTH or not value.isprintable():
         raise ValueError("not a key")
+    return value
+
+
+def cursor_text(value: Any) -> str:
+    """A sort value that is text (a name): printable, bounded, possibly empty."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH or not value.isprintable():
+        raise ValueError("not a name")
     return value
 
 

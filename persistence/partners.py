@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Row, String, Table, select, update
+from sqlalchemy import BigInteger, Column, Row, String, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.partners import Partner
 from persistence.metadata import metadata
+from persistence.pagination import CursorCodec, Page, SortKey, cursor_key, cursor_text, keyset_page
 from persistence.types import UTCDateTime
 
 partners = Table(
@@ -27,6 +28,9 @@ partners = Table(
     Column("standing_since", UTCDateTime(), nullable=True),
     Column("standing_reason_invoice_id", String(32), nullable=True),
 )
+
+
+PARTNER_CURSOR = CursorCodec("partners", [cursor_text, cursor_key])
 
 
 class PartnerRepository:
@@ -49,6 +53,35 @@ class PartnerRepository:
             await self._connection.execute(select(partners).where(partners.c.id == partner_id))
         ).one_or_none()
         return None if row is None else _to_partner(row)
+
+    async def set_currency(self, partner_id: str, currency: str) -> None:
+        await self._connection.execute(
+            update(partners).where(partners.c.id == partner_id).values(currency=currency)
+        )
+
+    async def page(
+        self, *, search: str | None, standing: str | None, first: int | None, after: str | None
+    ) -> Page[Partner]:
+        """Partners by name (then id); `search` matches the name or the id, ignoring case."""
+        statement = select(partners)
+        if search:
+            statement = statement.where(
+                or_(
+                    partners.c.name.icontains(search, autoescape=True),
+                    partners.c.id.icontains(search, autoescape=True),
+                )
+            )
+        if standing is not None:
+            statement = statement.where(partners.c.standing == standing)
+        return await keyset_page(
+            self._connection,
+            statement,
+            SortKey([partners.c.name, partners.c.id], PARTNER_CURSOR),
+            first=first,
+            after=after,
+            to_item=_to_partner,
+            cursor_values=lambda row: [row.name, row.id],
+        )
 
     async def ids_created_before(self, instant: datetime) -> list[str]:
         rows = await self._connection.execute(

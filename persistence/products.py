@@ -1,15 +1,30 @@
-"""The product catalog."""
+"""The product catalog and its dated prices per currency."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Row, String, Table, select
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ColumnElement,
+    Date,
+    ForeignKey,
+    PrimaryKeyConstraint,
+    Row,
+    String,
+    Table,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.products import Product
+from domain.products import Product, ProductPrice
 from persistence.metadata import metadata
+from persistence.types import UTCDateTime
 
 products = Table(
     "products",
@@ -17,9 +32,21 @@ products = Table(
     Column("slug", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("description", String(1000), nullable=False, server_default=""),
+    # Set when staff retire the product: no new issues, held licenses keep billing.
+    Column("retired_at", UTCDateTime(), nullable=True),
+)
+
+product_prices = Table(
+    "product_prices",
+    metadata,
+    Column("product_slug", String(64), ForeignKey("products.slug"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    # A local date: the price applies to license-days from this calendar day on, in the partner's zone.
+    Column("effective_from", Date, nullable=False),
     # Millionths of the currency's major unit per license per day (USD 0.328767/day = 328767).
     Column("daily_price_micros", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    PrimaryKeyConstraint("product_slug", "currency", "effective_from", name="pk_product_prices"),
+    CheckConstraint("daily_price_micros > 0", name="positive"),
 )
 
 
@@ -28,39 +55,88 @@ class ProductRepository:
         self._connection = connection
 
     async def list_all(self) -> list[Product]:
-        rows = await self._connection.execute(select(products).order_by(products.c.name))
-        return [_to_product(row) for row in rows]
+        return await self._with_prices()
 
     async def get_many(self, slugs: Iterable[str]) -> dict[str, Product]:
         wanted = set(slugs)
         if not wanted:
             return {}
-        rows = await self._connection.execute(select(products).where(products.c.slug.in_(wanted)))
-        return {row.slug: _to_product(row) for row in rows}
+        return {product.slug: product for product in await self._with_prices(products.c.slug.in_(wanted))}
 
     async def get(self, slug: str) -> Product | None:
         return (await self.get_many([slug])).get(slug)
 
-    async def save(self, product: Product) -> None:
-        """Insert or update one catalog entry (used by the demo seed and staff tooling)."""
-        values = {
-            "name": product.name,
-            "description": product.description,
-            "daily_price_micros": product.daily_price_micros,
-            "currency": product.currency,
-        }
+    async def add(self, product: Product) -> None:
+        await self._connection.execute(
+            products.insert().values(slug=product.slug, name=product.name, description=product.description)
+        )
+
+    async def describe(self, product: Product) -> None:
+        """Update the name and description of an existing product."""
+        await self._connection.execute(
+            update(products)
+            .where(products.c.slug == product.slug)
+            .values(name=product.name, description=product.description)
+        )
+
+    async def retire(self, slug: str, at: datetime) -> None:
+        await self._connection.execute(
+            update(products)
+            .where(products.c.slug == slug, products.c.retired_at.is_(None))
+            .values(retired_at=at)
+        )
+
+    async def set_price(self, price: ProductPrice) -> None:
+        """Insert the price row, or replace the price of the same (product, currency, effective date)."""
+        key = (
+            product_prices.c.product_slug == price.product_slug,
+            product_prices.c.currency == price.currency,
+            product_prices.c.effective_from == price.effective_from,
+        )
         result = await self._connection.execute(
-            products.update().where(products.c.slug == product.slug).values(**values)
+            update(product_prices).where(*key).values(daily_price_micros=price.daily_price_micros)
         )
         if not result.rowcount:
-            await self._connection.execute(products.insert().values(slug=product.slug, **values))
+            await self._connection.execute(
+                product_prices.insert().values(
+                    product_slug=price.product_slug,
+                    currency=price.currency,
+                    effective_from=price.effective_from,
+                    daily_price_micros=price.daily_price_micros,
+                )
+            )
 
-
-def _to_product(row: Row[Any]) -> Product:
-    return Product(
-        slug=row.slug,
-        name=row.name,
-        description=row.description,
-        daily_price_micros=row.daily_price_micros,
-        currency=row.currency,
-    )
+    async def _with_prices(self, condition: ColumnElement[bool] | None = None) -> list[Product]:
+        """Products by name, each with its prices, in one statement (a page of licenses loads its
+        products at once)."""
+        statement = (
+            select(
+                products,
+                product_prices.c.currency,
+                product_prices.c.effective_from,
+                product_prices.c.daily_price_micros,
+            )
+            .select_from(products.outerjoin(product_prices, product_prices.c.product_slug == products.c.slug))
+            .order_by(
+                products.c.name, products.c.slug, product_prices.c.currency, product_prices.c.effective_from
+            )
+        )
+        if condition is not None:
+            statement = statement.where(condition)
+        found: dict[str, tuple[Row[Any], list[ProductPrice]]] = {}
+        for row in await self._connection.execute(statement):
+            _, prices = found.setdefault(row.slug, (row, []))
+            if row.currency is not None:
+                prices.append(
+                    ProductPrice(row.slug, row.currency, row.effective_from, row.daily_price_micros)
+                )
+        return [
+            Product(
+                slug=row.slug,
+                name=row.name,
+                description=row.description,
+                prices=tuple(prices),
+                retired_at=row.retired_at,
+            )
+            for row, prices in found.values()
+        ]

@@ -2,7 +2,7 @@
 
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
-from persistence.invoices import invoice_day_lines, invoice_lines, invoices
+from persistence.invoices import invoice_day_lines, invoice_lines, invoice_number_counters, invoices
 from persistence.licenses import license_transfers, licenses
 from persistence.partners import partners
 from persistence.payments import (
@@ -12,7 +12,7 @@ from persistence.payments import (
     stripe_customers,
     webhook_events,
 )
-from persistence.products import products
+from persistence.products import product_prices, products
 from persistence.tokens import api_tokens
 
 __all__ = [
@@ -22,12 +22,14 @@ __all__ = [
     "invoice_day_lines",
     "invoice_dunning",
     "invoice_lines",
+    "invoice_number_counters",
     "invoices",
     "license_transfers",
     "licenses",
     "partners",
     "payment_attempts",
     "payment_methods",
+    "product_prices",
     "products",
     "stripe_customers",
     "webhook_events",

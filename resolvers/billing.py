@@ -79,7 +79,7 @@ async def billing_estimate(ctx: RequestContext, *, month: str | None) -> Estimat
 async def live_statement(uow: UnitOfWork, partner: Partner, month: BillingMonth) -> Statement:
     start, end = month.bounds(partner.billing_zone)
     holdings = await uow.billing.holdings(partner.id, start, end)
-    prices = await uow.billing.daily_prices()
+    prices = await uow.billing.price_book(partner.currency)
     return build_statement(
         holdings, prices, month, partner.billing_zone, SUPPORTED_CURRENCIES[partner.currency]
     )
@@ -204,7 +204,8 @@ async def close_partner_month(
             if await uow.invoices.exists(partner_id, month):
                 return CloseOutcome.ALREADY_CLOSED
             statement = await live_statement(uow, partner, month)
-            invoice = finalized_invoice(partner, month, statement, now)
+            number = invoice_number(now.year, await uow.invoices.next_number(now.year))
+            invoice = finalized_invoice(partner, month, statement, now, number)
             await uow.invoices.add(invoice, statement)
             await uow.events.append(
                 NewEvent(
@@ -225,7 +226,9 @@ async def close_partner_month(
         return CloseOutcome.ALREADY_CLOSED
 
 
-def finalized_invoice(partner: Partner, month: BillingMonth, statement: Statement, now: datetime) -> Invoice:
+def finalized_invoice(
+    partner: Partner, month: BillingMonth, statement: Statement, now: datetime, number: str
+) -> Invoice:
     status = next_invoice_status(InvoiceStatus.DRAFT, InvoiceEvent.FINALIZE)
     paid_at = None
     if statement.total == 0:
@@ -237,7 +240,7 @@ def finalized_invoice(partner: Partner, month: BillingMonth, statement: Statemen
         id="inv_" + secrets.token_hex(8),
         partner_id=partner.id,
         month=month,
-        number=invoice_number(partner.id, month),
+        number=number,
         status=status,
         zone=partner.billing_zone,
         currency=partner.currency,

@@ -46,6 +46,21 @@ class RequestContext:
     def partner_id(self) -> str:
         return self.caller().require_partner()
 
+    def readable_partner(self, partner_id: str | None = None) -> str:
+        """Whose data to read: the caller's own partner, or (staff only) the partner named. Another
+        partner's id answers a partner token exactly like an unknown one (NOT_FOUND)."""
+        principal = self.caller()
+        if partner_id is None:
+            return principal.require_partner()
+        if not principal.is_staff and principal.partner_id != partner_id:
+            raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="id")
+        return partner_id
+
+    def records_owner(self) -> str | None:
+        """The partner whose invoices and licenses the caller may read; None for staff (every partner)."""
+        principal = self.caller()
+        return None if principal.is_staff else principal.require_partner()
+
     def require_staff(self) -> Principal:
         principal = self.caller()
         principal.require_staff()

@@ -40,6 +40,7 @@ from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.idempotency import idempotent_call, lock_and_replay, store_outcome, stored_outcome
+from resolvers.products import require_sellable
 from resolvers.standing import require_standing
 
 NOT_FOUND_MESSAGE = "No license with this key."
@@ -83,16 +84,16 @@ async def issue_licenses(
         outcome = await lock_and_replay(uow, partner_id, call)
         if outcome is not None:
             return await uow.licenses.get_many(outcome["license_ids"])
-        await require_standing(uow, partner_id, Action.ISSUE)
-        catalog = await uow.products.get_many(item.product_slug for item in items)
-        for index, item in enumerate(items):
-            if item.product_slug not in catalog:
-                raise DomainError(
-                    ErrorCode.UNKNOWN_PRODUCT,
-                    f"There is no product '{item.product_slug}' in the catalog.",
-                    f"items[{index}].productSlug",
-                )
         now = ctx.clock.now()
+        # Input errors first: an unknown, retired or unpriced product is refused whatever the standing.
+        await require_sellable(
+            uow,
+            partner_id,
+            [item.product_slug for item in items],
+            now,
+            [f"items[{index}].productSlug" for index in range(len(items))],
+        )
+        await require_standing(uow, partner_id, Action.ISSUE)
         issued = [
             issue_license(product_slug=item.product_slug, partner_id=partner_id, at=now)
             for item in items
@@ -193,6 +194,46 @@ async def start_license_transfer(
         return TransferOutcome(started.transfer, holding, started.code)
 
 
+@dataclass(frozen=True)
+class TransferPreview:
+    """What a receiver may know before accepting: the product and until when the code works."""
+
+    product_slug: str
+    expires_at: datetime
+
+
+async def transfer_preview(ctx: RequestContext, *, code: str) -> TransferPreview:
+    """Check a code as acceptLicenseTransfer would, without accepting it; nothing else of the sender's."""
+    receiver_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        transfer = check_acceptable(
+            await uow.transfers.by_code_hash(hash_transfer_code(code)),
+            receiver_id=receiver_id,
+            at=ctx.clock.now(),
+        )
+        sent = await _offered_license(uow, transfer)
+    return TransferPreview(sent.product_slug, transfer.expires_at)
+
+
+async def _offered_license(uow: UnitOfWork, transfer: Transfer, *, for_update: bool = False) -> License:
+    """The license a pending transfer offers, if it is still live."""
+    sent = await uow.licenses.get(transfer.license_id, for_update=for_update)
+    if sent is None or not sent.is_live:
+        raise DomainError(
+            ErrorCode.TRANSFER_CODE_INVALID,
+            "This transfer code is unknown, already used or cancelled.",
+            "code",
+        )
+    return sent
+
+
+async def pending_transfers(ctx: RequestContext, license_ids: list[str]) -> list[Transfer | None]:
+    """Each license's pending transfer, if any, in the order asked (for batching loaders)."""
+    async with ctx.reader() as uow:
+        found = await uow.transfers.pending_for_many(license_ids)
+    return [found.get(license_id) for license_id in license_ids]
+
+
 async def cancel_license_transfer(
     ctx: RequestContext, *, key: str, idempotency_key: str | None = None
 ) -> TransferOutcome:
@@ -235,13 +276,9 @@ async def accept_license_transfer(
             await uow.transfers.by_code_hash(code_hash, for_update=True), receiver_id=receiver_id, at=now
         )
         await require_standing(uow, receiver_id, Action.ACCEPT_TRANSFER)
-        sent = await uow.licenses.get(transfer.license_id, for_update=True)
-        if sent is None or not sent.is_live:
-            raise DomainError(
-                ErrorCode.TRANSFER_CODE_INVALID,
-                "This transfer code is unknown, already used or cancelled.",
-                "code",
-            )
+        sent = await _offered_license(uow, transfer, for_update=True)
+        # The receiver is billed in its own currency: the product needs a price there.
+        await require_sellable(uow, receiver_id, [sent.product_slug], now, ["code"], issuing=False)
         # The sender's holding ends first, so the key and the site are free for the receiver's.
         out = drive(sent, LicenseEvent.TRANSFER, at=now)
         await uow.licenses.save(sent)
@@ -282,9 +319,10 @@ async def list_licenses(
         return await uow.licenses.page(partner_id, where=where, order=order, first=first, after=after)
 
 
-async def license_counts(ctx: RequestContext) -> LicenseCounts:
-    """How many of the partner's licenses are in each state; `not_revoked` is all but revoked."""
-    partner_id = ctx.partner_id()
+async def license_counts(ctx: RequestContext, partner_id: str | None = None) -> LicenseCounts:
+    """How many of the partner's licenses are in each state; `not_revoked` is all but revoked. Staff
+    name the partner."""
+    partner_id = ctx.readable_partner(partner_id)
     async with ctx.reader() as uow:
         counts = await uow.licenses.counts_by_state(partner_id)
     total = sum(counts.values())
@@ -431,11 +469,12 @@ def _origin(ctx: RequestContext) -> Origin:
 
 
 async def licenses_by_ids(ctx: RequestContext, license_ids: list[str]) -> list[License | None]:
-    """The caller's holdings by id, in the order asked, None where not its own (for loaders)."""
-    partner_id = ctx.partner_id()
+    """The caller's holdings by id, in the order asked, None where not its own (staff: anyone's; for
+    loaders)."""
+    owner = ctx.records_owner()
     async with ctx.reader() as uow:
         found = {holding.id: holding for holding in await uow.licenses.get_many(license_ids)}
     return [
-        holding if holding is not None and holding.partner_id == partner_id else None
+        holding if holding is not None and owner in (None, holding.partner_id) else None
         for holding in map(found.get, license_ids)
     ]

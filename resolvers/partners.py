@@ -7,6 +7,9 @@ from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner, validate_billing_zone, validate_currency, validate_partner_name
+from domain.payments import PaymentMethod
+from domain.standing import StandingState
+from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
@@ -19,6 +22,42 @@ async def viewer(ctx: RequestContext) -> Partner:
     if partner is None:
         raise DomainError(ErrorCode.NOT_FOUND, "The partner of this token no longer exists.")
     return partner
+
+
+async def partner(ctx: RequestContext, *, partner_id: str) -> Partner:
+    """A partner by id: staff read any; a partner token reads only its own."""
+    readable = ctx.readable_partner(partner_id)
+    async with ctx.reader() as uow:
+        found = await uow.partners.get(readable)
+    if found is None:
+        raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="id")
+    return found
+
+
+async def list_partners(
+    ctx: RequestContext,
+    *,
+    search: str | None,
+    standing: StandingState | None,
+    first: int | None,
+    after: str | None,
+) -> Page[Partner]:
+    """Staff: partners by name, optionally those whose name or id contains `search`, or in one standing."""
+    ctx.require_staff()
+    async with ctx.reader() as uow:
+        return await uow.partners.page(
+            search=(search or "").strip() or None,
+            standing=None if standing is None else standing.value,
+            first=first,
+            after=after,
+        )
+
+
+async def partner_cards(ctx: RequestContext, *, partner_id: str) -> list[PaymentMethod]:
+    """The partner's cards on file, oldest first (the schema shows staff only brand and last 4)."""
+    readable = ctx.readable_partner(partner_id)
+    async with ctx.reader() as uow:
+        return await uow.payment_methods.active(readable)
 
 
 async def create_partner(
@@ -48,6 +87,39 @@ async def create_partner(
         )
         await store_outcome(uow, call, {"partner_id": partner.id}, partner.created_at)
         return partner
+
+
+async def set_partner_currency(
+    ctx: RequestContext, *, partner_id: str, currency: str, idempotency_key: str | None = None
+) -> Partner:
+    """Staff: change the currency a partner is billed in, until it has held a license (CURRENCY_LOCKED
+    after: its invoices, prices and payments are in that currency)."""
+    call = idempotent_call(
+        staff_scope(ctx.require_staff()),
+        idempotency_key,
+        "setPartnerCurrency",
+        {"partnerId": partner_id, "currency": currency},
+    )
+    code = validate_currency(currency)
+    async with replay_race(), ctx.unit_of_work() as uow:
+        await uow.partners.lock(partner_id)
+        if await stored_outcome(uow, call) is None:
+            partner = await uow.partners.get(partner_id)
+            if partner is None:
+                raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="partnerId")
+            if code != partner.currency and await uow.licenses.has_held_any(partner_id):
+                raise DomainError(
+                    ErrorCode.CURRENCY_LOCKED,
+                    f"{partner.name} has held licenses billed in {partner.currency.upper()}; "
+                    "its currency can no longer change.",
+                    field="currency",
+                )
+            await uow.partners.set_currency(partner_id, code)
+            await store_outcome(uow, call, {"partner_id": partner_id}, ctx.clock.now())
+        changed = await uow.partners.get(partner_id)
+        if changed is None:
+            raise DomainError(ErrorCode.NOT_FOUND, f"No partner '{partner_id}'.", field="partnerId")
+        return changed
 
 
 async def enrol_partner(

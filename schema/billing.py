@@ -95,12 +95,17 @@ class BillingProductLine:
 )
 class DayLine:
     product_slug: strawberry.Private[str]
-    holding_id: strawberry.Private[str]
+    holding_id: strawberry.ID = strawberry.field(
+        description="The holding billed (License.id): a key held twice in a month has two day-lines."
+    )
     license_key: str = strawberry.field(description="The license key.")
     site: str | None = strawberry.field(description="The site the license is on, if any.")
     days: int = strawberry.field(description="Days billed in the month.")
     amount: Money = strawberry.field(
         description="Allocated amount; the day-lines add up to their product line."
+    )
+    daily_price_micros: int = strawberry.field(
+        description="The daily price of these days, in micro-units (a price change splits a holding's days)."
     )
 
     @strawberry.field(description="The product of the license.")
@@ -109,18 +114,21 @@ class DayLine:
 
     @strawberry.field(description="The license (this partner's holding of the key) the days were billed for.")
     async def license(self, info: Info) -> License | None:
-        holding = await request_loader(info, "licenses_by_id", licenses.licenses_by_ids).load(self.holding_id)
+        holding = await request_loader(info, "licenses_by_id", licenses.licenses_by_ids).load(
+            str(self.holding_id)
+        )
         return None if holding is None else License.from_domain(holding)
 
     @classmethod
     def from_domain(cls, line: DomainDayLine, currency: str) -> DayLine:
         return cls(
             product_slug=line.product_slug,
-            holding_id=line.holding_id,
+            holding_id=strawberry.ID(line.holding_id),
             license_key=line.key,
             site=line.site,
             days=line.days,
             amount=Money.of(line.amount, currency),
+            daily_price_micros=line.daily_price_micros,
         )
 
 

@@ -18,7 +18,7 @@ from schema.licenses import LicenseMutation, LicenseQuery
 from schema.limits import QueryGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
-from schema.products import ProductQuery
+from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
 from schema.tokens import TokenMutation
@@ -33,7 +33,13 @@ class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery
 
 @strawberry.type(description="Change licenses, payment methods and (staff) the system.")
 class Mutation(
-    PartnerMutation, TokenMutation, LicenseMutation, PaymentMutation, BillingMutation, SandboxMutation
+    PartnerMutation,
+    TokenMutation,
+    LicenseMutation,
+    PaymentMutation,
+    BillingMutation,
+    SandboxMutation,
+    ProductMutation,
 ):
     pass
 

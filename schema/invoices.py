@@ -48,6 +48,10 @@ class Invoice:
     def day_lines_csv_path(self) -> str:
         return f"/invoices/{self.id}/day-lines.csv"
 
+    @strawberry.field(description="Where to download the invoice as a PDF (send the same Bearer token).")
+    def pdf_url(self) -> str:
+        return f"/invoices/{self.id}.pdf"
+
     @classmethod
     def from_domain(cls, invoice: DomainInvoice) -> Invoice:
         currency = invoice.currency
@@ -71,6 +75,20 @@ class Invoice:
         )
 
 
+async def invoice_connection(
+    info: Info,
+    status: list[InvoiceStatus] | None,
+    first: int | None,
+    after: str | None,
+    partner_id: str | None = None,
+) -> Connection[Invoice]:
+    """A page of invoices, newest first: the caller's own, or (staff) the partner named."""
+    page = await invoices.list_invoices(
+        info.context, statuses=status or [], first=first, after=after, partner_id=partner_id
+    )
+    return connection(page, Invoice.from_domain)
+
+
 @strawberry.type
 class InvoiceQuery:
     @strawberry.field(description="The partner's invoices, newest first.")
@@ -81,9 +99,8 @@ class InvoiceQuery:
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[Invoice]:
-        page = await invoices.list_invoices(info.context, statuses=status or [], first=first, after=after)
-        return connection(page, Invoice.from_domain)
+        return await invoice_connection(info, status, first, after)
 
-    @strawberry.field(description="One of the partner's invoices.")
+    @strawberry.field(description="One of the partner's invoices (staff: any partner's).")
     async def invoice(self, info: Info, id: strawberry.ID) -> Invoice:
         return Invoice.from_domain(await invoices.get_invoice(info.context, invoice_id=str(id)))

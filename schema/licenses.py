@@ -85,6 +85,23 @@ class LicenseEvent:
         )
 
 
+@strawberry.type(description="A transfer of a license waiting for the receiver to accept its code.")
+class PendingTransfer:
+    created_at: datetime = strawberry.field(description="When the holder started it.")
+    expires_at: datetime = strawberry.field(description="The code stops working at this instant.")
+
+
+@strawberry.type(description="What a transfer code offers, shown to the receiver before accepting.")
+class TransferPreview:
+    product_slug: strawberry.Private[str]
+    expires_at: datetime = strawberry.field(description="The code stops working at this instant.")
+
+    @strawberry.field(description="The product of the license offered.")
+    async def product(self, info: Info) -> Product:
+        found = await request_loader(info, "products", products_by_slug).load(self.product_slug)
+        return Product.from_domain(cast(DomainProduct, found))
+
+
 @strawberry.type(description="A license: one partner's holding of a key, billed per day while held.")
 class License:
     id: strawberry.ID = strawberry.field(description="Id of this holding of the key.")
@@ -106,6 +123,17 @@ class License:
     async def product(self, info: Info) -> Product:
         found = await request_loader(info, "products", products_by_slug).load(self.product_slug)
         return Product.from_domain(cast(DomainProduct, found))
+
+    @strawberry.field(description="The transfer offered and not yet accepted, if there is one.")
+    async def pending_transfer(self, info: Info) -> PendingTransfer | None:
+        transfer = await request_loader(info, "pending_transfers", licenses.pending_transfers).load(
+            str(self.id)
+        )
+        return (
+            None
+            if transfer is None
+            else PendingTransfer(created_at=transfer.created_at, expires_at=transfer.expires_at)
+        )
 
     @strawberry.field(description="This partner's history of the key, oldest first.")
     async def events(self, info: Info) -> list[LicenseEvent]:
@@ -282,6 +310,14 @@ class LicenseQuery:
     async def license_counts(self, info: Info) -> LicenseCounts:
         counts = await licenses.license_counts(info.context)
         return LicenseCounts(**counts.__dict__)
+
+    @strawberry.field(
+        description="For the receiver: what a transfer code offers (product, expiry) before accepting it; "
+        "fails like acceptLicenseTransfer would for a bad, used, expired or own code."
+    )
+    async def transfer_preview(self, info: Info, code: str) -> TransferPreview:
+        preview = await licenses.transfer_preview(info.context, code=code)
+        return TransferPreview(product_slug=preview.product_slug, expires_at=preview.expires_at)
 
 
 @strawberry.type

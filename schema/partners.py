@@ -6,13 +6,24 @@ from datetime import datetime
 
 import strawberry
 
+from domain.invoices import InvoiceStatus
 from domain.partners import Partner as DomainPartner
-from resolvers import partners
+from domain.standing import StandingState
+from resolvers import licenses, partners
 from schema.context import Info
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
-from schema.pagination import Connection
+from schema.invoices import Invoice, invoice_connection
+from schema.licenses import LicenseCounts
+from schema.pagination import Connection, connection
 from schema.payments import PaymentMethod, payment_methods_of
 from schema.standing import Standing, standing_of
+
+
+@strawberry.type(description="A card on file as the back-office shows it: no expiry, no provider ids.")
+class CardSummary:
+    brand: str = strawberry.field(description="Card brand, e.g. visa.")
+    last4: str = strawberry.field(description="Last four digits.")
+    primary: bool = strawberry.field(description="Whether it is charged first.")
 
 
 @strawberry.type(description="An agency in the partner program: it issues licenses and is billed per day.")
@@ -28,6 +39,26 @@ class Partner:
     @strawberry.field(description="Whether the partner may issue and assign licenses now, and why.")
     async def standing(self, info: Info) -> Standing:
         return await standing_of(info, str(self.id))
+
+    @strawberry.field(description="Licenses in each state (staff: any partner's; a partner: its own).")
+    async def license_counts(self, info: Info) -> LicenseCounts:
+        counts = await licenses.license_counts(info.context, str(self.id))
+        return LicenseCounts(**counts.__dict__)
+
+    @strawberry.field(description="Its invoices, newest first (staff: any partner's; a partner: its own).")
+    async def invoices(
+        self,
+        info: Info,
+        status: list[InvoiceStatus] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Invoice]:
+        return await invoice_connection(info, status, first, after, partner_id=str(self.id))
+
+    @strawberry.field(description="The cards on file as support sees them: brand and last 4 digits only.")
+    async def cards(self, info: Info) -> list[CardSummary]:
+        cards = await partners.partner_cards(info.context, partner_id=str(self.id))
+        return [CardSummary(brand=card.brand, last4=card.last4, primary=card.is_primary) for card in cards]
 
     @strawberry.field(description="The cards on file, in the order they were added; one is primary.")
     async def payment_methods(
@@ -60,11 +91,46 @@ class CreatePartnerPayload:
     errors: list[UserError] = strawberry.field(description="Why nothing was created, if it was not.")
 
 
+@strawberry.input(description="Change the currency a partner is billed in (before it holds any license).")
+class SetPartnerCurrencyInput:
+    partner_id: strawberry.ID = strawberry.field(description="The partner.")
+    currency: str = strawberry.field(description="ISO 4217 code: usd, eur, gbp, cad, aud or jpy.")
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
+
+
+@strawberry.type(description="The result of setPartnerCurrency.")
+class SetPartnerCurrencyPayload:
+    partner: Partner | None = strawberry.field(description="The partner, unless there were errors.")
+    errors: list[UserError] = strawberry.field(
+        description="Why nothing changed (CURRENCY_LOCKED once it has held a license)."
+    )
+
+
 @strawberry.type
 class PartnerQuery:
     @strawberry.field(description="The partner the token belongs to.")
     async def viewer(self, info: Info) -> Partner:
         return Partner.from_domain(await partners.viewer(info.context))
+
+    @strawberry.field(
+        description="Staff: partners by name; `search` matches name or id (any case), `standing` filters."
+    )
+    async def partners(
+        self,
+        info: Info,
+        search: str | None = None,
+        standing: StandingState | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Partner]:
+        page = await partners.list_partners(
+            info.context, search=search, standing=standing, first=first, after=after
+        )
+        return connection(page, Partner.from_domain)
+
+    @strawberry.field(description="A partner by id: staff read any, a partner token only its own.")
+    async def partner(self, info: Info, id: strawberry.ID) -> Partner:
+        return Partner.from_domain(await partners.partner(info.context, partner_id=str(id)))
 
 
 @strawberry.type
@@ -81,5 +147,24 @@ class PartnerMutation:
             )
         )
         return CreatePartnerPayload(
+            partner=None if partner is None else Partner.from_domain(partner), errors=errors
+        )
+
+    @strawberry.mutation(
+        description="Staff: change a partner's billing currency; refused (CURRENCY_LOCKED) once the partner "
+        "has held a license."
+    )
+    async def set_partner_currency(
+        self, info: Info, input: SetPartnerCurrencyInput
+    ) -> SetPartnerCurrencyPayload:
+        partner, errors = await attempt(
+            partners.set_partner_currency(
+                info.context,
+                partner_id=str(input.partner_id),
+                currency=input.currency,
+                idempotency_key=input.idempotency_key,
+            )
+        )
+        return SetPartnerCurrencyPayload(
             partner=None if partner is None else Partner.from_domain(partner), errors=errors
         )

@@ -24,6 +24,7 @@ from domain.standing import StandingEvent
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 from tests.localstripe_server import LocalStripe, free_port
@@ -63,8 +64,7 @@ class Api:
 @pytest.fixture(scope="session")
 async def catalog(database: Database) -> None:
     async with UnitOfWork(database) as uow:
-        for product in DEMO_CATALOG:
-            await uow.products.save(product)
+        await import_catalog(uow, DEMO_CATALOG)
 
 
 STRIPE_API_KEY = "sk_test_licensing"

@@ -14,6 +14,7 @@ from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.partners import new_partner_id
+from resolvers.products import import_catalog
 from tests.conftest import scratch_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +25,7 @@ async def test_cli_closes_every_partners_month_once(tmp_path: Path) -> None:
     await migrate.upgrade_async(url)
     database = Database(url)
     async with UnitOfWork(database) as uow:
-        for product in DEMO_CATALOG:
-            await uow.products.save(product)
+        await import_catalog(uow, DEMO_CATALOG)
         for name in ("North", "South", "East"):
             await uow.partners.add(
                 Partner(new_partner_id(), name, "UTC", "usd", datetime(2026, 1, 5, tzinfo=UTC))

@@ -62,8 +62,9 @@ async def test_a_page_of_100_costs_the_same_statements_as_a_page_of_10(
     assert {n["product"]["slug"] for n in large["nodes"]} == {"jetpack-backup", "jetpack-scan"}
     assert all(n["events"] for n in large["nodes"])
     assert len(ten) == len(hundred), (ten, hundred)
-    # The token, the count, the page, the products, the events: whatever the page size.
-    assert len(hundred) == 5, hundred
+    # The token, the count, the page, the products with their prices, the caller's currency (whose
+    # prices `dailyPrice` shows), the events: whatever the page size.
+    assert len(hundred) == 6, hundred
 
 
 async def test_pages_follow_each_other_without_gaps_or_repeats(

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 import persistence.tables  # noqa: F401
+from domain.billing import BillingMonth
 from persistence import migrate
 from persistence.database import Database
+from persistence.licenses import licenses
 from persistence.metadata import metadata
+from persistence.partners import partners
+from persistence.unit_of_work import UnitOfWork
+from resolvers.billing import live_statement
 from tests.conftest import scratch_database_url
 
 
@@ -42,3 +48,74 @@ async def test_migrated_database_matches_the_table_definitions(database: Databas
     async with database.engine.connect() as connection:
         diff = await connection.run_sync(differences)
     assert diff == []
+
+
+JUNE_15 = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
+
+
+async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_identically(
+    tmp_path: Path,
+) -> None:
+    """A product priced in the old single-price column bills the same after 0006_catalog_prices."""
+    url = await scratch_database_url(tmp_path)
+    await migrate.upgrade_async(url, "0004_payments")
+    database = Database(url)
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO products (slug, name, description, daily_price_micros, currency) "
+                "VALUES ('backup', 'Backup', '', 328767, 'usd')"
+            )
+        )
+        # These two tables are unchanged by 0006, so their current definitions write them.
+        await connection.execute(
+            partners.insert(),
+            [
+                {
+                    "id": partner_id,
+                    "name": partner_id,
+                    "billing_zone": "UTC",
+                    "currency": currency,
+                    "created_at": JUNE_15,
+                }
+                for partner_id, currency in (("ptr_old", "usd"), ("ptr_euro", "eur"))
+            ],
+        )
+        await connection.execute(
+            licenses.insert(),
+            [
+                {
+                    "id": f"lic_{partner_id}",
+                    "key": f"backup_{partner_id}",
+                    "partner_id": partner_id,
+                    "product_slug": "backup",
+                    "state": "issued",
+                    "held_from": JUNE_15,
+                    "issued_at": JUNE_15,
+                    "version": 1,
+                }
+                for partner_id in ("ptr_old", "ptr_euro")
+            ],
+        )
+    await database.dispose()
+
+    await migrate.upgrade_async(url)
+    database = Database(url)
+    try:
+        async with UnitOfWork(database, read_only=True) as uow:
+            (product,) = await uow.products.list_all()
+            statements = []
+            for partner_id in ("ptr_old", "ptr_euro"):
+                partner = await uow.partners.get(partner_id)
+                assert partner is not None
+                statements.append(await live_statement(uow, partner, BillingMonth(2026, 7)))
+    finally:
+        await database.dispose()
+    # The euro partner was billed the USD figure in EUR before; it keeps that until staff price EUR.
+    assert [(p.currency, p.effective_from, p.daily_price_micros) for p in product.prices] == [
+        ("eur", date(2000, 1, 1), 328767),
+        ("usd", date(2000, 1, 1), 328767),
+    ]
+    for statement in statements:
+        (line,) = statement.product_lines
+        assert (line.license_days, line.daily_price_micros, line.amount) == (31, 328767, 1019)  # 10.191777

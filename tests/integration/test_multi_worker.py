@@ -23,6 +23,7 @@ from persistence.database import Database
 from persistence.feed import LISTENER_NAME
 from persistence.unit_of_work import UnitOfWork
 from resolvers.partners import enrol_partner
+from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 from tests.conftest import ON_POSTGRES, POSTGRES_URL, scratch_database_url
@@ -122,8 +123,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         database = Database(url)
         try:
             async with UnitOfWork(database) as uow:
-                for product in DEMO_CATALOG:
-                    await uow.products.save(product)
+                await import_catalog(uow, DEMO_CATALOG)
                 partner = await enrol_partner(
                     uow, name="Two Workers", billing_zone="UTC", currency="usd", now=START
                 )

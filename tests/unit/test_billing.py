@@ -18,6 +18,7 @@ from domain.billing import (
     round_half_up,
 )
 from domain.errors import DomainError, ErrorCode
+from domain.products import MAX_DAILY_PRICE_MICROS, new_price
 
 JULY = BillingMonth(2026, 7)
 PRICE = 328767  # USD 0.328767 per day
@@ -289,9 +290,16 @@ def test_key_held_twice_in_a_month_is_one_license_with_two_day_lines() -> None:
 def test_product_without_a_price_is_refused() -> None:
     with pytest.raises(DomainError) as refused:
         build_statement([holding(at(1))], {}, JULY, "UTC", USD)
-    assert refused.value.code is ErrorCode.NOT_FOUND
+    assert refused.value.code is ErrorCode.PRICE_NOT_AVAILABLE
 
 
 def test_empty_month_costs_nothing() -> None:
     statement = build_statement([], {"backup": PRICE}, JULY, "UTC", USD)
     assert (statement.total, statement.product_lines, statement.day_lines) == (0, (), ())
+
+
+def test_a_daily_price_of_more_than_a_million_units_is_refused_as_a_typo() -> None:
+    assert new_price("backup", "JPY", MAX_DAILY_PRICE_MICROS, date(2026, 7, 1)).currency == "jpy"
+    with pytest.raises(DomainError) as refused:
+        new_price("backup", "usd", MAX_DAILY_PRICE_MICROS + 1, date(2026, 7, 1))
+    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "dailyPriceMicros")

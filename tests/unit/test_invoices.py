@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.billing import BillingMonth
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import (
     FINAL_STATUSES,
@@ -87,8 +86,9 @@ def test_paid_invoice_cannot_be_charged_again() -> None:
     assert refused.value.message == "The invoice is paid; it cannot take 'record_payment'."
 
 
-def test_invoice_number_names_the_partner_and_the_month() -> None:
-    assert invoice_number("ptr_3f9a2c1b7d0e4a55", BillingMonth(2026, 7)) == "PL-3F9A2C1B7D0E4A55-2026-07"
+def test_invoice_number_is_the_year_and_its_sequence_number() -> None:
+    assert invoice_number(2026, 123) == "2026-000123"
+    assert invoice_number(2027, 1) == "2027-000001"
 
 
 def test_invoice_is_due_when_finalized_unless_terms_say_otherwise() -> None:
