@@ -20,7 +20,8 @@ from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import CloseReport, close_month
-from resolvers.collection import Collector, run_dunning
+from resolvers.charging import Collector
+from resolvers.dunning import run_dunning
 from resolvers.partners import enrol_partner
 from resolvers.tokens import mint_token
 

@@ -25,9 +25,9 @@ from payments.gateway import PaymentGateway, WebhookRejected
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.feed import PostgresListener
-from resolvers.collection import apply_webhook
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv
+from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate
 from schema.build import build_schema
 

@@ -1,4 +1,4 @@
-"""Payment methods, charge attempts and dunning: the rules, without I/O (DESIGN §2).
+"""Payment methods, charge attempts and dunning: the rules, without I/O (see the README).
 
 A partner's cards are charged primary first, then the others in the order they were added. Every
 charge is an attempt row with a stable idempotency key, written before the provider is called, so a
@@ -19,6 +19,8 @@ DEFAULT_RETRY_DAYS = (3, 7, 14)
 DEFAULT_REVOKE_AFTER_DAYS = 28
 # A pending attempt older than this was left by a crash: it is re-sent with its own idempotency key.
 DEFAULT_IN_FLIGHT_MINUTES = 15
+# Non-payment revocation revokes this many licenses per transaction, so the partner's lock is brief.
+DEFAULT_REVOKE_BATCH_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ class PaymentMethod:
 class AttemptStatus(StrEnum):
     PENDING = "pending"  # stored, the provider is being called (or the process died meanwhile)
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the provider answered: declined, or refused the card
-    UNKNOWN = "unknown"  # the provider could not be reached or its answer was lost: re-send the same key
+    FAILED = "failed"  # the provider answered: declined, or refused the request (with its reason)
+    # Only a lost answer is unknown (the provider could not be reached, or timed out): it is resumed by
+    # its PaymentIntent id, or re-created with its key if even that id never came back.
+    UNKNOWN = "unknown"
 
 
 class ChargeTrigger(StrEnum):
@@ -75,6 +79,15 @@ class PaymentAttempt:
     payment_intent_id: str | None = None
     failure_code: str | None = None
     completed_at: datetime | None = None
+    # When it was last sent to the provider (re-sending refreshes it, so it counts as in flight again).
+    sent_at: datetime | None = None
+    decline_code: str | None = None  # the issuer's reason, e.g. "insufficient_funds"
+    failure_message: str | None = None  # the provider's explanation, shown to the partner
+
+    @property
+    def is_unresolved(self) -> bool:
+        """Sent (or about to be) without a known answer: only the provider can say what happened."""
+        return self.status in (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 
 def attempt_idempotency_key(invoice_id: str, number: int) -> str:
@@ -104,8 +117,9 @@ def next_primary(methods: Sequence[PaymentMethod], removed_id: str) -> PaymentMe
 
 
 def is_stale_pending(attempt: PaymentAttempt, now: datetime, in_flight: timedelta) -> bool:
-    """A pending attempt this old was abandoned by a crash, not in flight."""
-    return attempt.status is AttemptStatus.PENDING and now - attempt.created_at >= in_flight
+    """A pending attempt sent this long ago was abandoned by a crash, not in flight."""
+    sent = attempt.sent_at or attempt.created_at
+    return attempt.status is AttemptStatus.PENDING and now - sent >= in_flight
 
 
 class DunningStep(StrEnum):
@@ -121,12 +135,15 @@ class CollectionPolicy:
     retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
     revoke_after_days: int = DEFAULT_REVOKE_AFTER_DAYS
     in_flight: timedelta = field(default_factory=lambda: timedelta(minutes=DEFAULT_IN_FLIGHT_MINUTES))
+    revoke_batch_size: int = DEFAULT_REVOKE_BATCH_SIZE
 
     def __post_init__(self) -> None:
         if list(self.retry_days) != sorted(set(self.retry_days)) or any(d <= 0 for d in self.retry_days):
             raise ValueError("retry days must be positive and increasing")
         if self.revoke_after_days <= 0:
             raise ValueError("revoke_after_days must be positive")
+        if self.revoke_batch_size <= 0:
+            raise ValueError("revoke_batch_size must be positive")
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence.billing import BillingReader
 from persistence.database import Database
+from persistence.dunning import DunningRepository
 from persistence.events import EventLog
 from persistence.idempotency import IdempotencyStore
 from persistence.invoices import InvoiceRepository
 from persistence.licenses import LicenseRepository, TransferRepository
 from persistence.partners import PartnerRepository
-from persistence.payments import (
-    CollectionRepository,
-    CustomerRepository,
-    PaymentAttemptRepository,
-    PaymentMethodRepository,
-    WebhookEventLog,
-)
+from persistence.payment_attempts import InvoicePaymentRepository, PaymentAttemptRepository
+from persistence.payment_methods import CustomerRepository, PaymentMethodRepository
 from persistence.products import ProductRepository
 from persistence.standing import StandingRepository
 from persistence.tokens import TokenRepository
+from persistence.webhook_events import WebhookEventLog
 
 
 class UnitOfWork:
@@ -41,8 +38,9 @@ class UnitOfWork:
     customers: CustomerRepository
     payment_methods: PaymentMethodRepository
     payment_attempts: PaymentAttemptRepository
+    invoice_payments: InvoicePaymentRepository
     webhook_events: WebhookEventLog
-    collection: CollectionRepository
+    dunning: DunningRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -76,8 +74,9 @@ class UnitOfWork:
         self.customers = CustomerRepository(connection)
         self.payment_methods = PaymentMethodRepository(connection)
         self.payment_attempts = PaymentAttemptRepository(connection)
+        self.invoice_payments = InvoicePaymentRepository(connection)
         self.webhook_events = WebhookEventLog(connection)
-        self.collection = CollectionRepository(connection)
+        self.dunning = DunningRepository(connection)
 
     async def __aexit__(
         self,

@@ -147,15 +147,22 @@ async def revoke_license(ctx: RequestContext, *, key: str, idempotency_key: str 
 
 
 async def revoke_for_nonpayment(
-    uow: UnitOfWork, *, partner_id: str, invoice_id: str, at: datetime, request_id: str | None = None
+    uow: UnitOfWork,
+    *,
+    partner_id: str,
+    invoice_id: str,
+    at: datetime,
+    request_id: str | None = None,
+    limit: int | None = None,
 ) -> list[License]:
-    """Dunning's last step: revoke every live license of the partner, the way revokeLicense does.
+    """Dunning's last step: revoke the partner's live licenses (the oldest `limit` of them, or all), the
+    way revokeLicense does.
 
     Call it inside an open unit of work that holds the partner's lock.
     """
     origin = Origin(None, request_id)
     revoked = []
-    for holding in await uow.licenses.live(partner_id, for_update=True):
+    for holding in await uow.licenses.live(partner_id, for_update=True, limit=limit):
         transitions = await _revoke(uow, origin, holding, at)
         await uow.licenses.save(holding)
         for transition in transitions:

@@ -47,14 +47,22 @@ async def apply_standing_event(
     actor_token_id: str | None = None,
     request_id: str | None = None,
 ) -> Standing:
-    """Move a partner's standing inside an open unit of work and record a "standing" event."""
+    """Move a partner's standing inside an open unit of work; record a "standing" event when its state
+    or reason changed (a card added while past due changes neither, so it tells nobody)."""
     await uow.partners.lock(partner_id)
     current = await uow.standing.get(partner_id)
     if current is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
     standing = next_standing(
-        current, event, at=at, invoice_id=invoice_id, has_payment_method=has_payment_method
+        current,
+        event,
+        at=at,
+        invoice_id=invoice_id,
+        has_payment_method=has_payment_method,
+        oldest_past_due=await uow.dunning.oldest_past_due(partner_id),
     )
+    if not standing.differs_from(current):
+        return current
     await uow.standing.save(partner_id, standing)
     await uow.events.append(
         NewEvent(
@@ -67,7 +75,15 @@ async def apply_standing_event(
             to_state=standing.state.value,
             actor_token_id=actor_token_id,
             request_id=request_id,
-            payload={"invoice_id": invoice_id} if invoice_id else {},
+            payload=_reasons(invoice_id, standing),
         )
     )
     return standing
+
+
+def _reasons(invoice_id: str | None, standing: Standing) -> dict[str, str]:
+    """The invoice that moved standing, and (while past due) the one it now names as the reason."""
+    payload = {"invoice_id": invoice_id} if invoice_id else {}
+    if standing.reason_invoice_id:
+        payload["reason_invoice_id"] = standing.reason_invoice_id
+    return payload

@@ -19,7 +19,7 @@ from payments.stripe_gateway import StripeGateway
 from payments.webhooks import sign_webhook
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
-from resolvers.collection import run_dunning
+from resolvers.dunning import run_dunning
 from tests.integration.conftest import (
     STRIPE_API_KEY,
     STRIPE_WEBHOOK_SECRET,
@@ -42,6 +42,7 @@ from tests.integration.payment_operations import (
     invoices_of,
     payload,
     standing,
+    stripe_object,
 )
 from tests.localstripe_server import LocalStripe, free_port
 
@@ -341,11 +342,7 @@ async def test_a_succeeded_webhook_settles_the_charge_whose_answer_was_lost_once
     charged = await gateway.charge(
         customer, card["id"], lost.amount, "usd", invoice["id"], lost.idempotency_key
     )
-    intent = {
-        "id": charged.payment_intent_id,
-        "object": "payment_intent",
-        "metadata": {"invoice_id": invoice["id"]},
-    }
+    intent = await stripe_object(localstripe, f"/v1/payment_intents/{charged.payment_intent_id}")
     body, signature = signed_event("payment_intent.succeeded", intent, f"evt_{lost.id}")
 
     first = await deliver(api, body, signature)

@@ -138,14 +138,18 @@ async def test_card_0341_attaches_but_its_charges_fail_without_an_exception(gate
     assert outcome.payment_intent_id and gateway.succeeded_charges("inv-1") == []
 
 
-async def test_a_card_no_longer_on_file_fails_so_the_next_card_can_be_tried(gateway: InMemoryGateway) -> None:
+async def test_a_card_no_longer_on_file_is_refused_so_the_next_card_can_be_tried(
+    gateway: InMemoryGateway,
+) -> None:
     customer, [gone, kept] = await customer_with(gateway, "pm_card_visa", "pm_card_mastercard")
     await gateway.detach_payment_method(customer, gone)
 
-    outcomes = [await gateway.charge(customer, c, 500, "usd", "inv-1", f"inv-1-{c}") for c in (gone, kept)]
+    with pytest.raises(GatewayRefused) as refused:
+        await gateway.charge(customer, gone, 500, "usd", "inv-1", "inv-1-gone")
+    kept_outcome = await gateway.charge(customer, kept, 500, "usd", "inv-1", "inv-1-kept")
 
-    assert [o.status for o in outcomes] == ["failed", "succeeded"]
-    assert outcomes[0].failure_code == "resource_missing"
+    assert refused.value.code == "resource_missing"
+    assert kept_outcome.status == "succeeded"
 
 
 async def test_the_same_idempotency_key_returns_the_first_answer_and_charges_once(
