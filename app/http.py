@@ -46,6 +46,7 @@ class Services:
 
 
 def make_gateway(settings: Settings) -> StripeGateway:
+    settings.require_own_stripe_secrets()
     return StripeGateway(settings.stripe_api_key, settings.stripe_api_base, settings.stripe_webhook_secret)
 
 
@@ -138,6 +139,7 @@ def create_app(
 ) -> Starlette:
     """The app; tests pass their clock and gateway (then they close the gateway themselves)."""
     settings = settings or Settings.from_env()
+    settings.require_own_stripe_secrets()
     tune_garbage_collection(settings.gc_gen0_threshold)
     owns_gateway = gateway is None
     services = Services(

@@ -22,9 +22,9 @@ from payments.memory import InMemoryGateway, Outage
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import close_partner_month
-from resolvers.invoice_payments import pay_invoice
 from resolvers.context import RequestContext
 from resolvers.dunning import run_dunning
+from resolvers.invoice_payments import pay_invoice
 from resolvers.licenses import issue_licenses
 from resolvers.partners import enrol_partner
 from resolvers.payments import add_payment_method
@@ -254,4 +254,7 @@ async def test_a_charge_stripe_refuses_is_a_failed_attempt_with_its_reason_and_t
         owing = await uow.standing.get(invoice.partner_id)
         stored = await uow.invoices.get(invoice.partner_id, invoice.id)
     assert stored is not None and stored.status is InvoiceStatus.PAST_DUE
-    assert owing is not None and (owing.state, owing.reason_invoice_id) == (StandingState.PAST_DUE, invoice.id)
+    assert owing is not None and (owing.state, owing.reason_invoice_id) == (
+        StandingState.PAST_DUE,
+        invoice.id,
+    )

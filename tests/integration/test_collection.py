@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from app.http import create_app
 from domain.clock import SettableClock
 from domain.invoices import InvoiceStatus
-from domain.payments import AttemptStatus, CollectionPolicy, PaymentAttempt
+from domain.payments import AttemptStatus, CollectionPolicy
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import sign_webhook
 from persistence.database import Database
@@ -26,21 +24,25 @@ from tests.integration.conftest import (
     Api,
     PartnerAccess,
     add_card,
-    enrol,
     stripe_settings,
 )
 from tests.integration.license_operations import COUNTS, issue
 from tests.integration.payment_operations import (
     CLOSE,
-    DECLINES_CHARGES,
     PAY,
     VISA,
+    attempts_of,
     card_typed_in,
     cards_on_file,
+    close_july,
+    deliver,
     first_of,
     intents_for_invoice,
-    invoices_of,
+    july_invoice,
+    partner_with,
+    past_due_july,
     payload,
+    signed_event,
     standing,
     stripe_object,
 )
@@ -64,42 +66,6 @@ async def stripe_down_api(
         yield Api(client)
     await dead.close()
     await app.state.services.database.dispose()
-
-
-async def partner_with(api: Api, staff_token: str, localstripe: LocalStripe, *numbers: str) -> PartnerAccess:
-    access = await enrol(api, staff_token, "Collection Agency")
-    for number in numbers:
-        await add_card(api, access.token, await card_typed_in(localstripe, number))
-    return access
-
-
-async def close_july(api: Api, staff_token: str, clock: SettableClock) -> dict[str, Any]:
-    clock.advance_to(first_of(8))
-    result: dict[str, Any] = (await api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
-    assert result["errors"] == [], result
-    return result
-
-
-async def july_invoice(api: Api, token: str) -> dict[str, Any]:
-    [invoice] = [i for i in await invoices_of(api, token) if i["month"] == "2026-07"]
-    return invoice
-
-
-async def attempts_of(database: Database, invoice_id: str) -> list[PaymentAttempt]:
-    async with UnitOfWork(database, read_only=True) as uow:
-        return await uow.payment_attempts.for_invoice(invoice_id)
-
-
-async def past_due_july(
-    api: Api, staff_token: str, localstripe: LocalStripe, clock: SettableClock, licenses: int = 1
-) -> tuple[PartnerAccess, dict[str, Any]]:
-    """A partner whose only card declines every charge, with licenses, after July's close."""
-    access = await partner_with(api, staff_token, localstripe, DECLINES_CHARGES)
-    await issue(api, access.token, quantity=licenses)
-    await close_july(api, staff_token, clock)
-    invoice = await july_invoice(api, access.token)
-    assert invoice["status"] == "PAST_DUE"
-    return access, invoice
 
 
 async def test_paying_a_paid_invoice_is_an_invalid_transition_naming_its_status(
@@ -296,29 +262,6 @@ async def test_a_dunning_retry_falls_back_to_a_newly_added_card_and_restores_goo
     ]
     assert (await july_invoice(api, access.token))["status"] == "PAID"
     assert (await standing(api, access.token))["state"] == "GOOD"
-
-
-def signed_event(
-    event_type: str, subject: dict[str, Any], event_id: str, at: int | None = None
-) -> tuple[bytes, str]:
-    body = json.dumps(
-        {
-            "id": event_id,
-            "object": "event",
-            "type": event_type,
-            "created": int(time.time()),
-            "data": {"object": subject},
-        }
-    ).encode()
-    return body, sign_webhook(body, STRIPE_WEBHOOK_SECRET, at)
-
-
-async def deliver(api: Api, body: bytes, signature: str) -> httpx.Response:
-    return await api.client.post(
-        "/webhooks/stripe",
-        content=body,
-        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-    )
 
 
 async def test_a_succeeded_webhook_settles_the_charge_whose_answer_was_lost_once_however_often_it_comes(
