@@ -15,7 +15,6 @@ from domain.payments import (
 from domain.support import SupportContact
 from persistence.database import DEFAULT_DATABASE_URL
 
-
 # The public defaults that let tests and the demo talk to localstripe; anyone can sign with this secret.
 DEFAULT_STRIPE_API_KEY = "sk_test_localstripe"
 DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_localstripe"

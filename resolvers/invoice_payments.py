@@ -1,10 +1,12 @@
-"""payInvoice: the partner pays its open or past-due invoice now."""
+"""payInvoice: the partner pays its open or past-due invoice now; and how each charge of it went."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import Invoice, InvoiceEvent, next_invoice_status
-from domain.payments import ChargeTrigger, charge_order
+from domain.payments import ChargeTrigger, PaymentAttempt, PaymentMethod, charge_order
 from payments.gateway import GatewayUnavailable
 from resolvers.charging import CollectionOutcome, Collector, collect_invoice
 from resolvers.context import RequestContext
@@ -63,3 +65,22 @@ async def pay_invoice(
         if await lock_and_replay(uow, partner_id, call) is None:
             await store_outcome(uow, call, {"invoice_id": invoice_id}, ctx.clock.now())
     return collected.invoice
+
+
+@dataclass(frozen=True)
+class ChargeAttempt:
+    """A charge attempt with the card it was made on (None if that card is unknown)."""
+
+    attempt: PaymentAttempt
+    card: PaymentMethod | None
+
+
+async def invoice_payment_attempts(ctx: RequestContext, *, invoice_id: str) -> list[ChargeAttempt]:
+    """Every charge of the partner's invoice, oldest first, with its card (removed cards included)."""
+    partner_id = ctx.partner_id()
+    async with ctx.reader() as uow:
+        await owned_invoice(uow, partner_id, invoice_id)
+        return [
+            ChargeAttempt(attempt, await uow.payment_methods.get(attempt.payment_method_id))
+            for attempt in await uow.payment_attempts.for_invoice(invoice_id)
+        ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
+from domain.invoices import Invoice
 from domain.standing import Action, Standing, StandingEvent
 from domain.standing import apply_standing_event as next_standing
 from persistence.events import NewEvent
@@ -26,6 +27,15 @@ async def standing_of(ctx: RequestContext, *, partner_id: str) -> Standing:
     if standing is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
     return standing
+
+
+async def reason_invoice(ctx: RequestContext, *, partner_id: str, invoice_id: str) -> Invoice | None:
+    """The invoice a standing names as its reason, to whoever may read that standing."""
+    caller = ctx.caller()
+    if not caller.is_staff and caller.partner_id != partner_id:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    async with ctx.reader() as uow:
+        return await uow.invoices.get(partner_id, invoice_id)
 
 
 async def require_standing(uow: UnitOfWork, partner_id: str, action: Action) -> None:

@@ -17,7 +17,7 @@ from payments.stripe_gateway import StripeGateway
 from payments.webhooks import sign_webhook
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
-from resolvers.dunning import run_dunning
+from resolvers.dunning import revoke_licenses_for_nonpayment, run_dunning
 from tests.integration.conftest import (
     STRIPE_API_KEY,
     STRIPE_WEBHOOK_SECRET,
@@ -386,3 +386,37 @@ async def test_a_failed_webhook_for_a_charge_whose_answer_was_lost_makes_the_ope
     assert (await july_invoice(api, access.token))["status"] == "PAST_DUE"
     owing = await standing(api, access.token)
     assert (owing["state"], owing["reasonInvoiceId"]) == ("PAST_DUE", invoice["id"])
+
+
+async def test_nonpayment_revocation_runs_in_batches_and_the_next_run_finishes_one_that_stopped_midway(
+    api: Api,
+    staff_token: str,
+    database: Database,
+    gateway: StripeGateway,
+    localstripe: LocalStripe,
+    clock: SettableClock,
+) -> None:
+    access, invoice = await past_due_july(api, staff_token, localstripe, clock, licenses=5)
+    policy = CollectionPolicy(revoke_batch_size=2)
+    clock.advance_to(clock.now() + timedelta(days=28))
+    async with UnitOfWork(database, read_only=True) as uow:
+        dunning = await uow.dunning.dunning(invoice["id"])
+    assert dunning is not None
+
+    # A run that stopped after its first batch (a crash would leave the same: each batch commits alone).
+    stopped = await revoke_licenses_for_nonpayment(
+        database, dunning, now=clock.now(), batch_size=policy.revoke_batch_size, max_batches=1
+    )
+    counts = (await api.data(COUNTS, token=access.token))["licenseCounts"]
+    finished = await run_dunning(database, gateway, now=clock.now(), policy=policy)
+    again = await run_dunning(database, gateway, now=clock.now(), policy=policy)
+
+    assert stopped == (2, False)
+    assert (counts["revoked"], counts["issued"]) == (2, 3)
+    assert (finished.licenses_revoked, finished.partners_revoked) == (3, 1)
+    assert (again.licenses_revoked, again.partners_revoked) == (0, 0)
+    assert (await api.data(COUNTS, token=access.token))["licenseCounts"]["revoked"] == 5
+    async with UnitOfWork(database, read_only=True) as uow:
+        events = await uow.events.after(access.id, 0)
+    assert len([e for e in events if e.stream == "license" and e.action == "revoke"]) == 5
+    assert [e.action for e in events if e.subject == invoice["id"]].count("licenses_revoked") == 1
