@@ -17,6 +17,7 @@ from domain.payments import PaymentMethod, next_primary
 from domain.standing import StandingEvent
 from payments.gateway import GatewayRefused, PaymentGateway, SetupIntentRef
 from persistence.database import Database
+from persistence.events import NewEvent
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -139,6 +140,7 @@ async def add_payment_method(
                 created_at=now,
             )
             await uow.payment_methods.add(method)
+            await record_card_event(uow, method, "added", now, ctx.actor_token_id, ctx.request_id)
             if not on_file:
                 await apply_standing_event(
                     uow,
@@ -149,7 +151,7 @@ async def add_payment_method(
                     request_id=ctx.request_id,
                 )
         if make_primary or not on_file:
-            await uow.payment_methods.make_primary(partner_id, method.id)
+            await _make_primary(uow, method, now, ctx.actor_token_id, ctx.request_id)
         await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         return await _current(uow, method.id)
 
@@ -176,8 +178,9 @@ async def set_primary_payment_method(
         if outcome is not None:
             return await _stored_method(uow, outcome)
         method = await _owned(uow, partner_id, payment_method_id)
-        await uow.payment_methods.make_primary(partner_id, method.id)
-        await store_outcome(uow, call, {"payment_method_id": method.id}, ctx.clock.now())
+        now = ctx.clock.now()
+        await _make_primary(uow, method, now, ctx.actor_token_id, ctx.request_id)
+        await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         return await _current(uow, method.id)
 
 
@@ -253,9 +256,10 @@ async def forget_card(
     """
     on_file = await uow.payment_methods.active(method.partner_id)
     await uow.payment_methods.remove(method.id, at)
+    await record_card_event(uow, method, "removed", at, actor_token_id, request_id)
     promoted = next_primary(on_file, method.id) if method.is_primary else None
     if promoted is not None:
-        await uow.payment_methods.make_primary(method.partner_id, promoted.id)
+        await _make_primary(uow, promoted, at, actor_token_id, request_id)
     if not [m for m in on_file if m.id != method.id]:
         await apply_standing_event(
             uow,
@@ -266,6 +270,38 @@ async def forget_card(
             request_id=request_id,
         )
     return CardRemoval(primary_changed=method.is_primary, new_primary=promoted)
+
+
+async def _make_primary(
+    uow: UnitOfWork, method: PaymentMethod, at: datetime, actor_token_id: str | None, request_id: str | None
+) -> None:
+    """`method` becomes the card charged first; a change of primary is an event, a no-op is not."""
+    await uow.payment_methods.make_primary(method.partner_id, method.id)
+    if not method.is_primary:
+        await record_card_event(uow, method, "made_primary", at, actor_token_id, request_id)
+
+
+async def record_card_event(
+    uow: UnitOfWork,
+    method: PaymentMethod,
+    action: str,
+    at: datetime,
+    actor_token_id: str | None = None,
+    request_id: str | None = None,
+) -> None:
+    """A "payment_method" event (added, made_primary, removed) about one card, named by its Stripe id."""
+    await uow.events.append(
+        NewEvent(
+            partner_id=method.partner_id,
+            stream="payment_method",
+            subject=method.stripe_id,
+            action=action,
+            at=at,
+            actor_token_id=actor_token_id,
+            request_id=request_id,
+            payload={"brand": method.brand, "last4": method.last4},
+        )
+    )
 
 
 async def mirror_default(gateway: PaymentGateway, customer: str, method: PaymentMethod | None) -> None:

@@ -200,7 +200,8 @@ async def two_collectors(ctx: RequestContext, invoice: Invoice, gateway: InMemor
         await asyncio.sleep(0.01)
     second: object
     try:
-        second = await pay_invoice(ctx, invoice_id=invoice.id)
+        # Bounded: a second collector that also reached Stripe would wait at the gate for ever.
+        second = await asyncio.wait_for(pay_invoice(ctx, invoice_id=invoice.id), timeout=10)
     except DomainError as error:
         second = error.code
     finally:
