@@ -10,6 +10,7 @@ from domain.payments import (
     DEFAULT_IN_FLIGHT_MINUTES,
     DEFAULT_RETRY_DAYS,
     DEFAULT_REVOKE_AFTER_DAYS,
+    DEFAULT_REVOKE_BATCH_SIZE,
     CollectionPolicy,
 )
 from domain.support import SupportContact
@@ -54,6 +55,7 @@ class Settings:
     # Dunning: retry a past-due invoice on these days after it went past due; revoke licenses after.
     dunning_retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
     dunning_revoke_after_days: int = DEFAULT_REVOKE_AFTER_DAYS
+    dunning_revoke_batch_size: int = DEFAULT_REVOKE_BATCH_SIZE
     # A charge still pending after this long was abandoned by a crash and is re-sent with its key.
     charge_in_flight_minutes: int = DEFAULT_IN_FLIGHT_MINUTES
     support: SupportContact = field(
@@ -83,6 +85,7 @@ class Settings:
         return CollectionPolicy(
             retry_days=self.dunning_retry_days,
             revoke_after_days=self.dunning_revoke_after_days,
+            revoke_batch_size=self.dunning_revoke_batch_size,
             in_flight=timedelta(minutes=self.charge_in_flight_minutes),
         )
 
@@ -113,6 +116,7 @@ class Settings:
                 if day.strip()
             ),
             dunning_revoke_after_days=int(os.environ.get("LICENSING_DUNNING_REVOKE_AFTER_DAYS", "28")),
+            dunning_revoke_batch_size=int(os.environ.get("LICENSING_DUNNING_REVOKE_BATCH_SIZE", "200")),
             charge_in_flight_minutes=int(os.environ.get("LICENSING_CHARGE_IN_FLIGHT_MINUTES", "15")),
             support=SupportContact(
                 message=os.environ.get(
