@@ -218,21 +218,6 @@ class InMemoryGateway:
         self.defaults[customer_id] = payment_method_id
         self._lose_answer_if_down()
 
-    async def charge(
-        self,
-        customer_id: str,
-        payment_method_id: str,
-        amount_minor: int,
-        currency: str,
-        invoice_id: str,
-        idempotency_key: str,
-    ) -> ChargeOutcome:
-        """Create and confirm in one go (what a test playing Stripe's side does)."""
-        intent_id = await self.create_payment_intent(
-            customer_id, payment_method_id, amount_minor, currency, invoice_id, idempotency_key
-        )
-        return await self.confirm_payment_intent(intent_id)
-
     async def create_payment_intent(
         self,
         customer_id: str,

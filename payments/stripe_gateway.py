@@ -137,21 +137,6 @@ class StripeGateway:
         except stripe.InvalidRequestError as error:
             raise payment_method_not_found(payment_method_id or "") from error
 
-    async def charge(
-        self,
-        customer_id: str,
-        payment_method_id: str,
-        amount_minor: int,
-        currency: str,
-        invoice_id: str,
-        idempotency_key: str,
-    ) -> ChargeOutcome:
-        """Create and confirm in one go (what a script or test playing Stripe's side does)."""
-        intent_id = await self.create_payment_intent(
-            customer_id, payment_method_id, amount_minor, currency, invoice_id, idempotency_key
-        )
-        return await self.confirm_payment_intent(intent_id)
-
     async def create_payment_intent(
         self,
         customer_id: str,

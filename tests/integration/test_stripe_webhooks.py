@@ -13,6 +13,7 @@ from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.events import RecordedEvent
 from persistence.unit_of_work import UnitOfWork
+from tests.charges import charge
 from tests.integration.conftest import Api, PartnerAccess
 from tests.integration.license_operations import issue
 from tests.integration.payment_operations import (
@@ -105,7 +106,8 @@ async def test_a_second_payment_of_a_paid_invoice_is_refunded_through_stripe_onc
     [attempt] = await attempts_of(database, invoice["id"])
     [card] = await cards_on_file(api, access.token)
     # The same invoice charged again outside this service's attempts (a second system, a dashboard click).
-    again = await gateway.charge(
+    again = await charge(
+        gateway,
         await customer_of(database, access.id),
         card["id"],
         attempt.amount,
@@ -147,7 +149,8 @@ async def test_a_duplicate_stripe_refuses_to_refund_is_recorded_for_staff_and_th
 ) -> None:
     access, invoice = await paid_july(api, staff_token, localstripe, clock)
     [attempt] = await attempts_of(database, invoice["id"])
-    declined = await gateway.charge(
+    declined = await charge(
+        gateway,
         await customer_of(database, access.id),
         await card_typed_in(localstripe, DECLINES_CHARGES),
         attempt.amount,
