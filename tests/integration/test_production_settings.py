@@ -81,4 +81,4 @@ async def test_migrate_prints_where_the_database_is_but_never_its_password(tmp_p
     password = make_url(url).password
     assert done.stdout.strip() == f"database at head: {masked_url(url)}"
     if password:  # PostgreSQL: the URL carries one
-        assert str(password) not in done.stdout and "***" in done.stdout
+        assert f":{password}@" not in done.stdout and ":***@" in done.stdout
