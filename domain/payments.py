@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from domain.errors import DomainError, ErrorCode
+from domain.events import DomainEvent
 
 DEFAULT_RETRY_DAYS = (3, 7, 14)
 DEFAULT_REVOKE_AFTER_DAYS = 28
@@ -42,6 +43,22 @@ class PaymentMethod:
     @property
     def is_active(self) -> bool:
         return self.removed_at is None
+
+
+class CardChange(StrEnum):
+    """What happened to a card on file: each is a "payment_method" event."""
+
+    ADDED = "added"
+    MADE_PRIMARY = "made_primary"
+    REMOVED = "removed"
+
+
+def card_event(method: PaymentMethod, change: CardChange, at: datetime) -> DomainEvent:
+    """The event of a card change; the subject is the card's id as the API names it (Stripe's)."""
+    payload = {"brand": method.brand, "last4": method.last4}
+    return DomainEvent(
+        method.partner_id, "payment_method", method.stripe_id, change.value, at, payload=payload
+    )
 
 
 class AttemptStatus(StrEnum):

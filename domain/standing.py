@@ -14,6 +14,7 @@ from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from domain.errors import DomainError, ErrorCode
+from domain.events import DomainEvent
 
 
 class StandingState(StrEnum):
@@ -162,3 +163,42 @@ def apply_standing_event(
         reason = None
     since = standing.since if state is standing.state else at
     return Standing(state=state, since=since, reason_invoice_id=reason)
+
+
+@dataclass(frozen=True)
+class StandingMove:
+    """A standing after an event, and the event worth recording (None when neither state nor reason
+    changed: a card added while past due, a second invoice going past due)."""
+
+    standing: Standing
+    event: DomainEvent | None
+
+
+def move_standing(
+    partner_id: str,
+    current: Standing,
+    event: StandingEvent,
+    *,
+    at: datetime,
+    invoice_id: str | None = None,
+    has_payment_method: bool = False,
+    oldest_past_due: str | None = None,
+) -> StandingMove:
+    """Drive the machine and produce its "standing" event (see `apply_standing_event`)."""
+    moved = apply_standing_event(
+        current,
+        event,
+        at=at,
+        invoice_id=invoice_id,
+        has_payment_method=has_payment_method,
+        oldest_past_due=oldest_past_due,
+    )
+    if not moved.differs_from(current):
+        return StandingMove(current, None)
+    payload = {"invoice_id": invoice_id} if invoice_id else {}
+    if moved.reason_invoice_id:
+        payload["reason_invoice_id"] = moved.reason_invoice_id
+    change = DomainEvent(
+        partner_id, "standing", partner_id, event.value, at, current.state.value, moved.state.value, payload
+    )
+    return StandingMove(moved, change)

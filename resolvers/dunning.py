@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.errors import DomainError
-from domain.invoices import InvoiceStatus
+from domain.invoices import InvoiceStatus, invoice_fact
 from domain.payments import ChargeTrigger, CollectionPolicy, DunningStep, dunning_decision
 from payments.gateway import PaymentGateway
 from persistence.database import Database
 from persistence.dunning import Dunning
 from persistence.unit_of_work import UnitOfWork
 from resolvers.charging import Collection, CollectionOutcome, Collector, collect_invoice
-from resolvers.invoice_transitions import invoice_event
 from resolvers.licenses import revoke_for_nonpayment
 
 log = logging.getLogger("licensing.dunning")
@@ -145,8 +144,6 @@ async def revoke_licenses_for_nonpayment(
             revoked += len(batch)
             if len(batch) < batch_size:
                 await uow.dunning.mark_licenses_revoked(dunning.invoice_id, now)
-                await uow.events.append(
-                    invoice_event(invoice, "licenses_revoked", now, request_id=request_id)
-                )
+                uow.collect(invoice_fact(invoice, "licenses_revoked", now), request_id=request_id)
                 return revoked, True
     return revoked, False

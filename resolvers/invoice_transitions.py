@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain.invoices import UNPAID_STATUSES, Invoice, InvoiceEvent, InvoiceStatus, next_invoice_status
+from domain.invoices import UNPAID_STATUSES, Invoice, InvoiceEvent, InvoiceStatus, invoice_fact, move_invoice
 from domain.payments import AttemptStatus, PaymentAttempt
 from domain.standing import StandingEvent, StandingState
 from payments.gateway import ChargeOutcome, GatewayRefused, PaymentGateway, WebhookEvent
 from persistence.database import Database
-from persistence.events import NewEvent
 from persistence.unit_of_work import UnitOfWork
 from resolvers.standing import apply_standing_event
 
@@ -33,7 +32,6 @@ class DuplicatePayment:
 
     partner_id: str
     invoice_id: str
-    invoice_status: InvoiceStatus
     payment_intent_id: str
     amount: int
     currency: str
@@ -45,29 +43,6 @@ class Payment:
 
     invoice: Invoice
     duplicate: DuplicatePayment | None = None
-
-
-def invoice_event(
-    invoice: Invoice,
-    action: str,
-    at: datetime,
-    *,
-    to: InvoiceStatus | None = None,
-    request_id: str | None = None,
-    payload: dict[str, Any] | None = None,
-) -> NewEvent:
-    """An "invoice" event (what invoiceUpdated delivers); `to` defaults to the unchanged status."""
-    return NewEvent(
-        partner_id=invoice.partner_id,
-        stream="invoice",
-        subject=invoice.id,
-        action=action,
-        at=at,
-        from_state=invoice.status.value,
-        to_state=(to or invoice.status).value,
-        request_id=request_id,
-        payload={"amount": invoice.total, "currency": invoice.currency} | (payload or {}),
-    )
 
 
 async def record_attempt_answer(
@@ -85,20 +60,14 @@ async def record_attempt_answer(
         decline_code=answer.decline_code,
         failure_message=answer.failure_message,
     )
-    await uow.events.append(
-        invoice_event(
-            invoice,
-            "payment_attempt",
-            at,
-            payload={
-                "attempt": attempt.number,
-                "status": status.value,
-                "payment_method_id": attempt.payment_method_id,
-                "failure_code": failure_code,
-                "decline_code": answer.decline_code,
-            },
-        )
-    )
+    details = {
+        "attempt": attempt.number,
+        "status": status.value,
+        "payment_method_id": attempt.payment_method_id,
+        "failure_code": failure_code,
+        "decline_code": answer.decline_code,
+    }
+    uow.collect(invoice_fact(invoice, "payment_attempt", at, details))
 
 
 async def record_payment(
@@ -117,27 +86,23 @@ async def record_payment(
         if payment_intent_id is None or payment_intent_id == paid_by:
             return Payment(invoice)
         duplicate = DuplicatePayment(
-            invoice.partner_id, invoice.id, invoice.status, payment_intent_id, invoice.total, invoice.currency
+            invoice.partner_id, invoice.id, payment_intent_id, invoice.total, invoice.currency
         )
         return Payment(invoice, duplicate)
-    paid = next_invoice_status(invoice.status, InvoiceEvent.RECORD_PAYMENT)
-    await uow.invoices.set_status(invoice.id, paid, paid_at=at)
+    details: dict[str, Any] = {}
+    if attempt is not None:
+        details |= {"attempt": attempt.number, "payment_method_id": attempt.payment_method_id}
+    if payment_intent_id is not None:
+        details["payment_intent_id"] = payment_intent_id
+    paid = move_invoice(invoice, InvoiceEvent.RECORD_PAYMENT, at=at, payload=details)
+    await uow.invoices.set_status(invoice.id, paid.status, paid_at=at)
     await uow.invoice_payments.add(
         invoice.id,
         payment_intent_id=payment_intent_id,
         attempt_id=None if attempt is None else attempt.id,
         at=at,
     )
-    details: dict[str, Any] = {}
-    if attempt is not None:
-        details |= {"attempt": attempt.number, "payment_method_id": attempt.payment_method_id}
-    if payment_intent_id is not None:
-        details["payment_intent_id"] = payment_intent_id
-    await uow.events.append(
-        invoice_event(
-            invoice, InvoiceEvent.RECORD_PAYMENT.value, at, to=paid, request_id=request_id, payload=details
-        )
-    )
+    uow.collect(paid.event, request_id=request_id)
     if invoice.status is InvoiceStatus.PAST_DUE:
         await _settle_standing(uow, invoice, at, request_id)
     updated = await uow.invoices.get(invoice.partner_id, invoice.id)
@@ -167,11 +132,9 @@ async def mark_past_due(
     """An open invoice whose charge failed goes past due: dunning starts and standing follows."""
     if invoice.status is not InvoiceStatus.OPEN:
         return invoice
-    past_due = next_invoice_status(invoice.status, InvoiceEvent.CHARGE_FAILED)
-    await uow.invoices.set_status(invoice.id, past_due)
-    await uow.events.append(
-        invoice_event(invoice, InvoiceEvent.CHARGE_FAILED.value, at, to=past_due, request_id=request_id)
-    )
+    past_due = move_invoice(invoice, InvoiceEvent.CHARGE_FAILED, at=at)
+    await uow.invoices.set_status(invoice.id, past_due.status)
+    uow.collect(past_due.event, request_id=request_id)
     await uow.dunning.start_dunning(invoice.id, invoice.partner_id, at)
     await apply_standing_event(
         uow,
@@ -232,16 +195,7 @@ async def refund_duplicate(
             if await uow.webhook_events.seen(webhook.id):
                 return refunded  # a concurrent delivery recorded it
             await uow.webhook_events.add(webhook.id, webhook.type, now, action, payload.get("reason"))
-        await uow.events.append(
-            NewEvent(
-                partner_id=duplicate.partner_id,
-                stream="invoice",
-                subject=duplicate.invoice_id,
-                action=action,
-                at=now,
-                from_state=duplicate.invoice_status.value,
-                to_state=duplicate.invoice_status.value,
-                payload=payload,
-            )
-        )
+        invoice = await uow.invoices.get(duplicate.partner_id, duplicate.invoice_id)
+        assert invoice is not None
+        uow.collect(invoice_fact(invoice, action, now, payload))
     return refunded

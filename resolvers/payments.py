@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
-from domain.payments import PaymentMethod, next_primary
+from domain.payments import CardChange, PaymentMethod, card_event, next_primary
 from domain.standing import StandingEvent
 from payments.gateway import GatewayRefused, PaymentGateway, SetupIntentRef
 from persistence.database import Database
-from persistence.events import NewEvent
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -140,7 +139,11 @@ async def add_payment_method(
                 created_at=now,
             )
             await uow.payment_methods.add(method)
-            await record_card_event(uow, method, "added", now, ctx.actor_token_id, ctx.request_id)
+            uow.collect(
+                card_event(method, CardChange.ADDED, now),
+                actor_token_id=ctx.actor_token_id,
+                request_id=ctx.request_id,
+            )
             if not on_file:
                 await apply_standing_event(
                     uow,
@@ -256,7 +259,9 @@ async def forget_card(
     """
     on_file = await uow.payment_methods.active(method.partner_id)
     await uow.payment_methods.remove(method.id, at)
-    await record_card_event(uow, method, "removed", at, actor_token_id, request_id)
+    uow.collect(
+        card_event(method, CardChange.REMOVED, at), actor_token_id=actor_token_id, request_id=request_id
+    )
     promoted = next_primary(on_file, method.id) if method.is_primary else None
     if promoted is not None:
         await _make_primary(uow, promoted, at, actor_token_id, request_id)
@@ -278,30 +283,11 @@ async def _make_primary(
     """`method` becomes the card charged first; a change of primary is an event, a no-op is not."""
     await uow.payment_methods.make_primary(method.partner_id, method.id)
     if not method.is_primary:
-        await record_card_event(uow, method, "made_primary", at, actor_token_id, request_id)
-
-
-async def record_card_event(
-    uow: UnitOfWork,
-    method: PaymentMethod,
-    action: str,
-    at: datetime,
-    actor_token_id: str | None = None,
-    request_id: str | None = None,
-) -> None:
-    """A "payment_method" event (added, made_primary, removed) about one card, named by its Stripe id."""
-    await uow.events.append(
-        NewEvent(
-            partner_id=method.partner_id,
-            stream="payment_method",
-            subject=method.stripe_id,
-            action=action,
-            at=at,
+        uow.collect(
+            card_event(method, CardChange.MADE_PRIMARY, at),
             actor_token_id=actor_token_id,
             request_id=request_id,
-            payload={"brand": method.brand, "last4": method.last4},
         )
-    )
 
 
 async def mirror_default(gateway: PaymentGateway, customer: str, method: PaymentMethod | None) -> None:

@@ -10,9 +10,7 @@ from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import Invoice
-from domain.standing import Action, Standing, StandingEvent
-from domain.standing import apply_standing_event as next_standing
-from persistence.events import NewEvent
+from domain.standing import Action, Standing, StandingEvent, move_standing
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
@@ -63,7 +61,8 @@ async def apply_standing_event(
     current = await uow.standing.get(partner_id)
     if current is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
-    standing = next_standing(
+    move = move_standing(
+        partner_id,
         current,
         event,
         at=at,
@@ -71,29 +70,7 @@ async def apply_standing_event(
         has_payment_method=has_payment_method,
         oldest_past_due=await uow.dunning.oldest_past_due(partner_id),
     )
-    if not standing.differs_from(current):
-        return current
-    await uow.standing.save(partner_id, standing)
-    await uow.events.append(
-        NewEvent(
-            partner_id=partner_id,
-            stream="standing",
-            subject=partner_id,
-            action=event.value,
-            at=at,
-            from_state=current.state.value,
-            to_state=standing.state.value,
-            actor_token_id=actor_token_id,
-            request_id=request_id,
-            payload=_reasons(invoice_id, standing),
-        )
-    )
-    return standing
-
-
-def _reasons(invoice_id: str | None, standing: Standing) -> dict[str, str]:
-    """The invoice that moved standing, and (while past due) the one it now names as the reason."""
-    payload = {"invoice_id": invoice_id} if invoice_id else {}
-    if standing.reason_invoice_id:
-        payload["reason_invoice_id"] = standing.reason_invoice_id
-    return payload
+    if move.event is not None:
+        await uow.standing.save(partner_id, move.standing)
+        uow.collect(move.event, actor_token_id=actor_token_id, request_id=request_id)
+    return move.standing
