@@ -96,3 +96,26 @@ async def test_a_partner_sees_which_card_was_declined_why_and_which_invoice_bloc
         "reasonInvoiceId": july["id"],
         "reasonInvoice": {"id": july["id"], "month": "2026-07", "status": "PAST_DUE"},
     }
+
+
+async def test_each_charge_attempt_is_an_invoice_event_in_the_invoices_history(
+    api: Api, staff_token: str, database: Database, localstripe: LocalStripe, clock: SettableClock
+) -> None:
+    access, july = await past_due_july(api, staff_token, localstripe, clock)
+
+    declined = await payload(api, access.token, PAY, invoiceId=july["id"])
+
+    assert declined["errors"][0]["code"] == "PAYMENT_FAILED"
+    async with UnitOfWork(database, read_only=True) as uow:
+        history = await uow.events.for_subjects(access.id, "invoice", [july["id"]])
+    assert [(e.action, e.from_state, e.to_state) for e in history] == [
+        ("finalize", "draft", "open"),
+        ("payment_attempt", "open", "open"),
+        ("charge_failed", "open", "past_due"),
+        ("payment_attempt", "past_due", "past_due"),
+    ]
+    attempts = [e.payload for e in history if e.action == "payment_attempt"]
+    assert [(p["attempt"], p["status"], p["failure_code"]) for p in attempts] == [
+        (1, "failed", "card_declined"),
+        (2, "failed", "card_declined"),
+    ]
