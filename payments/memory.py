@@ -11,6 +11,7 @@ makes a new card with its own id.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -76,7 +77,8 @@ class StoredCard:
 
 @dataclass
 class StoredIntent:
-    """A PaymentIntent: created unconfirmed; `outcome` is set once it is confirmed."""
+    """A PaymentIntent: created unconfirmed; `outcome` is set once it is confirmed (money moved when it
+    succeeded)."""
 
     id: str
     customer_id: str
@@ -86,20 +88,6 @@ class StoredIntent:
     invoice_id: str
     idempotency_key: str
     outcome: ChargeOutcome | None = None
-
-
-@dataclass(frozen=True)
-class RecordedCharge:
-    """One confirmation of a PaymentIntent (each counts as money moved when it succeeded)."""
-
-    payment_intent_id: str
-    customer_id: str
-    payment_method_id: str
-    amount_minor: int
-    currency: str
-    invoice_id: str
-    idempotency_key: str
-    outcome: ChargeOutcome
 
 
 class InMemoryGateway:
@@ -116,7 +104,7 @@ class InMemoryGateway:
         self.cards: dict[str, StoredCard] = {}
         self.setup_intents: dict[str, str] = {}  # setup intent id → customer id
         self.intents: dict[str, StoredIntent] = {}
-        self.charges: list[RecordedCharge] = []
+        self.charges: list[StoredIntent] = []  # each confirmation, as it was confirmed
         self.refunds: dict[str, str] = {}  # refund id → PaymentIntent id
         # An unset event holds every confirmation (or retrieval) until it is set: a charge in flight.
         self.confirm_gate: asyncio.Event | None = None
@@ -151,8 +139,12 @@ class InMemoryGateway:
         payload = json.dumps(event).encode()
         return payload, sign_webhook(payload, self.webhook_secret, at)
 
-    def succeeded_charges(self, invoice_id: str) -> list[RecordedCharge]:
-        return [c for c in self.charges if c.invoice_id == invoice_id and c.outcome.succeeded]
+    def succeeded_charges(self, invoice_id: str) -> list[StoredIntent]:
+        return [
+            c
+            for c in self.charges
+            if c.invoice_id == invoice_id and c.outcome is not None and c.outcome.succeeded
+        ]
 
     # The PaymentGateway protocol.
 
@@ -255,18 +247,7 @@ class InMemoryGateway:
         intent = self._intent(payment_intent_id)
         if intent.outcome is None:
             intent.outcome = self._charge_card(intent)
-            self.charges.append(
-                RecordedCharge(
-                    intent.id,
-                    intent.customer_id,
-                    intent.payment_method_id,
-                    intent.amount_minor,
-                    intent.currency,
-                    intent.invoice_id,
-                    intent.idempotency_key,
-                    intent.outcome,
-                )
-            )
+            self.charges.append(dataclasses.replace(intent))
         self._lose_answer_if_down(confirming=True)
         return intent.outcome
 

@@ -150,16 +150,23 @@ async def test_pay_now_with_a_chosen_card_charges_only_that_card(
     assert paid.paid_at == clock.now() and clock.now() - first_of(8) == timedelta(0)
 
 
-async def test_a_charge_lost_for_more_than_a_day_is_resumed_by_id_when_stripe_has_forgotten_its_key(
-    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+async def lose_a_charge_for_two_days(
+    ctx: RequestContext, invoice: Invoice, gateway: InMemoryGateway, clock: SettableClock
 ) -> None:
-    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    """Stripe charged, its answer was lost; two days on, Stripe has forgotten the keys (after 24 hours)."""
     gateway.outage = Outage.CONFIRM_ANSWER_LOST
     with pytest.raises(DomainError):
         await pay_invoice(ctx, invoice_id=invoice.id)
     gateway.outage = None
     clock.advance_to(clock.now() + timedelta(days=2))
-    gateway.forget_idempotency_keys()  # as Stripe does after 24 hours
+    gateway.forget_idempotency_keys()
+
+
+async def test_a_charge_lost_for_more_than_a_day_is_resumed_by_id_when_stripe_has_forgotten_its_key(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    await lose_a_charge_for_two_days(ctx, invoice, gateway, clock)
 
     report = await run_dunning(database, gateway, now=clock.now(), policy=ctx.collection)
 
@@ -224,12 +231,7 @@ async def test_resuming_a_lost_charge_makes_it_in_flight_again_so_a_concurrent_c
     database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
 ) -> None:
     ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
-    gateway.outage = Outage.CONFIRM_ANSWER_LOST
-    with pytest.raises(DomainError):
-        await pay_invoice(ctx, invoice_id=invoice.id)
-    gateway.outage = None
-    clock.advance_to(clock.now() + timedelta(days=2))
-    gateway.forget_idempotency_keys()
+    await lose_a_charge_for_two_days(ctx, invoice, gateway, clock)
 
     assert await two_collectors(ctx, invoice, gateway) == [InvoiceStatus.PAID, ErrorCode.CONFLICT]
     assert len(gateway.succeeded_charges(invoice.id)) == 1
