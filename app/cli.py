@@ -14,7 +14,7 @@ from app.catalog import load_catalog
 from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
-from app.settings import Settings
+from app.settings import InsecureSettings, Settings
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
 from domain.errors import DomainError
@@ -22,10 +22,11 @@ from domain.money import format_micros
 from domain.products import Product, new_price, new_product
 from payments.gateway import GatewayUnavailable
 from persistence import migrate
-from persistence.database import Database
+from persistence.database import Database, masked_url
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import CloseReport, close_month
-from resolvers.collection import Collector, run_dunning
+from resolvers.charging import Collector
+from resolvers.dunning import run_dunning
 from resolvers.partners import enrol_partner
 from resolvers.products import ImportReport, add_product, import_catalog, price_product, retire_in_catalog
 from resolvers.tokens import mint_token
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except DomainError as error:
         print(f"error: {error.code.value}: {error.message}", file=sys.stderr)
         return 1
+    except InsecureSettings as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    settings.require_own_stripe_secrets()  # before any worker starts, with a message, not a traceback
     uvicorn.run(
         "app.asgi:app",
         host=args.host,
@@ -142,7 +147,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         migrate.downgrade(settings.database_url, args.downgrade)
     else:
         migrate.upgrade(settings.database_url)
-    print(f"database at {args.downgrade or 'head'}: {settings.database_url}")
+    print(f"database at {args.downgrade or 'head'}: {masked_url(settings.database_url)}")
     return 0
 
 

@@ -31,9 +31,9 @@ from payments.gateway import PaymentGateway, WebhookRejected
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.feed import PostgresListener
-from resolvers.collection import apply_webhook
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
+from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate
 from schema.build import build_schema
 
@@ -52,6 +52,7 @@ class Services:
 
 
 def make_gateway(settings: Settings) -> StripeGateway:
+    settings.require_own_stripe_secrets()
     return StripeGateway(settings.stripe_api_key, settings.stripe_api_base, settings.stripe_webhook_secret)
 
 
@@ -177,6 +178,7 @@ def create_app(
 ) -> Starlette:
     """The app; tests pass their clock and gateway (then they close the gateway themselves)."""
     settings = settings or Settings.from_env()
+    settings.require_own_stripe_secrets()
     tune_garbage_collection(settings.gc_gen0_threshold)
     owns_gateway = gateway is None
     services = Services(

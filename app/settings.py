@@ -10,11 +10,20 @@ from domain.payments import (
     DEFAULT_IN_FLIGHT_MINUTES,
     DEFAULT_RETRY_DAYS,
     DEFAULT_REVOKE_AFTER_DAYS,
+    DEFAULT_REVOKE_BATCH_SIZE,
     CollectionPolicy,
 )
 from domain.support import SupportContact
 from persistence.database import DEFAULT_DATABASE_URL
 from schema.limits import QueryLimits
+
+# The public defaults that let tests and the demo talk to localstripe; anyone can sign with this secret.
+DEFAULT_STRIPE_API_KEY = "sk_test_localstripe"
+DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_localstripe"
+
+
+class InsecureSettings(ValueError):
+    """A setting left at a public default where that would let anyone forge payments."""
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -43,12 +52,13 @@ class Settings:
     # PostgreSQL: how long the NOTIFY listener waits before reconnecting after losing its connection.
     feed_retry_seconds: float = 0.5
     # Stripe, or localstripe in tests and the demo (started by the test fixtures and `make run`).
-    stripe_api_key: str = "sk_test_localstripe"
+    stripe_api_key: str = DEFAULT_STRIPE_API_KEY
     stripe_api_base: str = "http://127.0.0.1:8420"
-    stripe_webhook_secret: str = "whsec_localstripe"
+    stripe_webhook_secret: str = DEFAULT_STRIPE_WEBHOOK_SECRET
     # Dunning: retry a past-due invoice on these days after it went past due; revoke licenses after.
     dunning_retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
     dunning_revoke_after_days: int = DEFAULT_REVOKE_AFTER_DAYS
+    dunning_revoke_batch_size: int = DEFAULT_REVOKE_BATCH_SIZE
     # A charge still pending after this long was abandoned by a crash and is re-sent with its key.
     charge_in_flight_minutes: int = DEFAULT_IN_FLIGHT_MINUTES
     support: SupportContact = field(
@@ -59,10 +69,26 @@ class Settings:
         )
     )
 
+    def require_own_stripe_secrets(self) -> None:
+        """Outside sandbox mode, refuse the public defaults: with the default webhook secret anyone can
+        sign a "payment succeeded" event. Raises InsecureSettings naming the variable to set."""
+        if self.sandbox:
+            return
+        for variable, value, default in (
+            ("STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret, DEFAULT_STRIPE_WEBHOOK_SECRET),
+            ("STRIPE_API_KEY", self.stripe_api_key, DEFAULT_STRIPE_API_KEY),
+        ):
+            if value == default:
+                raise InsecureSettings(
+                    f"{variable} is the public default {default!r}; set it to your own Stripe value "
+                    "(or run in sandbox mode with LICENSING_SANDBOX=1)."
+                )
+
     def collection_policy(self) -> CollectionPolicy:
         return CollectionPolicy(
             retry_days=self.dunning_retry_days,
             revoke_after_days=self.dunning_revoke_after_days,
+            revoke_batch_size=self.dunning_revoke_batch_size,
             in_flight=timedelta(minutes=self.charge_in_flight_minutes),
         )
 
@@ -90,15 +116,16 @@ class Settings:
             ),
             max_subscriptions_per_connection=int(os.environ.get("LICENSING_MAX_SUBSCRIPTIONS", "20")),
             feed_retry_seconds=float(os.environ.get("LICENSING_FEED_RETRY_SECONDS", "0.5")),
-            stripe_api_key=os.environ.get("STRIPE_API_KEY") or "sk_test_localstripe",
+            stripe_api_key=os.environ.get("STRIPE_API_KEY") or DEFAULT_STRIPE_API_KEY,
             stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",
-            stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_localstripe",
+            stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_STRIPE_WEBHOOK_SECRET,
             dunning_retry_days=tuple(
                 int(day)
                 for day in os.environ.get("LICENSING_DUNNING_RETRY_DAYS", "3,7,14").split(",")
                 if day.strip()
             ),
             dunning_revoke_after_days=int(os.environ.get("LICENSING_DUNNING_REVOKE_AFTER_DAYS", "28")),
+            dunning_revoke_batch_size=int(os.environ.get("LICENSING_DUNNING_REVOKE_BATCH_SIZE", "200")),
             charge_in_flight_minutes=int(os.environ.get("LICENSING_CHARGE_IN_FLIGHT_MINUTES", "15")),
             support=SupportContact(
                 message=os.environ.get(

@@ -1,4 +1,4 @@
-"""Invoices: one per partner and month, with the life cycle of DESIGN §2.
+"""Invoices: one per partner and month, with the life cycle the README draws.
 
 draft (the current month, computed live) → open (finalized at month close: number, due date)
 → paid | past_due (the charge failed, or the due date passed) → paid (paid later);
@@ -11,16 +11,18 @@ once, and dunning retries it on later days; a zero invoice is paid at finalizati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from domain.billing import BillingMonth, Costs, DayLine, LicenseCounts, ProductLine, Statement
 from domain.errors import DomainError, ErrorCode
+from domain.events import DomainEvent
 from domain.partners import SUPPORTED_CURRENCIES
 
 DEFAULT_DAYS_UNTIL_DUE = 0
@@ -81,6 +83,44 @@ def next_invoice_status(status: InvoiceStatus, event: InvoiceEvent) -> InvoiceSt
             field="status",
         ) from error
     return InvoiceStatus(lifecycle.current_state_value)
+
+
+@dataclass(frozen=True)
+class InvoiceMove:
+    """An invoice's status after an event, and the "invoice" event that records it."""
+
+    status: InvoiceStatus
+    event: DomainEvent
+
+
+def move_invoice(
+    invoice: Invoice, event: InvoiceEvent, *, at: datetime, payload: Mapping[str, Any] | None = None
+) -> InvoiceMove:
+    """Drive the invoice machine (INVALID_TRANSITION if `event` cannot happen now) and produce its event."""
+    status = next_invoice_status(invoice.status, event)
+    return InvoiceMove(status, invoice_fact(invoice, event.value, at, payload, to=status))
+
+
+def invoice_fact(
+    invoice: Invoice,
+    action: str,
+    at: datetime,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    to: InvoiceStatus | None = None,
+) -> DomainEvent:
+    """An "invoice" event: a transition (`to`), or a fact that leaves the status as it is (a charge
+    attempt's answer, a refunded duplicate, licenses revoked for non-payment)."""
+    return DomainEvent(
+        invoice.partner_id,
+        "invoice",
+        invoice.id,
+        action,
+        at,
+        invoice.status.value,
+        (to or invoice.status).value,
+        {"amount": invoice.total, "currency": invoice.currency} | dict(payload or {}),
+    )
 
 
 def allowed_invoice_events(status: InvoiceStatus) -> list[InvoiceEvent]:

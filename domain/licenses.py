@@ -1,4 +1,4 @@
-"""Licenses: the state machine of one holding of a license key (DESIGN §2).
+"""Licenses: the state machine of one holding of a license key (the README: State machines).
 
 A *holding* is one partner's possession of a key, from `held_from` (issue, or acceptance of a
 transfer) to `held_until` (revoke, or the transfer out). A transferred key is held again by the
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from domain.errors import DomainError, ErrorCode
+from domain.events import DomainEvent
 
 MIN_QUANTITY = 1
 MAX_QUANTITY = 100
@@ -142,6 +145,41 @@ class Transition:
     at: datetime
     site: str | None
     previous_site: str | None
+
+    def event(self, payload: Mapping[str, Any] | None = None) -> DomainEvent:
+        """The "license" event this transition records: the site, and the previous one when it moved."""
+        holding = self.license
+        details: dict[str, Any] = {
+            "license_id": holding.id,
+            "product_slug": holding.product_slug,
+            "site": self.site,
+        }
+        if self.previous_site != self.site:
+            details["previous_site"] = self.previous_site
+        return DomainEvent(
+            holding.partner_id,
+            "license",
+            holding.key,
+            self.action.value,
+            self.at,
+            self.from_state,
+            self.to_state,
+            details | dict(payload or {}),
+        )
+
+
+def license_fact(holding: License, action: str, at: datetime, payload: Mapping[str, Any]) -> DomainEvent:
+    """A "license" event that leaves the state as it is (a transfer offered, cancelled or expired)."""
+    return DomainEvent(
+        holding.partner_id,
+        "license",
+        holding.key,
+        action,
+        at,
+        holding.state,
+        holding.state,
+        {"license_id": holding.id, "site": holding.site} | dict(payload),
+    )
 
 
 def drive(holding: License, event: LicenseEvent, *, at: datetime, site: str | None = None) -> Transition:

@@ -1,4 +1,4 @@
-"""Payment methods, charge attempts and dunning: the rules, without I/O (DESIGN §2).
+"""Payment methods, charge attempts and dunning: the rules, without I/O (see the README).
 
 A partner's cards are charged primary first, then the others in the order they were added. Every
 charge is an attempt row with a stable idempotency key, written before the provider is called, so a
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from domain.errors import DomainError, ErrorCode
+from domain.events import DomainEvent
 
 DEFAULT_RETRY_DAYS = (3, 7, 14)
 DEFAULT_REVOKE_AFTER_DAYS = 28
@@ -23,6 +24,8 @@ DEFAULT_IN_FLIGHT_MINUTES = 15
 # Stripe's object ids (`pm_…`) and ours (`card_…`) are at most 255 letters, digits and underscores.
 MAX_PAYMENT_METHOD_ID_LENGTH = 255
 _PAYMENT_METHOD_ID = re.compile(r"[A-Za-z0-9_]+")
+# Non-payment revocation revokes this many licenses per transaction, so the partner's lock is brief.
+DEFAULT_REVOKE_BATCH_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,29 @@ class PaymentMethod:
         return self.removed_at is None
 
 
+class CardChange(StrEnum):
+    """What happened to a card on file: each is a "payment_method" event."""
+
+    ADDED = "added"
+    MADE_PRIMARY = "made_primary"
+    REMOVED = "removed"
+
+
+def card_event(method: PaymentMethod, change: CardChange, at: datetime) -> DomainEvent:
+    """The event of a card change; the subject is the card's id as the API names it (Stripe's)."""
+    payload = {"brand": method.brand, "last4": method.last4}
+    return DomainEvent(
+        method.partner_id, "payment_method", method.stripe_id, change.value, at, payload=payload
+    )
+
+
 class AttemptStatus(StrEnum):
     PENDING = "pending"  # stored, the provider is being called (or the process died meanwhile)
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the provider answered: declined, or refused the card
-    UNKNOWN = "unknown"  # the provider could not be reached or its answer was lost: re-send the same key
+    FAILED = "failed"  # the provider answered: declined, or refused the request (with its reason)
+    # Only a lost answer is unknown (the provider could not be reached, or timed out): it is resumed by
+    # its PaymentIntent id, or re-created with its key if even that id never came back.
+    UNKNOWN = "unknown"
 
 
 class ChargeTrigger(StrEnum):
@@ -79,6 +100,15 @@ class PaymentAttempt:
     payment_intent_id: str | None = None
     failure_code: str | None = None
     completed_at: datetime | None = None
+    # When it was last sent to the provider (re-sending refreshes it, so it counts as in flight again).
+    sent_at: datetime | None = None
+    decline_code: str | None = None  # the issuer's reason, e.g. "insufficient_funds"
+    failure_message: str | None = None  # the provider's explanation, shown to the partner
+
+    @property
+    def is_unresolved(self) -> bool:
+        """Sent (or about to be) without a known answer: only the provider can say what happened."""
+        return self.status in (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 
 def validate_payment_method_id(payment_method_id: str) -> str:
@@ -122,8 +152,9 @@ def next_primary(methods: Sequence[PaymentMethod], removed_id: str) -> PaymentMe
 
 
 def is_stale_pending(attempt: PaymentAttempt, now: datetime, in_flight: timedelta) -> bool:
-    """A pending attempt this old was abandoned by a crash, not in flight."""
-    return attempt.status is AttemptStatus.PENDING and now - attempt.created_at >= in_flight
+    """A pending attempt sent this long ago was abandoned by a crash, not in flight."""
+    sent = attempt.sent_at or attempt.created_at
+    return attempt.status is AttemptStatus.PENDING and now - sent >= in_flight
 
 
 class DunningStep(StrEnum):
@@ -139,12 +170,15 @@ class CollectionPolicy:
     retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
     revoke_after_days: int = DEFAULT_REVOKE_AFTER_DAYS
     in_flight: timedelta = field(default_factory=lambda: timedelta(minutes=DEFAULT_IN_FLIGHT_MINUTES))
+    revoke_batch_size: int = DEFAULT_REVOKE_BATCH_SIZE
 
     def __post_init__(self) -> None:
         if list(self.retry_days) != sorted(set(self.retry_days)) or any(d <= 0 for d in self.retry_days):
             raise ValueError("retry days must be positive and increasing")
         if self.revoke_after_days <= 0:
             raise ValueError("revoke_after_days must be positive")
+        if self.revoke_batch_size <= 0:
+            raise ValueError("revoke_batch_size must be positive")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Account standing: whether a partner may acquire and place licenses (DESIGN §2).
+"""Account standing: whether a partner may acquire and place licenses (see the README).
 
 The state lives on the partner. Issuing, assigning and accepting a transfer need `good` standing;
 revoking, unassigning and transferring out are never blocked, so a partner can always shrink its bill.
@@ -14,6 +14,7 @@ from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from domain.errors import DomainError, ErrorCode
+from domain.events import DomainEvent
 
 
 class StandingState(StrEnum):
@@ -61,12 +62,18 @@ class StandingMachine(StateMachine):
         | past_due.to.itself(internal=True)
     )
     invoice_past_due = good.to(past_due) | no_payment_method.to(past_due) | past_due.to.itself(internal=True)
-    past_due_settled = past_due.to(good, cond="has_payment_method") | past_due.to(
-        no_payment_method, unless="has_payment_method"
+    # One past-due invoice settled: standing is restored only when no other is still past due.
+    past_due_settled = (
+        past_due.to.itself(internal=True, cond="still_past_due")
+        | past_due.to(good, cond="has_payment_method")
+        | past_due.to(no_payment_method, unless="has_payment_method")
     )
 
     def has_payment_method(self, has_payment_method: bool = False) -> bool:
         return has_payment_method
+
+    def still_past_due(self, still_past_due: bool = False) -> bool:
+        return still_past_due
 
 
 @dataclass
@@ -85,6 +92,10 @@ class Standing:
     state: StandingState
     since: datetime | None = None
     reason_invoice_id: str | None = None
+
+    def differs_from(self, other: Standing) -> bool:
+        """A change worth telling: the state or its reason (a self-transition changes neither)."""
+        return (self.state, self.reason_invoice_id) != (other.state, other.reason_invoice_id)
 
     def blocked_actions(self) -> list[tuple[Action, ErrorCode]]:
         if self.state is StandingState.GOOD:
@@ -125,12 +136,19 @@ def apply_standing_event(
     at: datetime,
     invoice_id: str | None = None,
     has_payment_method: bool = False,
+    oldest_past_due: str | None = None,
 ) -> Standing:
-    """The standing after `event`; `since` moves only when the state changes."""
+    """The standing after `event`; `since` moves only when the state changes.
+
+    `oldest_past_due` is the partner's oldest invoice still past due after the change: while past due,
+    it is the reason, so paying the invoice that caused it moves the reason to the next one.
+    """
     record = StandingRecord(standing.state.value, standing.since, standing.reason_invoice_id)
     machine = StandingMachine(record)
     try:
-        machine.send(event.value, has_payment_method=has_payment_method)
+        machine.send(
+            event.value, has_payment_method=has_payment_method, still_past_due=oldest_past_due is not None
+        )
     except TransitionNotAllowed as error:
         raise DomainError(
             ErrorCode.INVALID_TRANSITION,
@@ -138,10 +156,49 @@ def apply_standing_event(
         ) from error
     state = StandingState(record.state)
     if state is StandingState.PAST_DUE:
-        # The reason is the first invoice that went past due; later ones do not replace it.
+        # Without the oldest known, the first invoice that went past due stays the reason.
         reason = standing.reason_invoice_id if standing.state is StandingState.PAST_DUE else invoice_id
-        reason = reason or invoice_id
+        reason = oldest_past_due or reason or invoice_id
     else:
         reason = None
     since = standing.since if state is standing.state else at
     return Standing(state=state, since=since, reason_invoice_id=reason)
+
+
+@dataclass(frozen=True)
+class StandingMove:
+    """A standing after an event, and the event worth recording (None when neither state nor reason
+    changed: a card added while past due, a second invoice going past due)."""
+
+    standing: Standing
+    event: DomainEvent | None
+
+
+def move_standing(
+    partner_id: str,
+    current: Standing,
+    event: StandingEvent,
+    *,
+    at: datetime,
+    invoice_id: str | None = None,
+    has_payment_method: bool = False,
+    oldest_past_due: str | None = None,
+) -> StandingMove:
+    """Drive the machine and produce its "standing" event (see `apply_standing_event`)."""
+    moved = apply_standing_event(
+        current,
+        event,
+        at=at,
+        invoice_id=invoice_id,
+        has_payment_method=has_payment_method,
+        oldest_past_due=oldest_past_due,
+    )
+    if not moved.differs_from(current):
+        return StandingMove(current, None)
+    payload = {"invoice_id": invoice_id} if invoice_id else {}
+    if moved.reason_invoice_id:
+        payload["reason_invoice_id"] = moved.reason_invoice_id
+    change = DomainEvent(
+        partner_id, "standing", partner_id, event.value, at, current.state.value, moved.state.value, payload
+    )
+    return StandingMove(moved, change)

@@ -62,6 +62,23 @@ class WebhookEvent:
     object: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def amount(self) -> int | None:
+        value = self.object.get("amount")
+        return value if isinstance(value, int) else None
+
+    @property
+    def currency(self) -> str | None:
+        value = self.object.get("currency")
+        return value.lower() if isinstance(value, str) else None
+
+    @property
+    def customer_id(self) -> str | None:
+        value = self.object.get("customer")
+        if isinstance(value, dict):
+            value = value.get("id")
+        return value if isinstance(value, str) else None
+
+    @property
     def object_id(self) -> str | None:
         value = self.object.get("id")
         return value if isinstance(value, str) else None
@@ -82,8 +99,14 @@ class GatewayUnavailable(DomainError):
 
 
 class GatewayRefused(Exception):
-    """The provider refused a request we should not have made (an unknown customer, a reused key):
-    a bug or data drift on our side, not the user's doing, so it is not a DomainError."""
+    """The provider refused a request we should not have made (an unknown customer, a reused key, a
+    card detached behind our back, a refund of a failed payment): an answer, not an outage, so it is
+    recorded with its reason and never re-sent. Not the user's doing, so it is not a DomainError."""
+
+    def __init__(self, message: str, code: str = "gateway_refused") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class WebhookRejected(Exception):
@@ -133,7 +156,7 @@ class PaymentGateway(Protocol):
         """Set (or clear, with None) the customer's invoice default card."""
         ...
 
-    async def charge(
+    async def create_payment_intent(
         self,
         customer_id: str,
         payment_method_id: str,
@@ -141,8 +164,24 @@ class PaymentGateway(Protocol):
         currency: str,
         invoice_id: str,
         idempotency_key: str,
-    ) -> ChargeOutcome:
-        """Charge a card off-session for an invoice; a decline is a failed outcome, not an exception."""
+    ) -> str:
+        """Create an unconfirmed PaymentIntent for an invoice under a stable key; returns its id.
+
+        No money moves until it is confirmed, so the caller stores the id before confirming it.
+        """
+        ...
+
+    async def confirm_payment_intent(self, payment_intent_id: str) -> ChargeOutcome:
+        """Confirm (charge) a PaymentIntent off-session; a decline is a failed outcome, not an exception."""
+        ...
+
+    async def resume_payment_intent(self, payment_intent_id: str) -> ChargeOutcome:
+        """What became of a PaymentIntent whose answer was lost: retrieve it, confirm it only if it still
+        needs confirming. GatewayUnavailable while it is still processing."""
+        ...
+
+    async def refund_payment(self, payment_intent_id: str, idempotency_key: str) -> str:
+        """Refund a succeeded PaymentIntent in full; returns the refund id. GatewayRefused if refused."""
         ...
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:

@@ -10,6 +10,8 @@ makes a new card with its own id.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -62,6 +64,8 @@ class Outage(Enum):
 
     REFUSED = "refused"
     ANSWER_LOST = "answer_lost"
+    # Only the charge itself times out: the PaymentIntent is created, confirmed, and the answer lost.
+    CONFIRM_ANSWER_LOST = "confirm_answer_lost"
 
 
 @dataclass
@@ -71,18 +75,19 @@ class StoredCard:
     customer_id: str | None = None
 
 
-@dataclass(frozen=True)
-class RecordedCharge:
-    """One PaymentIntent the gateway created (each counts as money moved when it succeeded)."""
+@dataclass
+class StoredIntent:
+    """A PaymentIntent: created unconfirmed; `outcome` is set once it is confirmed (money moved when it
+    succeeded)."""
 
-    payment_intent_id: str
+    id: str
     customer_id: str
     payment_method_id: str
     amount_minor: int
     currency: str
     invoice_id: str
     idempotency_key: str
-    outcome: ChargeOutcome
+    outcome: ChargeOutcome | None = None
 
 
 class InMemoryGateway:
@@ -98,8 +103,14 @@ class InMemoryGateway:
         self.defaults: dict[str, str | None] = {}  # customer id → invoice default card
         self.cards: dict[str, StoredCard] = {}
         self.setup_intents: dict[str, str] = {}  # setup intent id → customer id
-        self.charges: list[RecordedCharge] = []
-        self._by_key: dict[str, RecordedCharge] = {}
+        self.intents: dict[str, StoredIntent] = {}
+        self.charges: list[StoredIntent] = []  # each confirmation, as it was confirmed
+        self.refunds: dict[str, str] = {}  # refund id → PaymentIntent id
+        # An unset event holds every confirmation (or retrieval) until it is set: a charge in flight.
+        self.confirm_gate: asyncio.Event | None = None
+        self.confirms_waiting = 0
+        self._by_key: dict[str, str] = {}  # idempotency key → PaymentIntent id
+        self._refund_by_key: dict[str, str] = {}
         self._customer_by_partner: dict[str, str] = {}
         self._ids = itertools.count(1)
 
@@ -128,8 +139,12 @@ class InMemoryGateway:
         payload = json.dumps(event).encode()
         return payload, sign_webhook(payload, self.webhook_secret, at)
 
-    def succeeded_charges(self, invoice_id: str) -> list[RecordedCharge]:
-        return [c for c in self.charges if c.invoice_id == invoice_id and c.outcome.succeeded]
+    def succeeded_charges(self, invoice_id: str) -> list[StoredIntent]:
+        return [
+            c
+            for c in self.charges
+            if c.invoice_id == invoice_id and c.outcome is not None and c.outcome.succeeded
+        ]
 
     # The PaymentGateway protocol.
 
@@ -195,7 +210,7 @@ class InMemoryGateway:
         self.defaults[customer_id] = payment_method_id
         self._lose_answer_if_down()
 
-    async def charge(
+    async def create_payment_intent(
         self,
         customer_id: str,
         payment_method_id: str,
@@ -203,44 +218,92 @@ class InMemoryGateway:
         currency: str,
         invoice_id: str,
         idempotency_key: str,
-    ) -> ChargeOutcome:
+    ) -> str:
         if amount_minor <= 0:
             raise ValueError("Only positive amounts are charged; a zero invoice is paid without a charge.")
         self._refuse_if_down()
         replay = self._by_key.get(idempotency_key)
-        if replay is not None:
-            # Stripe's idempotency: the same key returns the first answer and moves no money again.
-            self._lose_answer_if_down()
-            return replay.outcome
-        self._require_customer(customer_id)
-        stored = self.cards.get(payment_method_id)
-        intent_id = self._new_id("pi")
-        if stored is None or stored.customer_id != customer_id:
-            outcome = ChargeOutcome(
-                status="failed",
-                payment_intent_id=None,
-                failure_code="resource_missing",
-                failure_message=f"No such PaymentMethod on this customer: {payment_method_id!r}.",
+        if replay is None:
+            # Stripe's idempotency: the same key (within its memory) returns the first PaymentIntent.
+            self._require_customer(customer_id)
+            intent = StoredIntent(
+                self._new_id("pi"),
+                customer_id,
+                payment_method_id,
+                amount_minor,
+                currency.lower(),
+                invoice_id,
+                idempotency_key,
             )
-        elif stored.card.charge_decline is not None:
-            code, decline_code, message = stored.card.charge_decline
-            outcome = ChargeOutcome("failed", intent_id, code, message, decline_code)
-        else:
-            outcome = ChargeOutcome("succeeded", intent_id)
-        recorded = RecordedCharge(
-            intent_id,
-            customer_id,
-            payment_method_id,
-            amount_minor,
-            currency.lower(),
-            invoice_id,
-            idempotency_key,
-            outcome,
-        )
-        self.charges.append(recorded)
-        self._by_key[idempotency_key] = recorded
+            self.intents[intent.id] = intent
+            self._by_key[idempotency_key] = intent.id
+            replay = intent.id
         self._lose_answer_if_down()
-        return outcome
+        return replay
+
+    async def confirm_payment_intent(self, payment_intent_id: str) -> ChargeOutcome:
+        self._refuse_if_down()
+        await self._wait_at_gate()
+        intent = self._intent(payment_intent_id)
+        if intent.outcome is None:
+            intent.outcome = self._charge_card(intent)
+            self.charges.append(dataclasses.replace(intent))
+        self._lose_answer_if_down(confirming=True)
+        return intent.outcome
+
+    async def resume_payment_intent(self, payment_intent_id: str) -> ChargeOutcome:
+        self._refuse_if_down()
+        intent = self._intent(payment_intent_id)
+        if intent.outcome is None:
+            return await self.confirm_payment_intent(payment_intent_id)
+        await self._wait_at_gate()
+        self._lose_answer_if_down()
+        return intent.outcome
+
+    async def refund_payment(self, payment_intent_id: str, idempotency_key: str) -> str:
+        self._refuse_if_down()
+        known = self._refund_by_key.get(idempotency_key)
+        if known is not None:
+            return known
+        intent = self.intents.get(payment_intent_id)
+        if intent is None:
+            raise GatewayRefused(f"No such PaymentIntent: {payment_intent_id!r}.", "resource_missing")
+        if intent.outcome is None or not intent.outcome.succeeded:
+            raise GatewayRefused("Cannot refund a payment that did not succeed.", "charge_not_refundable")
+        if payment_intent_id in self.refunds.values():
+            raise GatewayRefused("The charge has already been refunded.", "charge_already_refunded")
+        refund_id = self._new_id("re")
+        self.refunds[refund_id] = payment_intent_id
+        self._refund_by_key[idempotency_key] = refund_id
+        self._lose_answer_if_down()
+        return refund_id
+
+    async def _wait_at_gate(self) -> None:
+        if self.confirm_gate is not None:
+            self.confirms_waiting += 1
+            await self.confirm_gate.wait()
+
+    def forget_idempotency_keys(self) -> None:
+        """What Stripe does to every key after 24 hours: a key sent again makes a new object."""
+        self._by_key.clear()
+        self._refund_by_key.clear()
+
+    def _charge_card(self, intent: StoredIntent) -> ChargeOutcome:
+        stored = self.cards.get(intent.payment_method_id)
+        if stored is None or stored.customer_id != intent.customer_id:
+            raise GatewayRefused(
+                f"No such PaymentMethod on this customer: {intent.payment_method_id!r}.", "resource_missing"
+            )
+        if stored.card.charge_decline is not None:
+            code, decline_code, message = stored.card.charge_decline
+            return ChargeOutcome("failed", intent.id, code, message, decline_code)
+        return ChargeOutcome("succeeded", intent.id)
+
+    def _intent(self, payment_intent_id: str) -> StoredIntent:
+        intent = self.intents.get(payment_intent_id)
+        if intent is None:
+            raise GatewayRefused(f"No such PaymentIntent: {payment_intent_id!r}.", "resource_missing")
+        return intent
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
         return verify_webhook(payload, signature_header, self.webhook_secret, self.webhook_tolerance_seconds)
@@ -252,8 +315,8 @@ class InMemoryGateway:
         if self.outage is Outage.REFUSED:
             raise GatewayUnavailable("The payment provider could not be reached; please try again later.")
 
-    def _lose_answer_if_down(self) -> None:
-        if self.outage is Outage.ANSWER_LOST:
+    def _lose_answer_if_down(self, *, confirming: bool = False) -> None:
+        if self.outage is Outage.ANSWER_LOST or (confirming and self.outage is Outage.CONFIRM_ANSWER_LOST):
             raise GatewayUnavailable("The payment provider did not answer in time; please try again later.")
 
     def _require_customer(self, customer_id: str) -> None:

@@ -1,8 +1,8 @@
 """The gateway on Stripe's official SDK (`StripeClient`, async calls over an httpx client it owns).
 
 Runs against Stripe or, in tests and the demo, against localstripe at `STRIPE_API_BASE`. localstripe
-ignores idempotency keys, so keys protect us on real Stripe only; our own attempt rows prevent double
-charges everywhere.
+ignores idempotency keys, so keys protect us on real Stripe only (and only for 24 hours); our own
+attempt rows, which store a PaymentIntent's id before it is confirmed, prevent double charges everywhere.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import stripe
 
@@ -28,6 +29,8 @@ from payments.gateway import (
 )
 from payments.webhooks import DEFAULT_TOLERANCE_SECONDS, verify_webhook
 
+STRIPE_API_HOST = "api.stripe.com"
+
 
 class StripeGateway:
     """PaymentGateway on Stripe. Call `close()` on shutdown to release its HTTP connections."""
@@ -41,6 +44,7 @@ class StripeGateway:
         timeout_seconds: float = 30.0,
         max_network_retries: int = 2,
         webhook_tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+        confirm_off_session: bool | None = None,
     ) -> None:
         self._http = stripe.HTTPXClient(timeout=timeout_seconds)
         self._client = stripe.StripeClient(
@@ -51,6 +55,11 @@ class StripeGateway:
         )
         self._webhook_secret = webhook_secret
         self._webhook_tolerance = webhook_tolerance_seconds
+        # Stripe takes `off_session` when a PaymentIntent is confirmed; localstripe's confirm refuses any
+        # parameter. None: send it to Stripe itself only (the README names this localstripe gap).
+        if confirm_off_session is None:
+            confirm_off_session = urlparse(api_base).hostname == STRIPE_API_HOST
+        self._confirm_off_session = confirm_off_session
 
     async def close(self) -> None:
         await self._http.close_async()
@@ -128,7 +137,7 @@ class StripeGateway:
         except stripe.InvalidRequestError as error:
             raise payment_method_not_found(payment_method_id or "") from error
 
-    async def charge(
+    async def create_payment_intent(
         self,
         customer_id: str,
         payment_method_id: str,
@@ -136,43 +145,60 @@ class StripeGateway:
         currency: str,
         invoice_id: str,
         idempotency_key: str,
-    ) -> ChargeOutcome:
+    ) -> str:
         if amount_minor <= 0:
             raise ValueError("Only positive amounts are charged; a zero invoice is paid without a charge.")
+        with _unavailable_on_outage(), _refused_on_bad_request():
+            intent = await self._client.v1.payment_intents.create_async(
+                {
+                    "amount": amount_minor,
+                    "currency": currency.lower(),
+                    "customer": customer_id,
+                    "payment_method": payment_method_id,
+                    "metadata": {"invoice_id": invoice_id},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return str(intent.id)
+
+    async def confirm_payment_intent(self, payment_intent_id: str) -> ChargeOutcome:
+        params: dict[str, Any] = {"off_session": True} if self._confirm_off_session else {}
         try:
             with _unavailable_on_outage():
-                intent = await self._client.v1.payment_intents.create_async(
-                    {
-                        "amount": amount_minor,
-                        "currency": currency.lower(),
-                        "customer": customer_id,
-                        "payment_method": payment_method_id,
-                        "off_session": True,
-                        "confirm": True,
-                        "metadata": {"invoice_id": invoice_id},
-                    },
-                    {"idempotency_key": idempotency_key},
+                intent = await self._client.v1.payment_intents.confirm_async(
+                    payment_intent_id,
+                    params,  # type: ignore[arg-type]
+                    # Stable: a lost answer re-sent within 24 hours is answered, not applied twice.
+                    {"idempotency_key": f"confirm-{payment_intent_id}"},
                 )
         except stripe.CardError as error:
             return ChargeOutcome(
                 status="failed",
-                payment_intent_id=await self._declined_intent_id(error),
+                payment_intent_id=payment_intent_id,
                 failure_code=error.code or "card_declined",
                 failure_message=error.user_message or str(error),
                 decline_code=error.error.decline_code if error.error else None,
             )
-        except stripe.IdempotencyError as error:
-            # The same key with other parameters is a bug on our side, not a decline.
-            raise GatewayRefused(str(error)) from error
-        except stripe.InvalidRequestError as error:
+        except (stripe.InvalidRequestError, stripe.IdempotencyError) as error:
             # Stripe refuses this card outright (e.g. detached outside our API): the next card may work.
-            return ChargeOutcome(
-                status="failed",
-                payment_intent_id=None,
-                failure_code=error.code or "invalid_request",
-                failure_message=error.user_message or str(error),
-            )
+            raise GatewayRefused(error.user_message or str(error), error.code or "invalid_request") from error
         return _outcome(intent)
+
+    async def resume_payment_intent(self, payment_intent_id: str) -> ChargeOutcome:
+        with _unavailable_on_outage(), _refused_on_bad_request():
+            intent = await self._client.v1.payment_intents.retrieve_async(payment_intent_id)
+        if intent.status == "requires_confirmation":
+            return await self.confirm_payment_intent(payment_intent_id)
+        if intent.status == "processing":
+            raise GatewayUnavailable("The payment is still processing at the provider; ask again later.")
+        return _outcome(intent)
+
+    async def refund_payment(self, payment_intent_id: str, idempotency_key: str) -> str:
+        with _unavailable_on_outage(), _refused_on_bad_request():
+            refund = await self._client.v1.refunds.create_async(
+                {"payment_intent": payment_intent_id}, {"idempotency_key": idempotency_key}
+            )
+        return str(refund.id)
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
         return verify_webhook(payload, signature_header, self._webhook_secret, self._webhook_tolerance)
@@ -185,21 +211,6 @@ class StripeGateway:
                 return await self._client.v1.payment_methods.retrieve_async(payment_method_id)
         except stripe.InvalidRequestError as error:
             raise payment_method_not_found(payment_method_id) from error
-
-    async def _declined_intent_id(self, error: stripe.CardError) -> str | None:
-        """Stripe names the PaymentIntent in the error; localstripe only names the charge."""
-        details = error.error
-        if details is None:
-            return None
-        if details.payment_intent is not None:
-            return _id_of(details.payment_intent)
-        if details.charge:
-            try:
-                charge = await self._client.v1.charges.retrieve_async(details.charge)
-            except stripe.StripeError:
-                return None  # the decline stands; only the cross-reference is missing
-            return _id_of(charge.payment_intent)
-        return None
 
 
 def _outcome(intent: stripe.PaymentIntent) -> ChargeOutcome:
@@ -265,7 +276,7 @@ def _refused_on_bad_request() -> Iterator[None]:
     try:
         yield
     except (stripe.InvalidRequestError, stripe.IdempotencyError) as error:
-        raise GatewayRefused(str(error)) from error
+        raise GatewayRefused(error.user_message or str(error), error.code or "invalid_request") from error
 
 
 if TYPE_CHECKING:

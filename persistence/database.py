@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from persistence.feed import FeedSignal
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./licensing.db"
+
+
+def masked_url(url: str) -> str:
+    """The URL as it may be printed or logged: the password, if any, is `***`."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class Database:

@@ -148,8 +148,10 @@ class LicenseRepository:
         row = (await self._connection.execute(self._locking(statement, for_update))).one_or_none()
         return None if row is None else _to_license(row)
 
-    async def live(self, partner_id: str, *, for_update: bool = False) -> list[License]:
-        """The partner's issued and assigned holdings, oldest first."""
+    async def live(
+        self, partner_id: str, *, for_update: bool = False, limit: int | None = None
+    ) -> list[License]:
+        """The partner's issued and assigned holdings, oldest first (the first `limit` of them)."""
         statement = (
             select(licenses)
             .where(
@@ -157,6 +159,7 @@ class LicenseRepository:
                 licenses.c.state.in_([s.value for s in LIVE_STATES]),
             )
             .order_by(licenses.c.held_from, licenses.c.id)
+            .limit(limit)
         )
         rows = await self._connection.execute(self._locking(statement, for_update))
         return [_to_license(row) for row in rows]

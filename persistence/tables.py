@@ -1,19 +1,16 @@
 """Imports every feature's tables so the metadata is complete (for Alembic and schema checks)."""
 
+from persistence.dunning import invoice_dunning
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
 from persistence.invoices import invoice_day_lines, invoice_lines, invoice_number_counters, invoices
 from persistence.licenses import license_transfers, licenses
 from persistence.partners import partners
-from persistence.payments import (
-    invoice_dunning,
-    payment_attempts,
-    payment_methods,
-    stripe_customers,
-    webhook_events,
-)
+from persistence.payment_attempts import invoice_payments, payment_attempts
+from persistence.payment_methods import payment_methods, stripe_customers
 from persistence.products import product_prices, products
 from persistence.tokens import api_tokens
+from persistence.webhook_events import webhook_events
 
 __all__ = [
     "api_tokens",
@@ -23,6 +20,7 @@ __all__ = [
     "invoice_dunning",
     "invoice_lines",
     "invoice_number_counters",
+    "invoice_payments",
     "invoices",
     "license_transfers",
     "licenses",

@@ -1,4 +1,5 @@
-"""One unit of work per use case: one connection, one transaction, the repositories bound to it."""
+"""One unit of work per use case: one connection, one transaction, the repositories bound to it, and
+the events its transitions produced, stored with the change at commit (in the order collected)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,21 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.events import DomainEvent
 from persistence.billing import BillingReader
 from persistence.database import Database
-from persistence.events import EventLog
+from persistence.dunning import DunningRepository
+from persistence.events import EventLog, NewEvent
 from persistence.idempotency import IdempotencyStore
 from persistence.invoices import InvoiceRepository
 from persistence.licenses import LicenseRepository, TransferRepository
 from persistence.partners import PartnerRepository
-from persistence.payments import (
-    CollectionRepository,
-    CustomerRepository,
-    PaymentAttemptRepository,
-    PaymentMethodRepository,
-    WebhookEventLog,
-)
+from persistence.payment_attempts import InvoicePaymentRepository, PaymentAttemptRepository
+from persistence.payment_methods import CustomerRepository, PaymentMethodRepository
 from persistence.products import ProductRepository
 from persistence.standing import StandingRepository
 from persistence.tokens import TokenRepository
+from persistence.webhook_events import WebhookEventLog
 
 
 class UnitOfWork:
@@ -41,19 +40,44 @@ class UnitOfWork:
     customers: CustomerRepository
     payment_methods: PaymentMethodRepository
     payment_attempts: PaymentAttemptRepository
+    invoice_payments: InvoicePaymentRepository
     webhook_events: WebhookEventLog
-    collection: CollectionRepository
+    dunning: DunningRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
         self._read_only = read_only
         self._connection: AsyncConnection | None = None
+        self._collected: list[NewEvent] = []
 
     @property
     def connection(self) -> AsyncConnection:
         if self._connection is None:
             raise RuntimeError("the unit of work is not open")
         return self._connection
+
+    def collect(
+        self, event: DomainEvent | None, *, actor_token_id: str | None = None, request_id: str | None = None
+    ) -> None:
+        """Keep the event a transition produced (None: it changed nothing worth telling) for the commit."""
+        if event is None:
+            return
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work changes nothing, so it records no event")
+        self._collected.append(
+            NewEvent(
+                partner_id=event.partner_id,
+                stream=event.stream,
+                subject=event.subject,
+                action=event.action,
+                at=event.at,
+                from_state=event.from_state,
+                to_state=event.to_state,
+                actor_token_id=actor_token_id,
+                request_id=request_id,
+                payload=dict(event.payload),
+            )
+        )
 
     async def __aenter__(self) -> UnitOfWork:
         engine = self._database.read_engine if self._read_only else self._database.engine
@@ -76,8 +100,9 @@ class UnitOfWork:
         self.customers = CustomerRepository(connection)
         self.payment_methods = PaymentMethodRepository(connection)
         self.payment_attempts = PaymentAttemptRepository(connection)
+        self.invoice_payments = InvoicePaymentRepository(connection)
         self.webhook_events = WebhookEventLog(connection)
-        self.collection = CollectionRepository(connection)
+        self.dunning = DunningRepository(connection)
 
     async def __aexit__(
         self,
@@ -89,12 +114,15 @@ class UnitOfWork:
         committed = exc_type is None and not self._read_only
         try:
             if committed:
+                for event in self._collected:
+                    await self.events.append(event)
                 await connection.commit()
             else:
                 await connection.rollback()
         finally:
             await connection.close()
             self._connection = None
+            self._collected = []
         if committed:
             for partner_id in self.events.touched_partners:
                 self._database.signal.wake(partner_id)

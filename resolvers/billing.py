@@ -29,8 +29,9 @@ from persistence.events import NewEvent
 from persistence.invoices import DAY_LINE_CURSOR
 from persistence.pagination import Page, page_size
 from persistence.unit_of_work import UnitOfWork
-from resolvers.collection import CollectionReport, Collector, collect_open_invoices
+from resolvers.charging import Collector
 from resolvers.context import RequestContext
+from resolvers.dunning import CollectionReport, collect_open_invoices
 from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
 
 # The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.

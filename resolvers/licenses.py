@@ -29,13 +29,14 @@ from domain.licenses import (
     drive,
     hash_transfer_code,
     issue_license,
+    license_fact,
     receive_license,
     start_transfer,
     validate_issue_items,
 )
 from domain.sites import normalize_site
 from domain.standing import Action
-from persistence.events import NewEvent, RecordedEvent
+from persistence.events import RecordedEvent
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -102,7 +103,7 @@ async def issue_licenses(
         holdings = [transition.license for transition in issued]
         await uow.licenses.add_many(holdings)
         for transition in issued:
-            await _record(uow, _origin(ctx), transition)
+            _record(uow, _origin(ctx), transition)
         await store_outcome(uow, call, {"license_ids": [h.id for h in holdings]}, now)
         return holdings
 
@@ -148,19 +149,26 @@ async def revoke_license(ctx: RequestContext, *, key: str, idempotency_key: str 
 
 
 async def revoke_for_nonpayment(
-    uow: UnitOfWork, *, partner_id: str, invoice_id: str, at: datetime, request_id: str | None = None
+    uow: UnitOfWork,
+    *,
+    partner_id: str,
+    invoice_id: str,
+    at: datetime,
+    request_id: str | None = None,
+    limit: int | None = None,
 ) -> list[License]:
-    """Dunning's last step: revoke every live license of the partner, the way revokeLicense does.
+    """Dunning's last step: revoke the partner's live licenses (the oldest `limit` of them, or all), the
+    way revokeLicense does.
 
     Call it inside an open unit of work that holds the partner's lock.
     """
     origin = Origin(None, request_id)
     revoked = []
-    for holding in await uow.licenses.live(partner_id, for_update=True):
+    for holding in await uow.licenses.live(partner_id, for_update=True, limit=limit):
         transitions = await _revoke(uow, origin, holding, at)
         await uow.licenses.save(holding)
         for transition in transitions:
-            await _record(uow, origin, transition, {"reason": "nonpayment", "invoice_id": invoice_id})
+            _record(uow, origin, transition, {"reason": "nonpayment", "invoice_id": invoice_id})
         revoked.append(holding)
     return revoked
 
@@ -189,7 +197,7 @@ async def start_license_transfer(
         started = start_transfer(holding, at=now)
         await _cancel_pending(uow, _origin(ctx), holding, now)
         await uow.transfers.add(started.transfer)
-        await _note(uow, _origin(ctx), holding, "transfer_started", now, {"transfer_id": started.transfer.id})
+        _note(uow, _origin(ctx), holding, "transfer_started", now, {"transfer_id": started.transfer.id})
         await store_outcome(uow, call, {"transfer_id": started.transfer.id}, now)
         return TransferOutcome(started.transfer, holding, started.code)
 
@@ -287,8 +295,8 @@ async def accept_license_transfer(
         transfer.status = TransferStatus.ACCEPTED.value
         transfer.accepted_by_partner_id, transfer.accepted_at = receiver_id, now
         await uow.transfers.save(transfer)
-        await _record(uow, _origin(ctx), out, {"transfer_id": transfer.id})
-        await _record(uow, _origin(ctx), received, {"transfer_id": transfer.id})
+        _record(uow, _origin(ctx), out, {"transfer_id": transfer.id})
+        _record(uow, _origin(ctx), received, {"transfer_id": transfer.id})
         await store_outcome(uow, call, {"license_ids": [received.license.id]}, now)
         return received.license
 
@@ -380,7 +388,7 @@ async def _change(
         transitions = await change(uow, holding, now)
         await uow.licenses.save(holding)
         for transition in transitions:
-            await _record(uow, _origin(ctx), transition)
+            _record(uow, _origin(ctx), transition)
         await store_outcome(uow, call, {"license_ids": [holding.id]}, now)
         return holding
 
@@ -400,7 +408,7 @@ async def _cancel_pending(
         return None
     transfer.status = TransferStatus.CANCELLED.value
     await uow.transfers.save(transfer)
-    await _note(uow, origin, holding, "transfer_cancelled", now, {"transfer_id": transfer.id})
+    _note(uow, origin, holding, "transfer_cancelled", now, {"transfer_id": transfer.id})
     return transfer
 
 
@@ -412,47 +420,20 @@ async def _stored_transfer(uow: UnitOfWork, outcome: dict[str, Any]) -> Transfer
     return TransferOutcome(transfer, holding)
 
 
-async def _record(
+def _record(
     uow: UnitOfWork, origin: Origin, transition: Transition, extra: dict[str, Any] | None = None
 ) -> None:
-    holding = transition.license
-    payload: dict[str, Any] = {"license_id": holding.id, "product_slug": holding.product_slug}
-    payload["site"] = transition.site
-    if transition.previous_site != transition.site:
-        payload["previous_site"] = transition.previous_site
-    await uow.events.append(
-        NewEvent(
-            partner_id=holding.partner_id,
-            stream="license",
-            subject=holding.key,
-            action=transition.action.value,
-            at=transition.at,
-            from_state=transition.from_state,
-            to_state=transition.to_state,
-            actor_token_id=origin.actor_token_id,
-            request_id=origin.request_id,
-            payload=payload | (extra or {}),
-        )
-    )
+    uow.collect(transition.event(extra), actor_token_id=origin.actor_token_id, request_id=origin.request_id)
 
 
-async def _note(
+def _note(
     uow: UnitOfWork, origin: Origin, holding: License, action: str, at: datetime, extra: dict[str, Any]
 ) -> None:
     """Record something that happened to a license without changing its state (transfer offers)."""
-    await uow.events.append(
-        NewEvent(
-            partner_id=holding.partner_id,
-            stream="license",
-            subject=holding.key,
-            action=action,
-            at=at,
-            from_state=holding.state,
-            to_state=holding.state,
-            actor_token_id=origin.actor_token_id,
-            request_id=origin.request_id,
-            payload={"license_id": holding.id, "site": holding.site} | extra,
-        )
+    uow.collect(
+        license_fact(holding, action, at, extra),
+        actor_token_id=origin.actor_token_id,
+        request_id=origin.request_id,
     )
 
 

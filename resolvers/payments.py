@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
-from domain.payments import PaymentMethod, next_primary, validate_payment_method_id
+from domain.payments import CardChange, PaymentMethod, card_event, next_primary, validate_payment_method_id
 from domain.standing import StandingEvent
 from payments.gateway import GatewayRefused, PaymentGateway, SetupIntentRef
 from persistence.database import Database
@@ -140,6 +140,11 @@ async def add_payment_method(
                 created_at=now,
             )
             await uow.payment_methods.add(method)
+            uow.collect(
+                card_event(method, CardChange.ADDED, now),
+                actor_token_id=ctx.actor_token_id,
+                request_id=ctx.request_id,
+            )
             if not on_file:
                 await apply_standing_event(
                     uow,
@@ -150,7 +155,7 @@ async def add_payment_method(
                     request_id=ctx.request_id,
                 )
         if make_primary or not on_file:
-            await uow.payment_methods.make_primary(partner_id, method.id)
+            await _make_primary(uow, method, now, ctx.actor_token_id, ctx.request_id)
         await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         return await _current(uow, method.id)
 
@@ -178,8 +183,9 @@ async def set_primary_payment_method(
         if outcome is not None:
             return await _stored_method(uow, outcome)
         method = await _owned(uow, partner_id, payment_method_id)
-        await uow.payment_methods.make_primary(partner_id, method.id)
-        await store_outcome(uow, call, {"payment_method_id": method.id}, ctx.clock.now())
+        now = ctx.clock.now()
+        await _make_primary(uow, method, now, ctx.actor_token_id, ctx.request_id)
+        await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         return await _current(uow, method.id)
 
 
@@ -256,9 +262,12 @@ async def forget_card(
     """
     on_file = await uow.payment_methods.active(method.partner_id)
     await uow.payment_methods.remove(method.id, at)
+    uow.collect(
+        card_event(method, CardChange.REMOVED, at), actor_token_id=actor_token_id, request_id=request_id
+    )
     promoted = next_primary(on_file, method.id) if method.is_primary else None
     if promoted is not None:
-        await uow.payment_methods.make_primary(method.partner_id, promoted.id)
+        await _make_primary(uow, promoted, at, actor_token_id, request_id)
     if not [m for m in on_file if m.id != method.id]:
         await apply_standing_event(
             uow,
@@ -269,6 +278,19 @@ async def forget_card(
             request_id=request_id,
         )
     return CardRemoval(primary_changed=method.is_primary, new_primary=promoted)
+
+
+async def _make_primary(
+    uow: UnitOfWork, method: PaymentMethod, at: datetime, actor_token_id: str | None, request_id: str | None
+) -> None:
+    """`method` becomes the card charged first; a change of primary is an event, a no-op is not."""
+    await uow.payment_methods.make_primary(method.partner_id, method.id)
+    if not method.is_primary:
+        uow.collect(
+            card_event(method, CardChange.MADE_PRIMARY, at),
+            actor_token_id=actor_token_id,
+            request_id=request_id,
+        )
 
 
 async def mirror_default(gateway: PaymentGateway, customer: str, method: PaymentMethod | None) -> None:

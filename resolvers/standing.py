@@ -9,9 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.errors import DomainError, ErrorCode
-from domain.standing import Action, Standing, StandingEvent
-from domain.standing import apply_standing_event as next_standing
-from persistence.events import NewEvent
+from domain.invoices import Invoice
+from domain.standing import Action, Standing, StandingEvent, move_standing
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
@@ -26,6 +25,15 @@ async def standing_of(ctx: RequestContext, *, partner_id: str) -> Standing:
     if standing is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
     return standing
+
+
+async def reason_invoice(ctx: RequestContext, *, partner_id: str, invoice_id: str) -> Invoice | None:
+    """The invoice a standing names as its reason, to whoever may read that standing."""
+    caller = ctx.caller()
+    if not caller.is_staff and caller.partner_id != partner_id:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
+    async with ctx.reader() as uow:
+        return await uow.invoices.get(partner_id, invoice_id)
 
 
 async def require_standing(uow: UnitOfWork, partner_id: str, action: Action) -> None:
@@ -47,27 +55,22 @@ async def apply_standing_event(
     actor_token_id: str | None = None,
     request_id: str | None = None,
 ) -> Standing:
-    """Move a partner's standing inside an open unit of work and record a "standing" event."""
+    """Move a partner's standing inside an open unit of work; record a "standing" event when its state
+    or reason changed (a card added while past due changes neither, so it tells nobody)."""
     await uow.partners.lock(partner_id)
     current = await uow.standing.get(partner_id)
     if current is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such partner.")
-    standing = next_standing(
-        current, event, at=at, invoice_id=invoice_id, has_payment_method=has_payment_method
+    move = move_standing(
+        partner_id,
+        current,
+        event,
+        at=at,
+        invoice_id=invoice_id,
+        has_payment_method=has_payment_method,
+        oldest_past_due=await uow.dunning.oldest_past_due(partner_id),
     )
-    await uow.standing.save(partner_id, standing)
-    await uow.events.append(
-        NewEvent(
-            partner_id=partner_id,
-            stream="standing",
-            subject=partner_id,
-            action=event.value,
-            at=at,
-            from_state=current.state.value,
-            to_state=standing.state.value,
-            actor_token_id=actor_token_id,
-            request_id=request_id,
-            payload={"invoice_id": invoice_id} if invoice_id else {},
-        )
-    )
-    return standing
+    if move.event is not None:
+        await uow.standing.save(partner_id, move.standing)
+        uow.collect(move.event, actor_token_id=actor_token_id, request_id=request_id)
+    return move.standing

@@ -48,7 +48,7 @@ class StandingChange:
     standing: Standing = strawberry.field(description="The standing, read when this item was delivered.")
 
     @classmethod
-    def from_domain(cls, change: feed.StandingChange) -> StandingChange:
+    def from_domain(cls, change: feed.StandingChange, partner_id: str) -> StandingChange:
         event = change.event
         return cls(
             cursor=feed.encode_feed_cursor(change.seq),
@@ -56,7 +56,7 @@ class StandingChange:
             from_state=None if event is None else _state(StandingState, event.from_state),
             to_state=None if event is None else _state(StandingState, event.to_state),
             at=None if event is None else event.at,
-            standing=Standing.from_domain(change.standing),
+            standing=Standing.from_domain(change.standing, partner_id),
         )
 
 
@@ -132,7 +132,8 @@ class FeedSubscription:
         since: Annotated[str | None, strawberry.argument(description=SINCE_DESCRIPTION)] = None,
     ) -> AsyncGenerator[StandingChange, None]:
         changes = await feed.standing_changes(info.context, since=since)
-        return _mapped(changes, StandingChange.from_domain)
+        partner_id = info.context.partner_id()
+        return _mapped(changes, lambda change: StandingChange.from_domain(change, partner_id))
 
     @strawberry.subscription(
         description="The partner's invoices each time one changes: finalized at month close, paid, "

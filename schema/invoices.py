@@ -8,10 +8,11 @@ import strawberry
 
 from domain.invoices import Invoice as DomainInvoice
 from domain.invoices import InvoiceStatus
-from resolvers import invoices
+from resolvers import invoice_payments, invoices
 from schema.billing import BilledLicenseCounts, BillingProductLine, Costs, DayLine, Money
 from schema.context import Info
 from schema.pagination import Connection, connection
+from schema.payment_attempts import PaymentAttempt
 
 strawberry.enum(InvoiceStatus, name="InvoiceStatus", description="Where an invoice is in its life cycle.")
 
@@ -43,6 +44,11 @@ class Invoice:
             info.context, invoice_id=str(self.id), first=first, after=after
         )
         return connection(page, lambda line: DayLine.from_domain(line, self.currency))
+
+    @strawberry.field(description="Every charge of this invoice, oldest first: card, outcome and reason.")
+    async def payment_attempts(self, info: Info) -> list[PaymentAttempt]:
+        charges = await invoice_payments.invoice_payment_attempts(info.context, invoice_id=str(self.id))
+        return [PaymentAttempt.from_domain(charge) for charge in charges]
 
     @strawberry.field(description="Where to download every day-line as CSV (send the same Bearer token).")
     def day_lines_csv_path(self) -> str:

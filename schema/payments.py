@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 
 from domain.payments import PaymentMethod as DomainPaymentMethod
-from resolvers import collection, payments
+from resolvers import invoice_payments, payments
 from schema.context import Info
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 from schema.invoices import Invoice
@@ -165,7 +165,7 @@ class PaymentMutation:
     )
     async def pay_invoice(self, info: Info, input: PayInvoiceInput) -> PayInvoicePayload:
         invoice, errors = await attempt(
-            collection.pay_invoice(
+            invoice_payments.pay_invoice(
                 info.context,
                 invoice_id=str(input.invoice_id),
                 payment_method_id=input.payment_method_id,

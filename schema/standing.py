@@ -11,6 +11,7 @@ from domain.standing import Standing as DomainStanding
 from resolvers import standing
 from schema.context import Info
 from schema.errors import ErrorCode
+from schema.invoices import Invoice
 
 strawberry.enum(
     StandingState,
@@ -41,10 +42,23 @@ class Standing:
     blocked_actions: list[BlockedAction] = strawberry.field(
         description="Actions refused now, each with its error code."
     )
+    partner_id: strawberry.Private[str]
+
+    @strawberry.field(
+        description="The oldest invoice still past due: pay it to restore standing (when PAST_DUE)."
+    )
+    async def reason_invoice(self, info: Info) -> Invoice | None:
+        if self.reason_invoice_id is None:
+            return None
+        reason = await standing.reason_invoice(
+            info.context, partner_id=self.partner_id, invoice_id=self.reason_invoice_id
+        )
+        return None if reason is None else Invoice.from_domain(reason)
 
     @classmethod
-    def from_domain(cls, value: DomainStanding) -> Standing:
+    def from_domain(cls, value: DomainStanding, partner_id: str) -> Standing:
         return cls(
+            partner_id=partner_id,
             state=value.state,
             since=value.since,
             reason_invoice_id=value.reason_invoice_id,
@@ -54,4 +68,4 @@ class Standing:
 
 
 async def standing_of(info: Info, partner_id: str) -> Standing:
-    return Standing.from_domain(await standing.standing_of(info.context, partner_id=partner_id))
+    return Standing.from_domain(await standing.standing_of(info.context, partner_id=partner_id), partner_id)

@@ -71,6 +71,11 @@ STRIPE_API_KEY = "sk_test_licensing"
 STRIPE_WEBHOOK_SECRET = "whsec_licensing_tests"
 
 
+def own_secrets(**settings: Any) -> Settings:
+    """Settings outside sandbox mode need Stripe secrets of their own (the public defaults are refused)."""
+    return Settings(stripe_api_key=STRIPE_API_KEY, stripe_webhook_secret=STRIPE_WEBHOOK_SECRET, **settings)
+
+
 def stripe_settings(database_url: str, localstripe: LocalStripe) -> Settings:
     return Settings(
         database_url=database_url,

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from tests.integration.conftest import STRIPE_API_KEY, Api
+from domain.clock import SettableClock
+from domain.payments import PaymentAttempt
+from payments.webhooks import sign_webhook
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
+from tests.integration.conftest import (
+    STRIPE_API_KEY,
+    STRIPE_WEBHOOK_SECRET,
+    Api,
+    PartnerAccess,
+    add_card,
+    enrol,
+)
+from tests.integration.license_operations import issue
 from tests.localstripe_server import LocalStripe
 
 VISA = "4242424242424242"
@@ -105,3 +120,62 @@ async def invoices_of(api: Api, token: str) -> list[dict[str, Any]]:
 
 def first_of(month: int, year: int = 2026) -> datetime:
     return datetime(year, month, 1, 0, 30, tzinfo=UTC)
+
+
+async def partner_with(api: Api, staff_token: str, localstripe: LocalStripe, *numbers: str) -> PartnerAccess:
+    access = await enrol(api, staff_token, "Collection Agency")
+    for number in numbers:
+        await add_card(api, access.token, await card_typed_in(localstripe, number))
+    return access
+
+
+async def close_july(api: Api, staff_token: str, clock: SettableClock) -> dict[str, Any]:
+    clock.advance_to(first_of(8))
+    result: dict[str, Any] = (await api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
+    assert result["errors"] == [], result
+    return result
+
+
+async def july_invoice(api: Api, token: str) -> dict[str, Any]:
+    [invoice] = [i for i in await invoices_of(api, token) if i["month"] == "2026-07"]
+    return invoice
+
+
+async def attempts_of(database: Database, invoice_id: str) -> list[PaymentAttempt]:
+    async with UnitOfWork(database, read_only=True) as uow:
+        return await uow.payment_attempts.for_invoice(invoice_id)
+
+
+async def past_due_july(
+    api: Api, staff_token: str, localstripe: LocalStripe, clock: SettableClock, licenses: int = 1
+) -> tuple[PartnerAccess, dict[str, Any]]:
+    """A partner whose only card declines every charge, with licenses, after July's close."""
+    access = await partner_with(api, staff_token, localstripe, DECLINES_CHARGES)
+    await issue(api, access.token, quantity=licenses)
+    await close_july(api, staff_token, clock)
+    invoice = await july_invoice(api, access.token)
+    assert invoice["status"] == "PAST_DUE"
+    return access, invoice
+
+
+def signed_event(
+    event_type: str, subject: dict[str, Any], event_id: str, at: int | None = None
+) -> tuple[bytes, str]:
+    body = json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"object": subject},
+        }
+    ).encode()
+    return body, sign_webhook(body, STRIPE_WEBHOOK_SECRET, at)
+
+
+async def deliver(api: Api, body: bytes, signature: str) -> httpx.Response:
+    return await api.client.post(
+        "/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )

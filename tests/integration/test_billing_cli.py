@@ -16,8 +16,11 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.partners import new_partner_id
 from resolvers.products import import_catalog
 from tests.conftest import scratch_database_url
+from tests.integration.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
+# Outside sandbox mode the CLI refuses Stripe's public defaults (nothing is charged here: no cards).
+OWN_STRIPE_SECRETS = {"STRIPE_API_KEY": STRIPE_API_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET}
 
 
 async def test_cli_closes_every_partners_month_once(tmp_path: Path) -> None:
@@ -33,7 +36,7 @@ async def test_cli_closes_every_partners_month_once(tmp_path: Path) -> None:
     await database.dispose()
 
     def close() -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT), **OWN_STRIPE_SECRETS)
         return subprocess.run(
             [sys.executable, "-m", "app.cli", "billing", "close", "--month", "2026-02"],
             env=env,
@@ -52,7 +55,7 @@ async def test_cli_closes_every_partners_month_once(tmp_path: Path) -> None:
 async def test_cli_refuses_a_month_that_has_not_ended(tmp_path: Path) -> None:
     url = await scratch_database_url(tmp_path)
     await migrate.upgrade_async(url)
-    env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT), **OWN_STRIPE_SECRETS)
     refused = subprocess.run(
         [sys.executable, "-m", "app.cli", "billing", "close", "--month", "2099-01"],
         env=env,

@@ -250,8 +250,8 @@ async def test_catalog_admin_refuses_bad_prices_unknown_products_and_partner_tok
 async def test_retired_product_issues_no_new_licenses_but_held_ones_keep_billing(
     api: Api, staff_token: str, clock: SettableClock
 ) -> None:
-    slug = await new_product(api, staff_token, ("usd", 250_000, "2037-01-01"))
-    clock.advance_to(datetime(2037, 5, 1, 0, 0, tzinfo=UTC))
+    slug = await new_product(api, staff_token, ("usd", 250_000, "2036-04-01"))
+    clock.advance_to(datetime(2036, 5, 1, 0, 0, tzinfo=UTC))
     access = await enrol_billed_in(api, staff_token, "usd")
     await issue(api, access.token, slug)
 
@@ -261,7 +261,7 @@ async def test_retired_product_issues_no_new_licenses_but_held_ones_keep_billing
     body = await api.data(ISSUE, {"input": {"items": [{"productSlug": slug, "quantity": 1}]}}, access.token)
     assert [error["code"] for error in body["issueLicenses"]["errors"]] == ["PRODUCT_RETIRED"]
     estimate = await api.data(
-        '{ billingEstimate(month: "2037-05") { products { product { slug } licenseDays } } }',
+        '{ billingEstimate(month: "2036-05") { products { product { slug } licenseDays } } }',
         token=access.token,
     )
     assert estimate["billingEstimate"]["products"] == [{"product": {"slug": slug}, "licenseDays": 31}]

@@ -3,6 +3,7 @@ timeout localstripe cannot play): our attempt rows and stable keys still charge 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 
@@ -15,13 +16,15 @@ from domain.invoices import Invoice, InvoiceStatus
 from domain.licenses import IssueItem
 from domain.payments import AttemptStatus, ChargeTrigger, PaymentAttempt, attempt_idempotency_key
 from domain.principals import Principal
+from domain.standing import StandingState
 from domain.support import SupportContact
 from payments.memory import InMemoryGateway, Outage
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import close_partner_month
-from resolvers.collection import pay_invoice
 from resolvers.context import RequestContext
+from resolvers.dunning import run_dunning
+from resolvers.invoice_payments import pay_invoice
 from resolvers.licenses import issue_licenses
 from resolvers.partners import enrol_partner
 from resolvers.payments import add_payment_method
@@ -70,11 +73,11 @@ async def attempts_of(database: Database, invoice_id: str) -> list[PaymentAttemp
         return await uow.payment_attempts.for_invoice(invoice_id)
 
 
-async def test_a_charge_whose_answer_was_lost_is_resent_with_its_key_and_money_moves_once(
+async def test_a_charge_whose_answer_was_lost_is_resumed_by_its_payment_intent_and_money_moves_once(
     database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
 ) -> None:
     ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
-    gateway.outage = Outage.ANSWER_LOST
+    gateway.outage = Outage.CONFIRM_ANSWER_LOST
 
     with pytest.raises(DomainError) as lost:
         await pay_invoice(ctx, invoice_id=invoice.id)
@@ -83,6 +86,7 @@ async def test_a_charge_whose_answer_was_lost_is_resent_with_its_key_and_money_m
     assert len(gateway.succeeded_charges(invoice.id)) == 1  # Stripe charged; we do not know it yet
     [unknown] = await attempts_of(database, invoice.id)
     assert unknown.status is AttemptStatus.UNKNOWN
+    assert unknown.payment_intent_id in gateway.intents  # stored before it was confirmed
 
     gateway.outage = None
     paid = await pay_invoice(ctx, invoice_id=invoice.id)
@@ -144,3 +148,116 @@ async def test_pay_now_with_a_chosen_card_charges_only_that_card(
     assert paid.status is InvoiceStatus.PAID
     assert [c.payment_method_id for c in gateway.charges if c.invoice_id == invoice.id] == [second.stripe_id]
     assert paid.paid_at == clock.now() and clock.now() - first_of(8) == timedelta(0)
+
+
+async def lose_a_charge_for_two_days(
+    ctx: RequestContext, invoice: Invoice, gateway: InMemoryGateway, clock: SettableClock
+) -> None:
+    """Stripe charged, its answer was lost; two days on, Stripe has forgotten the keys (after 24 hours)."""
+    gateway.outage = Outage.CONFIRM_ANSWER_LOST
+    with pytest.raises(DomainError):
+        await pay_invoice(ctx, invoice_id=invoice.id)
+    gateway.outage = None
+    clock.advance_to(clock.now() + timedelta(days=2))
+    gateway.forget_idempotency_keys()
+
+
+async def test_a_charge_lost_for_more_than_a_day_is_resumed_by_id_when_stripe_has_forgotten_its_key(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    await lose_a_charge_for_two_days(ctx, invoice, gateway, clock)
+
+    report = await run_dunning(database, gateway, now=clock.now(), policy=ctx.collection)
+
+    assert report.collected.paid == 1
+    assert len(gateway.succeeded_charges(invoice.id)) == 1
+    assert [i.id for i in gateway.intents.values() if i.invoice_id == invoice.id] == [
+        a.payment_intent_id for a in await attempts_of(database, invoice.id)
+    ]
+
+
+async def test_a_payment_intent_whose_creation_answer_was_lost_is_created_again_and_charged_once(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    gateway.outage = Outage.ANSWER_LOST
+    with pytest.raises(DomainError):
+        await pay_invoice(ctx, invoice_id=invoice.id)
+    [unknown] = await attempts_of(database, invoice.id)
+    assert (unknown.status, unknown.payment_intent_id) == (AttemptStatus.UNKNOWN, None)
+    assert gateway.succeeded_charges(invoice.id) == []  # created, never confirmed: no money moved
+    gateway.outage = None
+    gateway.forget_idempotency_keys()
+
+    paid = await pay_invoice(ctx, invoice_id=invoice.id)
+
+    assert paid.status is InvoiceStatus.PAID
+    assert len(gateway.succeeded_charges(invoice.id)) == 1
+    [settled] = await attempts_of(database, invoice.id)
+    assert settled.status is AttemptStatus.SUCCEEDED
+
+
+async def two_collectors(ctx: RequestContext, invoice: Invoice, gateway: InMemoryGateway) -> list[object]:
+    """Two payInvoice calls at once: the first is held inside Stripe until the second has answered."""
+    gateway.confirm_gate = asyncio.Event()
+    gateway.confirms_waiting = 0
+    first = asyncio.create_task(pay_invoice(ctx, invoice_id=invoice.id))
+    while gateway.confirms_waiting == 0:
+        await asyncio.sleep(0.01)
+    second: object
+    try:
+        # Bounded: a second collector that also reached Stripe would wait at the gate for ever.
+        second = await asyncio.wait_for(pay_invoice(ctx, invoice_id=invoice.id), timeout=10)
+    except DomainError as error:
+        second = error.code
+    finally:
+        gateway.confirm_gate.set()
+    result = await first
+    gateway.confirm_gate = None
+    return [result.status, second]
+
+
+async def test_two_collectors_on_one_invoice_one_charges_and_the_other_gets_conflict(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+
+    assert await two_collectors(ctx, invoice, gateway) == [InvoiceStatus.PAID, ErrorCode.CONFLICT]
+    assert len(gateway.succeeded_charges(invoice.id)) == 1
+
+
+async def test_resuming_a_lost_charge_makes_it_in_flight_again_so_a_concurrent_collector_gets_conflict(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    await lose_a_charge_for_two_days(ctx, invoice, gateway, clock)
+
+    assert await two_collectors(ctx, invoice, gateway) == [InvoiceStatus.PAID, ErrorCode.CONFLICT]
+    assert len(gateway.succeeded_charges(invoice.id)) == 1
+    assert len(await attempts_of(database, invoice.id)) == 1
+
+
+async def test_a_charge_stripe_refuses_is_a_failed_attempt_with_its_reason_and_the_invoice_goes_past_due(
+    database: Database, clock: SettableClock, catalog: None, gateway: InMemoryGateway
+) -> None:
+    ctx, invoice = await open_july_invoice(database, clock, gateway, catalog)
+    async with UnitOfWork(database, read_only=True) as uow:
+        customer = await uow.customers.get(invoice.partner_id)
+    del gateway.customers[str(customer)]  # Stripe no longer knows the customer: every charge is refused
+
+    first = await run_dunning(database, gateway, now=clock.now(), policy=ctx.collection)
+    second = await run_dunning(database, gateway, now=clock.now(), policy=ctx.collection)
+
+    assert (first.collected.past_due, second.collected.past_due) == (1, 0)
+    [refused] = await attempts_of(database, invoice.id)
+    assert (refused.status, refused.failure_code) == (AttemptStatus.FAILED, "gateway_refused")
+    assert refused.failure_message is not None and "no customer" in refused.failure_message
+    async with UnitOfWork(database, read_only=True) as uow:
+        owing = await uow.standing.get(invoice.partner_id)
+        stored = await uow.invoices.get(invoice.partner_id, invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PAST_DUE
+    assert owing is not None and (owing.state, owing.reason_invoice_id) == (
+        StandingState.PAST_DUE,
+        invoice.id,
+    )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -14,34 +12,40 @@ import pytest
 from app.http import create_app
 from domain.clock import SettableClock
 from domain.invoices import InvoiceStatus
-from domain.payments import AttemptStatus, CollectionPolicy, PaymentAttempt
+from domain.payments import AttemptStatus, CollectionPolicy
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import sign_webhook
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
-from resolvers.collection import run_dunning
+from resolvers.dunning import revoke_licenses_for_nonpayment, run_dunning
+from tests.charges import charge
 from tests.integration.conftest import (
     STRIPE_API_KEY,
     STRIPE_WEBHOOK_SECRET,
     Api,
     PartnerAccess,
     add_card,
-    enrol,
     stripe_settings,
 )
 from tests.integration.license_operations import COUNTS, issue
 from tests.integration.payment_operations import (
     CLOSE,
-    DECLINES_CHARGES,
     PAY,
     VISA,
+    attempts_of,
     card_typed_in,
     cards_on_file,
+    close_july,
+    deliver,
     first_of,
     intents_for_invoice,
-    invoices_of,
+    july_invoice,
+    partner_with,
+    past_due_july,
     payload,
+    signed_event,
     standing,
+    stripe_object,
 )
 from tests.localstripe_server import LocalStripe, free_port
 
@@ -63,42 +67,6 @@ async def stripe_down_api(
         yield Api(client)
     await dead.close()
     await app.state.services.database.dispose()
-
-
-async def partner_with(api: Api, staff_token: str, localstripe: LocalStripe, *numbers: str) -> PartnerAccess:
-    access = await enrol(api, staff_token, "Collection Agency")
-    for number in numbers:
-        await add_card(api, access.token, await card_typed_in(localstripe, number))
-    return access
-
-
-async def close_july(api: Api, staff_token: str, clock: SettableClock) -> dict[str, Any]:
-    clock.advance_to(first_of(8))
-    result: dict[str, Any] = (await api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
-    assert result["errors"] == [], result
-    return result
-
-
-async def july_invoice(api: Api, token: str) -> dict[str, Any]:
-    [invoice] = [i for i in await invoices_of(api, token) if i["month"] == "2026-07"]
-    return invoice
-
-
-async def attempts_of(database: Database, invoice_id: str) -> list[PaymentAttempt]:
-    async with UnitOfWork(database, read_only=True) as uow:
-        return await uow.payment_attempts.for_invoice(invoice_id)
-
-
-async def past_due_july(
-    api: Api, staff_token: str, localstripe: LocalStripe, clock: SettableClock, licenses: int = 1
-) -> tuple[PartnerAccess, dict[str, Any]]:
-    """A partner whose only card declines every charge, with licenses, after July's close."""
-    access = await partner_with(api, staff_token, localstripe, DECLINES_CHARGES)
-    await issue(api, access.token, quantity=licenses)
-    await close_july(api, staff_token, clock)
-    invoice = await july_invoice(api, access.token)
-    assert invoice["status"] == "PAST_DUE"
-    return access, invoice
 
 
 async def test_paying_a_paid_invoice_is_an_invalid_transition_naming_its_status(
@@ -297,29 +265,6 @@ async def test_a_dunning_retry_falls_back_to_a_newly_added_card_and_restores_goo
     assert (await standing(api, access.token))["state"] == "GOOD"
 
 
-def signed_event(
-    event_type: str, subject: dict[str, Any], event_id: str, at: int | None = None
-) -> tuple[bytes, str]:
-    body = json.dumps(
-        {
-            "id": event_id,
-            "object": "event",
-            "type": event_type,
-            "created": int(time.time()),
-            "data": {"object": subject},
-        }
-    ).encode()
-    return body, sign_webhook(body, STRIPE_WEBHOOK_SECRET, at)
-
-
-async def deliver(api: Api, body: bytes, signature: str) -> httpx.Response:
-    return await api.client.post(
-        "/webhooks/stripe",
-        content=body,
-        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-    )
-
-
 async def test_a_succeeded_webhook_settles_the_charge_whose_answer_was_lost_once_however_often_it_comes(
     api: Api,
     stripe_down_api: Api,
@@ -338,14 +283,10 @@ async def test_a_succeeded_webhook_settles_the_charge_whose_answer_was_lost_once
     async with UnitOfWork(database, read_only=True) as uow:
         customer = await uow.customers.get(access.id)
     assert customer is not None
-    charged = await gateway.charge(
-        customer, card["id"], lost.amount, "usd", invoice["id"], lost.idempotency_key
+    charged = await charge(
+        gateway, customer, card["id"], lost.amount, "usd", invoice["id"], lost.idempotency_key
     )
-    intent = {
-        "id": charged.payment_intent_id,
-        "object": "payment_intent",
-        "metadata": {"invoice_id": invoice["id"]},
-    }
+    intent = await stripe_object(localstripe, f"/v1/payment_intents/{charged.payment_intent_id}")
     body, signature = signed_event("payment_intent.succeeded", intent, f"evt_{lost.id}")
 
     first = await deliver(api, body, signature)
@@ -494,3 +435,38 @@ async def test_a_failed_webhook_for_a_charge_whose_answer_was_lost_makes_the_ope
     assert (await july_invoice(api, access.token))["status"] == "PAST_DUE"
     owing = await standing(api, access.token)
     assert (owing["state"], owing["reasonInvoiceId"]) == ("PAST_DUE", invoice["id"])
+
+
+async def test_nonpayment_revocation_runs_in_batches_and_the_next_run_finishes_one_that_stopped_midway(
+    api: Api,
+    staff_token: str,
+    database: Database,
+    gateway: StripeGateway,
+    localstripe: LocalStripe,
+    clock: SettableClock,
+) -> None:
+    access, invoice = await past_due_july(api, staff_token, localstripe, clock, licenses=5)
+    policy = CollectionPolicy(revoke_batch_size=2)
+    clock.advance_to(clock.now() + timedelta(days=28))
+    async with UnitOfWork(database, read_only=True) as uow:
+        dunning = await uow.dunning.dunning(invoice["id"])
+    assert dunning is not None
+
+    # A run that stopped after its first batch (a crash would leave the same: each batch commits alone).
+    stopped = await revoke_licenses_for_nonpayment(
+        database, dunning, now=clock.now(), batch_size=policy.revoke_batch_size, max_batches=1
+    )
+    counts = (await api.data(COUNTS, token=access.token))["licenseCounts"]
+    finished = await run_dunning(database, gateway, now=clock.now(), policy=policy)
+    again = await run_dunning(database, gateway, now=clock.now(), policy=policy)
+
+    assert stopped == (2, False)
+    assert (counts["revoked"], counts["issued"]) == (2, 3)
+    # The session's database holds other tests' partners too: their due revocations run as well.
+    assert finished.licenses_revoked >= 3 and finished.partners_revoked >= 1
+    assert (again.licenses_revoked, again.partners_revoked) == (0, 0)
+    assert (await api.data(COUNTS, token=access.token))["licenseCounts"]["revoked"] == 5
+    async with UnitOfWork(database, read_only=True) as uow:
+        events = await uow.events.after(access.id, 0)
+    assert len([e for e in events if e.stream == "license" and e.action == "revoke"]) == 5
+    assert [e.action for e in events if e.subject == invoice["id"]].count("licenses_revoked") == 1

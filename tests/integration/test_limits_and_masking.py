@@ -13,14 +13,14 @@ from persistence.database import Database
 from resolvers.context import RequestContext
 from schema.build import build_schema
 from schema.limits import QueryLimits
-from tests.integration.conftest import Api, PartnerAccess
+from tests.integration.conftest import Api, PartnerAccess, own_secrets
 
 
 async def test_over_deep_query_is_rejected_before_execution(
     database_url: str, partner: PartnerAccess
 ) -> None:
     # Lower the configured limit (leaves do not count) rather than build a huge query.
-    app = create_app(Settings(database_url=database_url, query_limits=QueryLimits(max_depth=0)))
+    app = create_app(own_secrets(database_url=database_url, query_limits=QueryLimits(max_depth=0)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         response = await client.post(
             "/graphql",
@@ -73,7 +73,7 @@ async def test_every_response_carries_a_request_id(api: Api) -> None:
 async def test_healthz_reports_the_database(api: Api, tmp_path: Path) -> None:
     healthy = await api.client.get("/healthz")
     assert (healthy.status_code, healthy.json()) == (200, {"status": "ok", "database": True})
-    broken = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such.db'}"))
+    broken = create_app(own_secrets(database_url=f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such.db'}"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=broken), base_url="http://t") as client:
         down = await client.get("/healthz")
     assert (down.status_code, down.json()) == (503, {"status": "degraded", "database": False})

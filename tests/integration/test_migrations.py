@@ -58,7 +58,7 @@ async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_
 ) -> None:
     """A product priced in the old single-price column bills the same after 0006_catalog_prices."""
     url = await scratch_database_url(tmp_path)
-    await migrate.upgrade_async(url, "0004_payments")
+    await migrate.upgrade_async(url, "0005_payments_hardening")  # the revision before 0006
     database = Database(url)
     async with database.engine.begin() as connection:
         await connection.execute(

@@ -195,3 +195,26 @@ async def test_adding_a_card_with_an_idempotency_key_twice_adds_it_once(
     assert first == replay and first["errors"] == []
     assert other["errors"][0]["code"] == "IDEMPOTENCY_KEY_REUSED"
     assert len(await cards_on_file(api, partner.token)) == 1
+
+
+async def test_every_card_change_is_an_event_and_only_real_standing_changes_are_standing_events(
+    api: Api, partner: PartnerAccess, database: Database, localstripe: LocalStripe
+) -> None:
+    first = await add_card(api, partner.token, await card_typed_in(localstripe, VISA))
+    second = await add_card(api, partner.token, await card_typed_in(localstripe, MASTERCARD))
+    await payload(api, partner.token, SET_PRIMARY, paymentMethodId=second["id"])
+    await payload(api, partner.token, SET_PRIMARY, paymentMethodId=second["id"])  # already primary
+    await payload(api, partner.token, REMOVE, paymentMethodId=second["id"])  # not the last: first promoted
+
+    async with UnitOfWork(database, read_only=True) as uow:
+        events = await uow.events.after(partner.id, 0)
+
+    assert [(e.action, e.subject) for e in events if e.stream == "payment_method"] == [
+        ("added", first["id"]),
+        ("made_primary", first["id"]),
+        ("added", second["id"]),
+        ("made_primary", second["id"]),
+        ("removed", second["id"]),
+        ("made_primary", first["id"]),
+    ]
+    assert [e.action for e in events if e.stream == "standing"] == ["payment_method_added"]

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import httpx
 
 from app.http import create_app
-from app.settings import Settings
 from domain.clock import LATEST_SANDBOX_INSTANT, SettableClock
-from tests.integration.conftest import Api, PartnerAccess
+from tests.integration.conftest import Api, PartnerAccess, own_secrets
 from tests.integration.license_operations import issue
 
 ESTIMATE = "query { billingEstimate { month licenseDays costs { total { amount } } } }"
@@ -37,7 +36,7 @@ async def test_partners_cannot_move_the_clock(api: Api, partner: PartnerAccess) 
 
 
 async def test_outside_sandbox_mode_the_clock_is_refused(database_url: str, staff_token: str) -> None:
-    app = create_app(Settings(database_url=database_url, sandbox=False))
+    app = create_app(own_secrets(database_url=database_url, sandbox=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         response = await client.post(
             "/graphql",

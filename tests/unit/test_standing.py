@@ -1,4 +1,4 @@
-"""The standing machine on plain values (DESIGN §2: account standing)."""
+"""The standing machine on plain values (see the README: account standing)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,12 @@ def test_no_payment_method_blocks_with_its_own_code() -> None:
     with pytest.raises(DomainError) as refused:
         NEW.require(Action.ASSIGN)
     assert refused.value.code is ErrorCode.NO_PAYMENT_METHOD
+
+
+def test_settling_one_of_two_past_due_invoices_stays_past_due_naming_the_oldest_left() -> None:
+    late = Standing(StandingState.PAST_DUE, T0, "inv_july")
+    settled = apply_standing_event(
+        late, StandingEvent.PAST_DUE_SETTLED, at=T0 + timedelta(days=40), oldest_past_due="inv_august"
+    )
+    assert settled == Standing(StandingState.PAST_DUE, T0, "inv_august")
+    assert settled.differs_from(late)

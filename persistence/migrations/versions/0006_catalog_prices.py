@@ -14,7 +14,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision = "0006_catalog_prices"
-down_revision = "0004_payments"
+down_revision = "0005_payments_hardening"
 branch_labels = None
 depends_on = None
 
