@@ -1,6 +1,6 @@
 """Per-day billing: count license-days in a partner's billing month, price them, build the statement.
 
-The day rule (DESIGN §2), exactly as implemented here. A holding is one partner's tenure of a license key,
+The day rule (docs/rules.md, "The day rule"), exactly as implemented here. A holding is one partner's tenure of a license key,
 from `held_from` (issue, or transfer acceptance for the receiver) to `held_until` (revoke or transfer out;
 None while active). Calendar days are the partner's zone's days; a day is the half-open interval
 [local midnight, next local midnight), found by DST-safe conversion of each local midnight to UTC.

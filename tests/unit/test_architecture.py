@@ -1,4 +1,4 @@
-"""The layout is the architecture: imports point down only (DESIGN §1)."""
+"""The layout is the architecture: imports point down only (docs/architecture.md, "Layers")."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from domain.invoices import (
 S = InvoiceStatus
 E = InvoiceEvent
 
-# Every transition DESIGN §2 allows; everything else is refused.
+# Every transition docs/rules.md ("Invoices") allows; everything else is refused.
 ALLOWED = {
     (S.DRAFT, E.FINALIZE): S.OPEN,
     (S.OPEN, E.RECORD_PAYMENT): S.PAID,

@@ -1,4 +1,4 @@
-"""The license state machine on plain objects (DESIGN §2 table)."""
+"""The license state machine on plain objects (the table in docs/rules.md, "Licenses")."""
 
 from __future__ import annotations
 
