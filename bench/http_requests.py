@@ -9,7 +9,7 @@ Three servers, measured one at a time, several rounds (the machine is shared, so
 Needs `wrk` (Debian: `apt-get install wrk`). The file is not called http.py: run as a script, bench/
 comes first on sys.path and would shadow the standard library's `http`.
 
-    .venv/bin/python bench/http_requests.py [--rounds 3] [--seconds 5] [--connections 8]
+    .venv/bin/python bench/http_requests.py [--rounds 5] [--seconds 3] [--connections 8]
 """
 
 from __future__ import annotations
@@ -133,13 +133,11 @@ def main(rounds: int, seconds: int, connections: int, licenses: int) -> None:
         trivial: list[float] = []
         dashboard: list[float] = []
         print(f"wrk: 1 thread, {connections} connections, {seconds:g} s per measure, {rounds} rounds")
-        for _ in range(rounds):
-            with server(floor_cmd, env, floor_port) as base:
-                requests_per_second(base, TRIVIAL, None, 1, connections, workdir)  # warm-up
-                floor.append(requests_per_second(base, TRIVIAL, None, seconds, connections, workdir))
-            with server(service_cmd, env, service_port) as base:
-                check_answers(base, DASHBOARD, token)
-                requests_per_second(base, TRIVIAL, token, 1, connections, workdir)
+        with server(floor_cmd, env, floor_port) as floor_base, server(service_cmd, env, service_port) as base:
+            check_answers(base, DASHBOARD, token)
+            for _ in range(rounds):
+                # Back to back within a round, so each ratio compares the same moment of a busy machine.
+                floor.append(requests_per_second(floor_base, TRIVIAL, None, seconds, connections, workdir))
                 trivial.append(requests_per_second(base, TRIVIAL, token, seconds, connections, workdir))
                 dashboard.append(requests_per_second(base, DASHBOARD, token, seconds, connections, workdir))
         print(f"floor: minimal Strawberry app, {TRIVIAL:<22} req/s {spread(floor)}")
@@ -153,8 +151,8 @@ def main(rounds: int, seconds: int, connections: int, licenses: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--licenses", type=int, default=500)
     arguments = parser.parse_args()
