@@ -1,10 +1,13 @@
 """Requests per second through uvicorn (one worker) with `wrk`, against a floor measured in the same run.
 
-Three servers, measured one at a time, several rounds (the machine is shared, so read the ratios):
+Two servers, measured one at a time, several rounds (the machine is shared, so read the ratios):
 - the floor: bench/minimal_app.py, a minimal Strawberry app with ParserCache and ValidationCache
   answering `{ support { email } }` from memory;
 - `licensing serve` on a temporary SQLite file, answering the same query, and the dashboard query
   (viewer with standing, licenseCounts, billingEstimate totals) for a partner holding 500 licenses.
+
+Besides req/s it prints the server process's CPU time per request (user + system, from /proc): on a
+machine shared with other work, throughput swings with what else runs, CPU per request much less.
 
 Needs `wrk` (Debian: `apt-get install wrk`). The file is not called http.py: run as a script, bench/
 comes first on sys.path and would shadow the standard library's `http`.
@@ -27,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -63,8 +67,20 @@ async def seed_partner(url: str, licenses: int) -> str:
         await database.dispose()
 
 
+@dataclass(frozen=True)
+class Served:
+    base: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Measured:
+    requests_per_second: float
+    cpu_ms_per_request: float
+
+
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[Served]:
     """Start a server, wait until it answers, stop it afterwards."""
     quiet = subprocess.DEVNULL
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=quiet, stderr=quiet)
@@ -78,7 +94,7 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
                 time.sleep(0.05)
         else:
             raise SystemExit(f"{command} did not start")
-        yield base
+        yield Served(base, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -91,27 +107,37 @@ def check_answers(base: str, query: str, token: str | None) -> None:
         raise SystemExit(f"{query!r} answered errors: {body['errors']}")
 
 
-def requests_per_second(
-    base: str, query: str, token: str | None, seconds: int, connections: int, workdir: Path
-) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    served: Served, query: str, token: str | None, seconds: int, connections: int, workdir: Path
+) -> Measured:
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(json.dumps({"query": query})), auth=auth))
+    cpu_before = cpu_seconds(served.pid)
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{base}/graphql"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{served.base}/graphql"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(served.pid) - cpu_before
     if "Non-2xx" in output:
         raise SystemExit(f"wrk saw non-2xx answers:\n{output}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert match, output
-    return float(match.group(1))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    count = re.search(r"(\d+) requests in", output)
+    assert rate and count, output
+    return Measured(float(rate.group(1)), cpu * 1000 / max(1, int(count.group(1))))
 
 
-def spread(values: list[float]) -> str:
-    return f"{min(values):8.0f} to {max(values):8.0f} (median {statistics.median(values):.0f})"
+def spread(values: list[float], digits: int = 0) -> str:
+    low, high, middle = min(values), max(values), statistics.median(values)
+    return f"{low:8.{digits}f} to {high:8.{digits}f} (median {middle:.{digits}f})"
 
 
 def main(rounds: int, seconds: int, connections: int, licenses: int) -> None:
@@ -129,24 +155,30 @@ def main(rounds: int, seconds: int, connections: int, licenses: int) -> None:
         floor_cmd = [python, "-m", "uvicorn", "--app-dir", "bench", "minimal_app:app"]
         floor_cmd += ["--port", str(floor_port)]
         service_cmd = [python, "-m", "app.cli", "serve", "--port", str(service_port)]
-        floor: list[float] = []
-        trivial: list[float] = []
-        dashboard: list[float] = []
+        floor: list[Measured] = []
+        trivial: list[Measured] = []
+        dashboard: list[Measured] = []
         print(f"wrk: 1 thread, {connections} connections, {seconds:g} s per measure, {rounds} rounds")
-        with server(floor_cmd, env, floor_port) as floor_base, server(service_cmd, env, service_port) as base:
-            check_answers(base, DASHBOARD, token)
+        with server(floor_cmd, env, floor_port) as floor_app, server(service_cmd, env, service_port) as app:
+            check_answers(app.base, DASHBOARD, token)
             for _ in range(rounds):
                 # Back to back within a round, so each ratio compares the same moment of a busy machine.
-                floor.append(requests_per_second(floor_base, TRIVIAL, None, seconds, connections, workdir))
-                trivial.append(requests_per_second(base, TRIVIAL, token, seconds, connections, workdir))
-                dashboard.append(requests_per_second(base, DASHBOARD, token, seconds, connections, workdir))
-        print(f"floor: minimal Strawberry app, {TRIVIAL:<22} req/s {spread(floor)}")
-        print(f"service, {TRIVIAL:<40} req/s {spread(trivial)}")
-        print(f"service, dashboard ({licenses} licenses)              req/s {spread(dashboard)}")
-        trivial_ratios = [t / f for t, f in zip(trivial, floor, strict=True)]
-        dashboard_ratios = [d / f for d, f in zip(dashboard, floor, strict=True)]
-        print(f"trivial / floor, per round:   {', '.join(f'{r:.2f}' for r in trivial_ratios)} (goal ≥ 0.90)")
-        print(f"dashboard / floor, per round: {', '.join(f'{r:.3f}' for r in dashboard_ratios)}")
+                floor.append(measure(floor_app, TRIVIAL, None, seconds, connections, workdir))
+                trivial.append(measure(app, TRIVIAL, token, seconds, connections, workdir))
+                dashboard.append(measure(app, DASHBOARD, token, seconds, connections, workdir))
+        for label, runs in (
+            (f"floor: minimal Strawberry app, {TRIVIAL}", floor),
+            (f"service, {TRIVIAL}", trivial),
+            (f"service, dashboard ({licenses} licenses)", dashboard),
+        ):
+            print(f"{label:<52} req/s {spread([r.requests_per_second for r in runs])}")
+            print(f"{'':<52} CPU ms/request {spread([r.cpu_ms_per_request for r in runs], 2)}")
+        for label, runs in (("trivial", trivial), ("dashboard", dashboard)):
+            rates = [r.requests_per_second / f.requests_per_second for r, f in zip(runs, floor, strict=True)]
+            cpu = [f.cpu_ms_per_request / r.cpu_ms_per_request for r, f in zip(runs, floor, strict=True)]
+            print(f"{label} / floor, req/s per round:           {', '.join(f'{x:.3f}' for x in rates)}")
+            print(f"{label} / floor, by CPU per request, per round: {', '.join(f'{x:.3f}' for x in cpu)}")
+        print("goal: trivial / floor >= 0.90")
 
 
 if __name__ == "__main__":

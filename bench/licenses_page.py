@@ -19,6 +19,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,10 @@ async def seed(database: Database, count: int) -> str:
     return partner_id
 
 
-async def memory_floor(runs: int) -> list[float]:
+Run = Callable[[], Awaitable[Any]]
+
+
+def memory_floor() -> Run:
     """graphql-core answering the page's shape for 100 licenses held in memory."""
     schema = graphql.build_schema(MEMORY_SDL)
     product = {"name": "Jetpack Backup", "dailyPrice": "0.328767"}
@@ -135,27 +139,28 @@ async def memory_floor(runs: int) -> list[float]:
         for i in range(100)
     ]
     root = {"licenses": {"totalCount": 100_000, "pageInfo": {"endCursor": "x"}, "nodes": nodes}}
-    samples = []
-    for run in range(runs + 3):
-        began = time.perf_counter()
-        result = await graphql.graphql(schema, PAGE, root_value=root)
-        elapsed = (time.perf_counter() - began) * 1000
-        assert result.errors is None, result.errors
-        if run >= 3:
-            samples.append(elapsed)
-    return samples
+    return lambda: graphql.graphql(schema, PAGE, root_value=root)
 
 
-async def timed(schema: Any, query: str, context: RequestContext, runs: int) -> list[float]:
-    samples = []
-    for run in range(runs + 3):
+def through(schema: Any, query: str, context: RequestContext) -> Run:
+    async def run() -> Any:
         context.loaders.clear()
-        began = time.perf_counter()
-        result = await schema.execute(query, context_value=context)
-        elapsed = (time.perf_counter() - began) * 1000
-        assert result.errors is None, result.errors
-        if run >= 3:  # warm-up runs are not counted
-            samples.append(elapsed)
+        return await schema.execute(query, context_value=context)
+
+    return run
+
+
+async def interleaved(runs: dict[str, Run], count: int) -> dict[str, list[float]]:
+    """Each query once per round, so every sample of each shares the same moment of a busy machine."""
+    samples: dict[str, list[float]] = {label: [] for label in runs}
+    for round_number in range(count + 3):
+        for label, run in runs.items():
+            began = time.perf_counter()
+            result = await run()
+            elapsed = (time.perf_counter() - began) * 1000
+            assert result.errors is None, result.errors
+            if round_number >= 3:  # warm-up rounds are not counted
+                samples[label].append(elapsed)
     return samples
 
 
@@ -178,14 +183,17 @@ async def measure(url: str, count: int, runs: int) -> None:
             support=SupportContact("", "", ""),
         )
         schema = build_schema()
-        measured = {
-            "licenses(first: 100) with totalCount": await timed(schema, PAGE, context, runs),
-            "licenses(first: 100) without totalCount": await timed(schema, PAGE_WITHOUT_COUNT, context, runs),
-            "floor: graphql-core, same page in memory": await memory_floor(runs),
-            "trivial Strawberry query, 100 objects": await timed(
-                strawberry.Schema(query=TrivialQuery), TRIVIAL, context, runs
-            ),
-        }
+        measured = await interleaved(
+            {
+                "licenses(first: 100) with totalCount": through(schema, PAGE, context),
+                "licenses(first: 100) without totalCount": through(schema, PAGE_WITHOUT_COUNT, context),
+                "floor: graphql-core, same page in memory": memory_floor(),
+                "trivial Strawberry query, 100 objects": through(
+                    strawberry.Schema(query=TrivialQuery), TRIVIAL, context
+                ),
+            },
+            runs,
+        )
         medians = {}
         for label, samples in measured.items():
             median, p95 = summary(samples)
