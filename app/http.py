@@ -34,7 +34,7 @@ from persistence.feed import PostgresListener
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.stripe_webhooks import apply_webhook
-from resolvers.tokens import authenticate
+from resolvers.tokens import authenticate, identify_caller
 from schema.build import build_schema
 
 log = logging.getLogger("licensing.http")
@@ -133,28 +133,30 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        context = await self.context_for(
-            bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
-        )
+        """The token is looked up when the operation needs a caller (schema.tokens.IdentifyCaller)."""
+        context = self.anonymous_context(request_id_for(request.scope))
+        # A websocket's caller comes from its connection_params (on_ws_connect), not from headers.
         context.over_websocket = isinstance(request, WebSocket)
+        if not context.over_websocket:
+            context.unread_token = bearer_token(request.headers.get("authorization"))
         return context
 
     async def context_for(self, token: str | None, request_id: str) -> RequestContext:
+        """A context whose caller is already identified (downloads outside GraphQL)."""
+        context = self.anonymous_context(request_id)
+        context.unread_token = token
+        await identify_caller(context)
+        return context
+
+    def anonymous_context(self, request_id: str) -> RequestContext:
         services = self.services
-        principal = None
-        problem = None
-        if token is not None:
-            principal = await authenticate(services.database, token) if token else None
-            if principal is None:
-                problem = "The API token is malformed, unknown or revoked."
         return RequestContext(
             database=services.database,
             clock=services.clock,
-            principal=principal,
+            principal=None,
             request_id=request_id,
             support=services.settings.support,
             sandbox=services.settings.sandbox,
-            credential_problem=problem,
             gateway=services.gateway,
             collection=services.collection,
         )

@@ -210,6 +210,7 @@ class LicenseRepository:
         order: LicenseOrder,
         first: int | None,
         after: str | None,
+        count_total: bool = True,
     ) -> Page[License]:
         column = _ORDER_COLUMNS[order.field]
         missing_last = _EARLIEST if order.descending else _LATEST
@@ -231,6 +232,7 @@ class LicenseRepository:
             after=after,
             to_item=_to_license,
             cursor_values=lambda row: [row.sort_value, row.id],
+            count_total=count_total,
         )
 
     async def has_held_any(self, partner_id: str) -> bool:

@@ -23,12 +23,13 @@ DEFAULT_PAGE_SIZE = 20
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a list: each item with its cursor, whether more follow, and the size of the whole list."""
+    """One page of a list: each item with its cursor, whether more follow, and the size of the whole list
+    (None when it was not asked for: counting a long list costs more than reading a page of it)."""
 
     items: list[tuple[str, T]]
     has_next_page: bool
     has_previous_page: bool
-    total_count: int
+    total_count: int | None
 
 
 def page_size(first: int | None) -> int:
@@ -151,12 +152,14 @@ async def keyset_page(
     after: str | None,
     to_item: Callable[[Row[Any]], T],
     cursor_values: Callable[[Row[Any]], Sequence[Any]],
+    count_total: bool = True,
 ) -> Page[T]:
-    """Run `statement` as one page: at most `first` rows past `after`, plus the total count."""
+    """Run `statement` as one page: at most `first` rows past `after`, plus (if asked) the total count."""
     size = page_size(first)
-    total = (
-        await connection.execute(select(func.count()).select_from(statement.order_by(None).subquery()))
-    ).scalar_one()
+    total = None
+    if count_total:
+        count = select(func.count()).select_from(statement.order_by(None).subquery())
+        total = int((await connection.execute(count)).scalar_one())
     paged = statement
     if after is not None:
         paged = paged.where(sort.after(sort.cursor.decode(after)))
@@ -166,5 +169,5 @@ async def keyset_page(
         items=items,
         has_next_page=len(rows) > size,
         has_previous_page=after is not None,
-        total_count=int(total),
+        total_count=total,
     )

@@ -27,6 +27,9 @@ class RequestContext:
     collection: CollectionPolicy = field(default_factory=CollectionPolicy)
     # Filled by the HTTP layer when a token was sent but is unknown or revoked.
     credential_problem: str | None = None
+    # A bearer token sent with the request and not looked up yet (see resolvers.tokens.identify_caller):
+    # an operation that never asks who the caller is costs no token lookup.
+    unread_token: str | None = None
     loaders: dict[str, object] = field(default_factory=dict)
     # graphql-transport-ws: the connection_init payload (set by Strawberry before on_ws_connect).
     connection_params: dict[str, object] | None = None

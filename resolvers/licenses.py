@@ -320,11 +320,15 @@ async def list_licenses(
     order: LicenseOrder,
     first: int | None = None,
     after: str | None = None,
+    count_total: bool = True,
 ) -> Page[License]:
+    """A page of the caller's licenses; the whole list is counted only when `count_total` asks."""
     partner_id = ctx.partner_id()
     where = LicenseFilter(where.states, where.product_slugs, clean_search(where.search))
     async with ctx.reader() as uow:
-        return await uow.licenses.page(partner_id, where=where, order=order, first=first, after=after)
+        return await uow.licenses.page(
+            partner_id, where=where, order=order, first=first, after=after, count_total=count_total
+        )
 
 
 async def license_counts(ctx: RequestContext, partner_id: str | None = None) -> LicenseCounts:

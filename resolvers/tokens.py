@@ -49,6 +49,18 @@ async def authenticate(database: Database, secret: str) -> Principal | None:
         return await uow.tokens.find_active(hash_token(secret))
 
 
+UNKNOWN_TOKEN = "The API token is malformed, unknown or revoked."
+
+
+async def identify_caller(ctx: RequestContext) -> None:
+    """Look up the token the request carried (once): its principal, or why it was refused."""
+    token, ctx.unread_token = ctx.unread_token, None
+    if token is None:
+        return
+    ctx.principal = await authenticate(ctx.database, token) if token else None
+    ctx.credential_problem = UNKNOWN_TOKEN if ctx.principal is None else None
+
+
 async def create_api_token(
     ctx: RequestContext,
     *,

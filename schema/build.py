@@ -15,13 +15,13 @@ from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoices import InvoiceQuery
 from schema.licenses import LicenseMutation, LicenseQuery
-from schema.limits import QueryGate, QueryLimits
+from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
 from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
-from schema.tokens import TokenMutation
+from schema.tokens import IdentifyCaller, TokenMutation
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -62,10 +62,16 @@ class LicensingSchema(strawberry.Schema):
 def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     """The schema; every document is bounded by `limits` before it is validated (see schema.limits)."""
     limits = limits or QueryLimits()
+    verdicts = DocumentVerdicts()
+    # Order matters: each hook runs in this order. The gate measures the text before the parser
+    # cache parses it and the document before the validation cache validates it.
     extensions: list[Any] = [
         # The parser stops after this many tokens: parsing is bounded before anything else runs.
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryGate(limits),
+        lambda: QueryGate(limits, verdicts),
+        GatedParserCache,
+        GatedValidationCache,
+        IdentifyCaller,
         MaskUnexpectedErrors,
     ]
     return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)

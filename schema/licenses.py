@@ -29,7 +29,7 @@ from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
-from schema.pagination import Connection, connection
+from schema.pagination import Connection, connection, selects_total_count
 from schema.products import Product
 
 strawberry.enum(
@@ -303,6 +303,7 @@ class LicenseQuery:
             order=LicenseOrder(field=order.field, descending=order.direction is OrderDirection.DESC),
             first=first,
             after=after,
+            count_total=selects_total_count(info),
         )
         return connection(page, License.from_domain)
 

@@ -10,8 +10,9 @@ before validation runs; validation of what passes is then bounded too (see `Quer
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from graphql import (
     SelectionSetNode,
     StringValueNode,
 )
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
@@ -246,11 +247,41 @@ def refuse_subscription_over_http(context: ExecutionContext) -> None:
         )
 
 
+class DocumentVerdicts:
+    """The gate's verdict on each parsed document, kept for the most recent `size` documents.
+
+    `GatedParserCache` hands every request with the same text the same `DocumentNode`, so a verdict is
+    looked up by the document's identity (the entry keeps the document alive, so its id is not reused).
+    Hashing a document instead would walk every node of it on each request.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._verdicts: OrderedDict[int, tuple[DocumentNode, GraphQLError | None]] = OrderedDict()
+
+    def verdict(self, document: DocumentNode, text: str | None, limits: QueryLimits) -> GraphQLError | None:
+        """The refusal for `document` (None when it is within the limits), measured once."""
+        known = self._verdicts.get(id(document))
+        if known is not None and known[0] is document:
+            self._verdicts.move_to_end(id(document))
+            return known[1]
+        try:
+            check_document(document, limits, text)
+            refusal = None
+        except QueryRefused as refused:
+            refusal = refused.error
+        self._verdicts[id(document)] = (document, refusal)
+        if len(self._verdicts) > self.size:
+            self._verdicts.popitem(last=False)
+        return refusal
+
+
 class QueryGate(SchemaExtension):
     """Checks every document (HTTP and websockets) against `QueryLimits` before validation."""
 
-    def __init__(self, limits: QueryLimits) -> None:
+    def __init__(self, limits: QueryLimits, verdicts: DocumentVerdicts | None = None) -> None:
         self.limits = limits
+        self.verdicts = verdicts or DocumentVerdicts()
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -261,8 +292,11 @@ class QueryGate(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         if context.pre_execution_errors is None and context.graphql_document is not None:
-            document = context.graphql_document
-            self._check(lambda: check_document(document, self.limits, context.query))
+            refusal = self.verdicts.verdict(context.graphql_document, context.query, self.limits)
+            if refusal is not None:
+                context.pre_execution_errors = [refusal]
+                yield
+                return
             self._check(lambda: refuse_control_characters(context.variables or {}))
             self._check(lambda: refuse_subscription_over_http(context))
         yield
@@ -273,3 +307,29 @@ class QueryGate(SchemaExtension):
         except QueryRefused as refused:
             # Strawberry skips validation when an extension has already set the errors.
             self.execution_context.pre_execution_errors = [refused.error]
+
+
+class GatedParserCache(ParserCache):
+    """Strawberry's parser cache, after `QueryGate`: a text the gate refused is not parsed into it.
+
+    A text that does not parse is left to Strawberry, which parses it again and answers the syntax
+    error in the error model (raised here, it would escape the error masking).
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.pre_execution_errors is None:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        yield
+
+
+class GatedValidationCache(ValidationCache):
+    """Strawberry's validation cache, after `QueryGate`. Strawberry's own sets the validation errors
+    unconditionally, which would replace (and so lift) the gate's refusal; this one keeps it."""
+
+    def on_validate(self) -> Iterator[None]:
+        if self.execution_context.pre_execution_errors is None:
+            yield from super().on_validate()
+        else:
+            yield

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from persistence.pagination import Page
 
@@ -31,7 +32,14 @@ class Edge(Generic[Node]):
 class Connection(Generic[Node]):
     edges: list[Edge[Node]] = strawberry.field(description="The items on this page, with cursors.")
     page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
-    total_count: int = strawberry.field(description="How many items the whole list has.")
+    # None when the query did not select `totalCount` (see `selects_total_count`).
+    counted: strawberry.Private[int | None]
+
+    @strawberry.field(description="How many items the whole list has.")
+    def total_count(self) -> int:
+        if self.counted is None:
+            raise RuntimeError("totalCount was resolved on a page fetched without counting")
+        return self.counted
 
     @strawberry.field(description="The items on this page, without cursors.")
     def nodes(self) -> list[Node]:
@@ -48,5 +56,18 @@ def connection(page: Page[Item], to_node: Callable[[Item], Node]) -> Connection[
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        total_count=page.total_count,
+        counted=page.total_count,
     )
+
+
+def selects_total_count(info: Any) -> bool:
+    """Whether the query asks the connection being resolved for `totalCount` (in fragments too)."""
+    pending: list[Any] = list(info.selected_fields)
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == "totalCount":
+                    return True
+            else:  # a fragment spread or an inline fragment: look inside
+                pending.append(selection)
+    return False

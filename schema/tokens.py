@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import strawberry
+from graphql import FieldNode, get_operation_ast
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from resolvers import tokens
+from resolvers.context import RequestContext
 from schema.context import Info
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+
+# Root fields that never ask who the caller is: an operation made only of these skips the token lookup.
+ANONYMOUS_ROOT_FIELDS = frozenset({"support", "__typename", "__schema", "__type"})
+
+
+class IdentifyCaller(SchemaExtension):
+    """Looks the request's bearer token up before execution, unless no root field needs a caller."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        request = context.context
+        needs_lookup = isinstance(request, RequestContext) and request.unread_token is not None
+        if needs_lookup and not only_anonymous_fields(context):
+            await tokens.identify_caller(request)
+        yield
+
+
+def only_anonymous_fields(context: ExecutionContext) -> bool:
+    document = context.graphql_document
+    operation = None if document is None else get_operation_ast(document, context.operation_name)
+    if operation is None:
+        return False
+    return all(
+        isinstance(selection, FieldNode) and selection.name.value in ANONYMOUS_ROOT_FIELDS
+        for selection in operation.selection_set.selections
+    )
 
 
 @strawberry.type(description="A new API token. The secret is shown only in this response.")

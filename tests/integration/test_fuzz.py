@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis.graphql
-from graphql import get_introspection_query
+from graphql import get_introspection_query, graphql_sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,8 +39,10 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 
-# The live schema, introspected in-process: the operations are known at collection time.
-LIVE_SCHEMA = schemathesis.graphql.from_dict(build_schema().execute_sync(get_introspection_query()).data)
+# The live schema, introspected in-process (by graphql-core: the schema's extensions run only async):
+# the operations are known at collection time.
+INTROSPECTION = graphql_sync(build_schema()._schema, get_introspection_query()).data
+LIVE_SCHEMA = schemathesis.graphql.from_dict(INTROSPECTION)
 OPERATIONS = {result.ok().label: result.ok() for result in LIVE_SCHEMA.get_all_operations()}
 
 

@@ -81,6 +81,28 @@ async def test_documents_over_a_limit_are_refused_as_query_too_complex(
     assert body.get("data") is None
 
 
+async def test_a_refused_document_is_refused_every_time_it_is_sent(api: Api, partner: PartnerAccess) -> None:
+    # Parsed documents and verdicts are cached: the second and third sends take the cached path.
+    too_deep = "{ " + "viewer { " * 12 + "id" + " }" * 13
+    invalid = "{ viewer { noSuchField } }"
+    for _ in range(3):
+        deep_body = await api.call(too_deep, token=partner.token)
+        assert (error_code(deep_body), deep_body.get("data")) == ("QUERY_TOO_COMPLEX", None)
+        invalid_body = await api.call(invalid, token=partner.token)
+        assert "noSuchField" in invalid_body["errors"][0]["message"]
+        assert invalid_body.get("data") is None
+
+
+async def test_nul_in_variables_is_refused_on_every_send_of_a_cached_document(
+    api: Api, partner: PartnerAccess
+) -> None:
+    query = "query($v: String!) { license(key: $v) { key } }"
+    for variables in ({"v": NUL}, {"v": "unknown-key"}, {"v": NUL}):
+        body = await api.call(query, variables, token=partner.token)
+        expected = "INVALID_INPUT" if variables["v"] == NUL else "NOT_FOUND"
+        assert error_code(body) == expected, body
+
+
 async def test_graphiqls_introspection_query_passes_the_gate(api: Api) -> None:
     from graphql import get_introspection_query
 

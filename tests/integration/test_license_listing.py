@@ -67,6 +67,33 @@ async def test_a_page_of_100_costs_the_same_statements_as_a_page_of_10(
     assert len(hundred) == 6, hundred
 
 
+PAGE_WITHOUT_COUNT = """{ licenses(first: 100) { pageInfo { endCursor }
+  nodes { key state site issuedAt product { name dailyPrice } } } }"""
+
+
+async def test_a_page_that_does_not_ask_for_total_count_does_not_count_the_whole_list(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    await issue(api, good_partner.token, "jetpack-backup", 30)
+    with counted_statements() as sent:
+        body = await api.data(PAGE_WITHOUT_COUNT, {}, good_partner.token)
+    assert len(body["licenses"]["nodes"]) == 30
+    assert not [s for s in sent if "count(" in s.lower()], sent
+    # The token, the page, the products with their prices, the caller's currency.
+    assert len(sent) == 4, sent
+
+
+async def test_total_count_asked_for_in_a_fragment_is_counted(api: Api, good_partner: PartnerAccess) -> None:
+    await issue(api, good_partner.token, "jetpack-scan", 12)
+    query = """query { licenses(first: 5) { ...Counted nodes { key } } }
+      fragment Counted on LicenseConnection { ... on LicenseConnection { totalCount } }"""
+    with counted_statements() as sent:
+        body = await api.data(query, {}, good_partner.token)
+    assert body["licenses"]["totalCount"] == 12
+    assert len(body["licenses"]["nodes"]) == 5
+    assert [s for s in sent if "count(" in s.lower()], sent
+
+
 async def test_pages_follow_each_other_without_gaps_or_repeats(
     api: Api, good_partner: PartnerAccess, clock: SettableClock
 ) -> None:
