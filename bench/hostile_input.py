@@ -32,7 +32,13 @@ def fragment_bomb(n: int) -> str:
 
 
 def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}", PYTHONPATH=str(ROOT))
+    # Sandbox mode: the server refuses the public Stripe defaults otherwise (no payments happen here).
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        LICENSING_SANDBOX="1",
+        PYTHONPATH=str(ROOT),
+    )
     licensing = [sys.executable, "-m", "app.cli"]
     subprocess.run([*licensing, "migrate"], env=env, cwd=workdir, check=True, capture_output=True)
     return subprocess.Popen(

@@ -1,7 +1,8 @@
 """The event table: every change to a license, standing or invoice, committed with the change itself.
 
 Each partner's events carry a sequence number taken under the partner's row lock, so a reader that
-has seen (partner, seq) can never later find a smaller seq committing behind it (docs/rules.md, "The event feed").
+has seen (partner, seq) can never later find a smaller seq committing behind it
+(docs/rules.md, "The event feed").
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ licenses = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("transferred_at", UTCDateTime(), nullable=True),
     Column("version", Integer, nullable=False),
-    # One live holding per key; one assigned license per product per site (money depends on it: docs/rules.md, "Concurrency").
+    # One live holding per key; one assigned license per product per site (money depends on it:
+    # docs/rules.md, "Concurrency").
     Index(
         "uq_licenses_live_key",
         "key",

@@ -21,7 +21,8 @@ partners = Table(
     Column("billing_zone", String(64), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
-    # Incremented under the partner's row lock, so the event feed's cursor commits in order (docs/rules.md, "The event feed").
+    # Incremented under the partner's row lock, so the event feed's cursor commits in order
+    # (docs/rules.md, "The event feed").
     Column("event_seq", BigInteger, nullable=False, server_default="0"),
     # Account standing (domain/standing.py); a new partner has no payment method yet.
     Column("standing", String(32), nullable=False, server_default="no_payment_method"),

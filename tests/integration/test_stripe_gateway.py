@@ -375,7 +375,8 @@ async def test_a_succeeded_payment_is_refunded_in_full_and_a_failed_one_is_refus
 async def test_localstripe_ignores_idempotency_keys_so_our_attempt_rows_must_prevent_double_charges(
     gateway: StripeGateway, stripe_api: httpx.AsyncClient
 ) -> None:
-    """Pins the README's premise (localstripe ignores idempotency keys): if localstripe starts honouring keys, this fails and the note can go."""
+    """Pins the README's premise (localstripe ignores idempotency keys): if localstripe starts honouring
+    keys, this fails and the note can go."""
     customer, card_id = await customer_with_card(gateway, stripe_api, VISA)
     invoice = invoice_id()
 
