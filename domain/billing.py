@@ -2,8 +2,9 @@
 
 The day rule (docs/rules.md, "The day rule"), exactly as implemented here. A holding is one partner's
 tenure of a license key, from `held_from` (issue, or transfer acceptance for the receiver) to
-`held_until` (revoke or transfer out; None while active). Calendar days are the partner's zone's days; a day is the half-open interval
-[local midnight, next local midnight), found by DST-safe conversion of each local midnight to UTC.
+`held_until` (revoke or transfer out; None while active). Calendar days are the partner's zone's days;
+a day is the half-open interval [local midnight, next local midnight), found by DST-safe conversion of
+each local midnight to UTC.
 
 - A holding is billed on every calendar day from the day of `held_from` to the day of `held_until`,
   both included: the issue day and the revoke day count, and issue + revoke on one day is 1 day.
