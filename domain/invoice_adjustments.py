@@ -43,6 +43,7 @@ class Refund:
     id: str
     invoice_id: str
     partner_id: str
+    number: int  # 1, 2, ... per invoice: the order staff asked for them in
     amount: int
     reason: str
     status: RefundStatus

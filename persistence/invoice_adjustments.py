@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Row, String, Table, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Integer,
+    Row,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.invoice_adjustments import Refund, RefundStatus
@@ -19,6 +30,7 @@ invoice_refunds = Table(
     Column("id", String(32), primary_key=True),
     Column("invoice_id", String(32), ForeignKey("invoices.id"), nullable=False),
     Column("partner_id", String(32), ForeignKey("partners.id"), nullable=False),
+    Column("number", Integer, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("reason", String(500), nullable=False),
     Column("status", String(16), nullable=False),
@@ -30,7 +42,7 @@ invoice_refunds = Table(
     Column("completed_at", UTCDateTime(), nullable=True),
     Column("failure_code", String(64), nullable=True),
     Column("failure_message", String(500), nullable=True),
-    Index("ix_invoice_refunds_invoice_id", "invoice_id"),
+    UniqueConstraint("invoice_id", "number", name="uq_invoice_refunds_invoice_number"),
 )
 
 
@@ -44,6 +56,7 @@ class RefundRepository:
                 id=refund.id,
                 invoice_id=refund.invoice_id,
                 partner_id=refund.partner_id,
+                number=refund.number,
                 amount=refund.amount,
                 reason=refund.reason,
                 status=refund.status.value,
@@ -59,7 +72,7 @@ class RefundRepository:
         rows = await self._connection.execute(
             select(invoice_refunds)
             .where(invoice_refunds.c.invoice_id == invoice_id)
-            .order_by(invoice_refunds.c.created_at, invoice_refunds.c.id)
+            .order_by(invoice_refunds.c.number)
         )
         return [_to_refund(row) for row in rows]
 
@@ -98,6 +111,7 @@ def _to_refund(row: Row[Any]) -> Refund:
         id=row.id,
         invoice_id=row.invoice_id,
         partner_id=row.partner_id,
+        number=row.number,
         amount=row.amount,
         reason=row.reason,
         status=RefundStatus(row.status),

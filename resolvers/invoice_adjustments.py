@@ -143,6 +143,7 @@ async def refund_invoice(
             id=refund_id,
             invoice_id=invoice.id,
             partner_id=invoice.partner_id,
+            number=len(refunds) + 1,
             amount=amount,
             reason=reason,
             status=RefundStatus.PENDING,

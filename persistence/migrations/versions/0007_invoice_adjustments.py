@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), nullable=False),
         sa.Column("invoice_id", sa.String(32), nullable=False),
         sa.Column("partner_id", sa.String(32), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(500), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -42,12 +43,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_invoice_refunds"),
         sa.UniqueConstraint("provider_key", name="uq_invoice_refunds_provider_key"),
+        sa.UniqueConstraint("invoice_id", "number", name="uq_invoice_refunds_invoice_number"),
     )
-    op.create_index("ix_invoice_refunds_invoice_id", "invoice_refunds", ["invoice_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_invoice_refunds_invoice_id", table_name="invoice_refunds")
     op.drop_table("invoice_refunds")
     with op.batch_alter_table("invoices") as batch:
         batch.drop_column("status_reason")
