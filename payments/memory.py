@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -123,6 +124,8 @@ class InMemoryGateway:
         self._refund_by_key: dict[str, str] = {}
         self._customer_by_partner: dict[str, str] = {}
         self._ids = itertools.count(1)
+        # Ids differ between instances too: tests sharing one database may each have their own gateway.
+        self._instance = secrets.token_hex(3)
 
     # What the browser and Stripe's dashboard do, for tests.
 
@@ -363,7 +366,7 @@ class InMemoryGateway:
             raise GatewayRefused(f"The payment provider has no customer {customer_id!r}.")
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}_mem{next(self._ids):06d}"
+        return f"{prefix}_mem{self._instance}{next(self._ids):06d}"
 
 
 if TYPE_CHECKING:

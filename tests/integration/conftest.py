@@ -21,6 +21,7 @@ from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
+from payments.memory import InMemoryGateway
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
@@ -84,6 +85,12 @@ def stripe_settings(database_url: str, localstripe: LocalStripe) -> Settings:
         stripe_api_base=localstripe.base_url,
         stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
     )
+
+
+@pytest.fixture(scope="module")
+def memory_gateway() -> InMemoryGateway:
+    """One in-memory Stripe per module that asks for it (overriding `gateway` with it)."""
+    return InMemoryGateway()
 
 
 @pytest.fixture

@@ -176,24 +176,9 @@ async def test_a_partial_refund_then_the_rest_go_through_stripe_and_the_invoice_
     paid = await paid_july(api, staff_token, good_partner, clock)
     total = paid["total"]["amount"]
 
-    part = await staff_does(
-        api,
-        staff_token,
-        REFUND,
-        id=paid["id"],
-        amountMinor=100,
-        reason="Site down 3 days",
-        idempotencyKey="r-1",
-    )
-    replayed = await staff_does(
-        api,
-        staff_token,
-        REFUND,
-        id=paid["id"],
-        amountMinor=100,
-        reason="Site down 3 days",
-        idempotencyKey="r-1",
-    )
+    partial = {"id": paid["id"], "amountMinor": 100, "reason": "Site down 3 days", "idempotencyKey": "r-1"}
+    part = await staff_does(api, staff_token, REFUND, **partial)
+    replayed = await staff_does(api, staff_token, REFUND, **partial)
     rest = await staff_does(api, staff_token, REFUND, id=paid["id"], reason="Left the program")
 
     assert part["errors"] == replayed["errors"] == rest["errors"] == []

@@ -18,12 +18,6 @@ from tests.integration.license_operations import issue
 from tests.integration.payment_operations import attempts_of, close_july, july_invoice
 
 
-@pytest.fixture(scope="module")
-def memory_gateway() -> InMemoryGateway:
-    """One in-memory Stripe for the module: its ids are unique only within one instance, like Stripe's."""
-    return InMemoryGateway()
-
-
 @pytest.fixture
 def gateway(memory_gateway: InMemoryGateway) -> InMemoryGateway:
     memory_gateway.outage = None
