@@ -51,7 +51,7 @@ class Refund:
     provider_key: str
     created_at: datetime
     sent_at: datetime
-    # The staff request's own idempotency key, so its retry resumes this refund instead of adding one.
+    # The staff request (a digest of its token and idempotency key): its retry resumes this refund.
     request_key: str | None = None
     provider_refund_id: str | None = None
     completed_at: datetime | None = None

@@ -11,6 +11,7 @@ Stripe has none, so it is never refunded twice. See the README, "Staff invoice o
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import replace
 
@@ -126,7 +127,7 @@ async def refund_invoice(
         payment_intent_id = await _payment_intent_of(uow, invoice) if lost else ""
     for refund in lost:
         refusal = await _send_refund(ctx, invoice, refund, payment_intent_id, resumed=True)
-        if call is not None and refund.request_key == call.key:
+        if call is not None and refund.request_key == _request_key(call):
             # This very request's refund had lost its answer: it is settled now, not made again.
             _raise_refusal(refusal)
             return await _answer(ctx, call, invoice_id)
@@ -150,7 +151,7 @@ async def refund_invoice(
             provider_key=f"refund-{refund_id}",
             created_at=now,
             sent_at=now,
-            request_key=None if call is None else call.key,
+            request_key=None if call is None else _request_key(call),
         )
         await uow.refunds.add(refund)
     _raise_refusal(await _send_refund(ctx, invoice, refund, payment_intent_id, resumed=False))
@@ -167,6 +168,11 @@ async def _take_lost_refunds(ctx: RequestContext, uow: UnitOfWork, invoice: Invo
     for refund in pending:
         await uow.refunds.resend(refund.id, now)
     return pending
+
+
+def _request_key(call: IdempotentCall) -> str:
+    """The staff request a refund was made by: its idempotency key, which is kept per staff token."""
+    return hashlib.sha256(f"{call.scope}\n{call.key}".encode()).hexdigest()
 
 
 def _refund_in_flight() -> DomainError:
