@@ -12,7 +12,7 @@ once, and dunning retries it on later days; a zero invoice is paid at finalizati
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -170,6 +170,21 @@ class Invoice:
     counts: LicenseCounts
     costs: Costs
     lines: tuple[ProductLine, ...]
+    # Why staff voided it or marked it uncollectible (None otherwise).
+    status_reason: str | None = None
+
+
+def finalize_invoice(draft: Invoice, *, at: datetime) -> tuple[Invoice, list[DomainEvent]]:
+    """Close a draft through the machine: `finalize` (draft → open), and a zero invoice, which has
+    nothing to collect, on to paid at once (`record_payment`); with the events those transitions cause."""
+    opened = move_invoice(
+        draft, InvoiceEvent.FINALIZE, at=at, payload={"number": draft.number, "month": str(draft.month)}
+    )
+    invoice = replace(draft, status=opened.status)
+    if invoice.total != 0:
+        return invoice, [opened.event]
+    paid = move_invoice(invoice, InvoiceEvent.RECORD_PAYMENT, at=at)
+    return replace(invoice, status=paid.status, paid_at=at), [opened.event, paid.event]
 
 
 def invoiced_statement(invoice: Invoice, day_lines: Sequence[DayLine]) -> Statement:

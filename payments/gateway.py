@@ -180,8 +180,22 @@ class PaymentGateway(Protocol):
         needs confirming. GatewayUnavailable while it is still processing."""
         ...
 
-    async def refund_payment(self, payment_intent_id: str, idempotency_key: str) -> str:
-        """Refund a succeeded PaymentIntent in full; returns the refund id. GatewayRefused if refused."""
+    async def refund_payment(
+        self,
+        payment_intent_id: str,
+        idempotency_key: str,
+        *,
+        amount_minor: int | None = None,
+        refund_id: str | None = None,
+    ) -> str:
+        """Refund a succeeded PaymentIntent, in full or `amount_minor` of it; returns the provider's refund
+        id. `refund_id` (ours) goes into the refund's metadata, so `find_refund` can find it again.
+        GatewayRefused if refused."""
+        ...
+
+    async def find_refund(self, payment_intent_id: str, refund_id: str) -> str | None:
+        """The provider's id of the refund of this PaymentIntent carrying our `refund_id`, if it exists:
+        how a refund whose answer was lost is found again once the provider forgot its idempotency key."""
         ...
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:

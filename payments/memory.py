@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -90,6 +91,13 @@ class StoredIntent:
     outcome: ChargeOutcome | None = None
 
 
+@dataclass(frozen=True)
+class StoredRefund:
+    payment_intent_id: str
+    amount: int
+    refund_id: str | None  # ours, from the refund's metadata
+
+
 class InMemoryGateway:
     """PaymentGateway without a network. Tests read `charges` and `defaults`; `outage` takes it down."""
 
@@ -106,6 +114,9 @@ class InMemoryGateway:
         self.intents: dict[str, StoredIntent] = {}
         self.charges: list[StoredIntent] = []  # each confirmation, as it was confirmed
         self.refunds: dict[str, str] = {}  # refund id → PaymentIntent id
+        self.refund_details: dict[str, StoredRefund] = {}  # refund id → what was refunded
+        # (code, message): every refund is refused, as Stripe refuses e.g. a disputed charge's.
+        self.refuse_refunds: tuple[str, str] | None = None
         # An unset event holds every confirmation (or retrieval) until it is set: a charge in flight.
         self.confirm_gate: asyncio.Event | None = None
         self.confirms_waiting = 0
@@ -113,6 +124,8 @@ class InMemoryGateway:
         self._refund_by_key: dict[str, str] = {}
         self._customer_by_partner: dict[str, str] = {}
         self._ids = itertools.count(1)
+        # Ids differ between instances too: tests sharing one database may each have their own gateway.
+        self._instance = secrets.token_hex(3)
 
     # What the browser and Stripe's dashboard do, for tests.
 
@@ -260,7 +273,14 @@ class InMemoryGateway:
         self._lose_answer_if_down()
         return intent.outcome
 
-    async def refund_payment(self, payment_intent_id: str, idempotency_key: str) -> str:
+    async def refund_payment(
+        self,
+        payment_intent_id: str,
+        idempotency_key: str,
+        *,
+        amount_minor: int | None = None,
+        refund_id: str | None = None,
+    ) -> str:
         self._refuse_if_down()
         known = self._refund_by_key.get(idempotency_key)
         if known is not None:
@@ -270,13 +290,35 @@ class InMemoryGateway:
             raise GatewayRefused(f"No such PaymentIntent: {payment_intent_id!r}.", "resource_missing")
         if intent.outcome is None or not intent.outcome.succeeded:
             raise GatewayRefused("Cannot refund a payment that did not succeed.", "charge_not_refundable")
-        if payment_intent_id in self.refunds.values():
+        if self.refuse_refunds is not None:
+            code, message = self.refuse_refunds
+            raise GatewayRefused(message, code)
+        left = intent.amount_minor - self.refunded(payment_intent_id)
+        amount = left if amount_minor is None else amount_minor
+        if left <= 0:
             raise GatewayRefused("The charge has already been refunded.", "charge_already_refunded")
-        refund_id = self._new_id("re")
-        self.refunds[refund_id] = payment_intent_id
-        self._refund_by_key[idempotency_key] = refund_id
+        if amount > left:
+            raise GatewayRefused(
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left}).",
+                "amount_too_large",
+            )
+        stripe_id = self._new_id("re")
+        self.refunds[stripe_id] = payment_intent_id
+        self.refund_details[stripe_id] = StoredRefund(payment_intent_id, amount, refund_id)
+        self._refund_by_key[idempotency_key] = stripe_id
         self._lose_answer_if_down()
-        return refund_id
+        return stripe_id
+
+    async def find_refund(self, payment_intent_id: str, refund_id: str) -> str | None:
+        self._refuse_if_down()
+        for stripe_id, refund in self.refund_details.items():
+            if (refund.payment_intent_id, refund.refund_id) == (payment_intent_id, refund_id):
+                return stripe_id
+        return None
+
+    def refunded(self, payment_intent_id: str) -> int:
+        """How much of a PaymentIntent has been refunded (what Stripe's dashboard shows)."""
+        return sum(r.amount for r in self.refund_details.values() if r.payment_intent_id == payment_intent_id)
 
     async def _wait_at_gate(self) -> None:
         if self.confirm_gate is not None:
@@ -324,7 +366,7 @@ class InMemoryGateway:
             raise GatewayRefused(f"The payment provider has no customer {customer_id!r}.")
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}_mem{next(self._ids):06d}"
+        return f"{prefix}_mem{self._instance}{next(self._ids):06d}"
 
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import stripe
+from stripe.params import RefundCreateParams
 
 from payments.gateway import (
     CardDetails,
@@ -193,12 +194,34 @@ class StripeGateway:
             raise GatewayUnavailable("The payment is still processing at the provider; ask again later.")
         return _outcome(intent)
 
-    async def refund_payment(self, payment_intent_id: str, idempotency_key: str) -> str:
+    async def refund_payment(
+        self,
+        payment_intent_id: str,
+        idempotency_key: str,
+        *,
+        amount_minor: int | None = None,
+        refund_id: str | None = None,
+    ) -> str:
+        params: RefundCreateParams = {"payment_intent": payment_intent_id}
+        if amount_minor is not None:
+            params["amount"] = amount_minor
+        if refund_id is not None:
+            # Stripe's own `reason` is an enum (and localstripe refuses it): ours travels in metadata.
+            params["metadata"] = {"refund_id": refund_id}
         with _unavailable_on_outage(), _refused_on_bad_request():
-            refund = await self._client.v1.refunds.create_async(
-                {"payment_intent": payment_intent_id}, {"idempotency_key": idempotency_key}
-            )
+            refund = await self._client.v1.refunds.create_async(params, {"idempotency_key": idempotency_key})
         return str(refund.id)
+
+    async def find_refund(self, payment_intent_id: str, refund_id: str) -> str | None:
+        with _unavailable_on_outage(), _refused_on_bad_request():
+            refunds = await self._client.v1.refunds.list_async(
+                {"payment_intent": payment_intent_id, "limit": 100}
+            )
+            async for refund in refunds.auto_paging_iter():
+                metadata: dict[str, Any] = refund.to_dict().get("metadata") or {}
+                if metadata.get("refund_id") == refund_id:
+                    return str(refund.id)
+        return None
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
         return verify_webhook(payload, signature_header, self._webhook_secret, self._webhook_tolerance)

@@ -62,6 +62,8 @@ invoices = Table(
     Column("unassigned_amount", BigInteger, nullable=False),
     Column("licenses_assigned", Integer, nullable=False),
     Column("licenses_unassigned", Integer, nullable=False),
+    # Why staff voided the invoice or marked it uncollectible.
+    Column("status_reason", String(500), nullable=True),
     UniqueConstraint("partner_id", "month", name="uq_invoices_partner_month"),
     Index("ix_invoices_partner_finalized", "partner_id", "finalized_at"),
 )
@@ -251,11 +253,18 @@ class InvoiceRepository:
         return [_to_day_line(row) for row in rows]
 
     async def set_status(
-        self, invoice_id: str, status: InvoiceStatus, *, paid_at: datetime | None = None
+        self,
+        invoice_id: str,
+        status: InvoiceStatus,
+        *,
+        paid_at: datetime | None = None,
+        reason: str | None = None,
     ) -> None:
         values: dict[str, Any] = {"status": status.value}
         if paid_at is not None:
             values["paid_at"] = paid_at
+        if reason is not None:
+            values["status_reason"] = reason
         await self._connection.execute(update(invoices).where(invoices.c.id == invoice_id).values(**values))
 
     async def _with_lines(self, rows: Sequence[Row[Any]]) -> list[Invoice]:
@@ -301,6 +310,7 @@ def _invoice_columns(invoice: Invoice) -> dict[str, Any]:
         "unassigned_amount": invoice.costs.unassigned,
         "licenses_assigned": invoice.counts.assigned,
         "licenses_unassigned": invoice.counts.unassigned,
+        "status_reason": invoice.status_reason,
     }
 
 
@@ -323,6 +333,7 @@ def _to_invoice(row: Row[Any], lines: tuple[ProductLine, ...]) -> Invoice:
         counts=LicenseCounts(row.licenses_assigned, row.licenses_unassigned),
         costs=Costs(row.assigned_amount, row.unassigned_amount),
         lines=lines,
+        status_reason=row.status_reason,
     )
 
 

@@ -3,6 +3,7 @@
 from persistence.dunning import invoice_dunning
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
+from persistence.invoice_adjustments import invoice_refunds
 from persistence.invoices import invoice_day_lines, invoice_lines, invoice_number_counters, invoices
 from persistence.licenses import license_transfers, licenses
 from persistence.partners import partners
@@ -21,6 +22,7 @@ __all__ = [
     "invoice_lines",
     "invoice_number_counters",
     "invoice_payments",
+    "invoice_refunds",
     "invoices",
     "license_transfers",
     "licenses",

@@ -13,6 +13,7 @@ from persistence.database import Database
 from persistence.dunning import DunningRepository
 from persistence.events import EventLog, NewEvent
 from persistence.idempotency import IdempotencyStore
+from persistence.invoice_adjustments import RefundRepository
 from persistence.invoices import InvoiceRepository
 from persistence.licenses import LicenseRepository, TransferRepository
 from persistence.partners import PartnerRepository
@@ -41,6 +42,7 @@ class UnitOfWork:
     payment_methods: PaymentMethodRepository
     payment_attempts: PaymentAttemptRepository
     invoice_payments: InvoicePaymentRepository
+    refunds: RefundRepository
     webhook_events: WebhookEventLog
     dunning: DunningRepository
 
@@ -101,6 +103,7 @@ class UnitOfWork:
         self.payment_methods = PaymentMethodRepository(connection)
         self.payment_attempts = PaymentAttemptRepository(connection)
         self.invoice_payments = InvoicePaymentRepository(connection)
+        self.refunds = RefundRepository(connection)
         self.webhook_events = WebhookEventLog(connection)
         self.dunning = DunningRepository(connection)
 

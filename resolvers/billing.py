@@ -15,17 +15,15 @@ from domain.billing import BillingMonth, DayLine, Statement, build_statement
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import (
     Invoice,
-    InvoiceEvent,
     InvoiceStatus,
+    finalize_invoice,
     invoice_due_at,
     invoice_number,
     invoiced_statement,
-    next_invoice_status,
 )
 from domain.partners import SUPPORTED_CURRENCIES, Partner
 from domain.payments import ChargeTrigger
 from persistence.database import Database
-from persistence.events import NewEvent
 from persistence.invoices import DAY_LINE_CURSOR
 from persistence.pagination import Page, page_size
 from persistence.unit_of_work import UnitOfWork
@@ -206,50 +204,34 @@ async def close_partner_month(
                 return CloseOutcome.ALREADY_CLOSED
             statement = await live_statement(uow, partner, month)
             number = invoice_number(now.year, await uow.invoices.next_number(now.year))
-            invoice = finalized_invoice(partner, month, statement, now, number)
+            invoice, events = finalize_invoice(draft_invoice(partner, month, statement, now, number), at=now)
             await uow.invoices.add(invoice, statement)
-            await uow.events.append(
-                NewEvent(
-                    partner_id=partner_id,
-                    stream="invoice",
-                    subject=invoice.id,
-                    action="finalize",
-                    at=now,
-                    from_state=InvoiceStatus.DRAFT.value,
-                    to_state=invoice.status.value,
-                    request_id=request_id,
-                    payload={"number": invoice.number, "month": str(month), "total": invoice.total},
-                )
-            )
+            for event in events:
+                uow.collect(event, request_id=request_id)
             return CloseOutcome.CLOSED
     except IntegrityError:
         # Another closer won the race for this (partner, month); the unique constraint kept one invoice.
         return CloseOutcome.ALREADY_CLOSED
 
 
-def finalized_invoice(
+def draft_invoice(
     partner: Partner, month: BillingMonth, statement: Statement, now: datetime, number: str
 ) -> Invoice:
-    status = next_invoice_status(InvoiceStatus.DRAFT, InvoiceEvent.FINALIZE)
-    paid_at = None
-    if statement.total == 0:
-        # Nothing to collect: a zero invoice is paid at once.
-        status = next_invoice_status(status, InvoiceEvent.RECORD_PAYMENT)
-        paid_at = now
+    """The month's statement as an invoice still in draft; `finalize_invoice` moves it on."""
     start, end = month.bounds(partner.billing_zone)
     return Invoice(
         id="inv_" + secrets.token_hex(8),
         partner_id=partner.id,
         month=month,
         number=number,
-        status=status,
+        status=InvoiceStatus.DRAFT,
         zone=partner.billing_zone,
         currency=partner.currency,
         period_start=start,
         period_end=end,
         finalized_at=now,
         due_at=invoice_due_at(now),
-        paid_at=paid_at,
+        paid_at=None,
         total=statement.total,
         license_days=statement.license_days,
         counts=statement.counts,

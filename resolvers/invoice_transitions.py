@@ -104,13 +104,13 @@ async def record_payment(
     )
     uow.collect(paid.event, request_id=request_id)
     if invoice.status is InvoiceStatus.PAST_DUE:
-        await _settle_standing(uow, invoice, at, request_id)
+        await settle_standing(uow, invoice, at, request_id)
     updated = await uow.invoices.get(invoice.partner_id, invoice.id)
     assert updated is not None
     return Payment(updated)
 
 
-async def _settle_standing(uow: UnitOfWork, invoice: Invoice, at: datetime, request_id: str | None) -> None:
+async def settle_standing(uow: UnitOfWork, invoice: Invoice, at: datetime, request_id: str | None) -> None:
     """Good again when no invoice is past due any more; otherwise the reason moves to the oldest left."""
     standing = await uow.standing.get(invoice.partner_id)
     if standing is None or standing.state is not StandingState.PAST_DUE:

@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
+from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
@@ -40,6 +41,7 @@ class Mutation(
     BillingMutation,
     SandboxMutation,
     ProductMutation,
+    InvoiceAdjustmentMutation,
 ):
     pass
 

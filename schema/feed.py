@@ -63,7 +63,10 @@ class StandingChange:
 @strawberry.type(description="Something happened to one of the partner's invoices.")
 class InvoiceUpdate:
     cursor: str = strawberry.field(description="Resume after this item with `since`.")
-    action: str = strawberry.field(description="What happened: finalize, or a payment event.")
+    action: str = strawberry.field(
+        description="What happened: finalize, a payment event (payment_attempt, record_payment, "
+        "charge_failed, ...), or staff's void, mark_uncollectible, refunded or refund_failed."
+    )
     from_status: InvoiceStatus | None = strawberry.field(description="Status before the event.")
     to_status: InvoiceStatus | None = strawberry.field(description="Status right after the event.")
     at: datetime = strawberry.field(description="When the event happened.")

@@ -6,15 +6,45 @@ from datetime import datetime
 
 import strawberry
 
+from domain.invoice_adjustments import Refund as DomainRefund
+from domain.invoice_adjustments import RefundStatus, refunded_amount
 from domain.invoices import Invoice as DomainInvoice
 from domain.invoices import InvoiceStatus
-from resolvers import invoice_payments, invoices
+from resolvers import invoice_adjustments, invoice_payments, invoices
 from schema.billing import BilledLicenseCounts, BillingProductLine, Costs, DayLine, Money
 from schema.context import Info
 from schema.pagination import Connection, connection
 from schema.payment_attempts import PaymentAttempt
 
 strawberry.enum(InvoiceStatus, name="InvoiceStatus", description="Where an invoice is in its life cycle.")
+strawberry.enum(
+    RefundStatus,
+    name="RefundStatus",
+    description="pending (Stripe's answer is not known yet), succeeded, or failed (Stripe refused it).",
+)
+
+
+@strawberry.type(description="A refund staff made of a paid invoice, through Stripe.")
+class InvoiceRefund:
+    id: strawberry.ID = strawberry.field(description="Refund id (ours).")
+    amount: Money = strawberry.field(description="How much was (or is being) given back.")
+    reason: str = strawberry.field(description="Why staff refunded it.")
+    status: RefundStatus = strawberry.field(description="Whether Stripe refunded it.")
+    at: datetime = strawberry.field(description="When staff asked for it.")
+    stripe_refund_id: str | None = strawberry.field(description="Stripe's refund id, once it succeeded.")
+    failure_message: str | None = strawberry.field(description="Stripe's reason, if it refused.")
+
+    @classmethod
+    def from_domain(cls, refund: DomainRefund, currency: str) -> InvoiceRefund:
+        return cls(
+            id=strawberry.ID(refund.id),
+            amount=Money.of(refund.amount, currency),
+            reason=refund.reason,
+            status=refund.status,
+            at=refund.created_at,
+            stripe_refund_id=refund.provider_refund_id,
+            failure_message=refund.failure_message,
+        )
 
 
 @strawberry.type(description="A closed month's invoice: product lines and per-license day-lines.")
@@ -35,6 +65,9 @@ class Invoice:
     license_counts: BilledLicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
     costs: Costs = strawberry.field(description="The total split by assigned and unassigned licenses.")
     lines: list[BillingProductLine] = strawberry.field(description="One line per product.")
+    status_reason: str | None = strawberry.field(
+        description="Why staff voided the invoice or marked it uncollectible (null otherwise)."
+    )
 
     @strawberry.field(description="Per-license day-lines, in product then key order.")
     async def day_lines(
@@ -49,6 +82,16 @@ class Invoice:
     async def payment_attempts(self, info: Info) -> list[PaymentAttempt]:
         charges = await invoice_payments.invoice_payment_attempts(info.context, invoice_id=str(self.id))
         return [PaymentAttempt.from_domain(charge) for charge in charges]
+
+    @strawberry.field(description="Every refund of this invoice, oldest first (staff make them).")
+    async def refunds(self, info: Info) -> list[InvoiceRefund]:
+        found = await invoice_adjustments.invoice_refunds(info.context, invoice_id=str(self.id))
+        return [InvoiceRefund.from_domain(refund, self.currency) for refund in found]
+
+    @strawberry.field(description="How much of the total has been refunded (succeeded refunds only).")
+    async def refunded_amount(self, info: Info) -> Money:
+        found = await invoice_adjustments.invoice_refunds(info.context, invoice_id=str(self.id))
+        return Money.of(refunded_amount(found), self.currency)
 
     @strawberry.field(description="Where to download every day-line as CSV (send the same Bearer token).")
     def day_lines_csv_path(self) -> str:
@@ -78,6 +121,7 @@ class Invoice:
             license_counts=BilledLicenseCounts.from_domain(invoice.counts),
             costs=Costs.from_domain(invoice.costs, currency),
             lines=[BillingProductLine.from_domain(line, currency) for line in invoice.lines],
+            status_reason=invoice.status_reason,
         )
 
 

@@ -21,6 +21,7 @@ from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
+from payments.memory import InMemoryGateway
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
@@ -87,6 +88,12 @@ def stripe_settings(database_url: str, localstripe: LocalStripe) -> Settings:
         # may need more than the production budget for that (tests of the budget set their own).
         request_timeout_seconds=300,
     )
+
+
+@pytest.fixture(scope="module")
+def memory_gateway() -> InMemoryGateway:
+    """One in-memory Stripe per module that asks for it (overriding `gateway` with it)."""
+    return InMemoryGateway()
 
 
 @pytest.fixture

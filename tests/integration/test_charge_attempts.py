@@ -56,12 +56,6 @@ async def open_july_invoice(
     return ctx, invoice
 
 
-@pytest.fixture(scope="module")
-def memory_gateway() -> InMemoryGateway:
-    """One in-memory Stripe for the module: its ids are unique only within one instance, like Stripe's."""
-    return InMemoryGateway()
-
-
 @pytest.fixture
 def gateway(memory_gateway: InMemoryGateway) -> InMemoryGateway:
     memory_gateway.outage = None

@@ -11,7 +11,6 @@ import pytest
 
 from app.http import create_app
 from domain.clock import SettableClock
-from domain.invoices import InvoiceStatus
 from domain.payments import AttemptStatus, CollectionPolicy
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import sign_webhook
@@ -27,6 +26,7 @@ from tests.integration.conftest import (
     add_card,
     stripe_settings,
 )
+from tests.integration.invoice_adjustment_operations import VOID, staff_does
 from tests.integration.license_operations import COUNTS, issue
 from tests.integration.payment_operations import (
     CLOSE,
@@ -97,8 +97,8 @@ async def test_paying_a_void_invoice_is_refused_and_charges_nothing(
     clock: SettableClock,
 ) -> None:
     access, invoice = await past_due_july(api, staff_token, localstripe, clock)
-    async with UnitOfWork(database) as uow:  # staff voided it (no API for that yet)
-        await uow.invoices.set_status(invoice["id"], InvoiceStatus.VOID)
+    voided = await staff_does(api, staff_token, VOID, id=invoice["id"], reason="Duplicate bill")
+    assert voided["errors"] == []
     before = await attempts_of(database, invoice["id"])
 
     refused = await payload(api, access.token, PAY, invoiceId=invoice["id"])

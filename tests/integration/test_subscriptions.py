@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     enrol_in_good_standing,
     move_standing,
 )
+from tests.integration.invoice_adjustment_operations import REFUND
 from tests.integration.license_operations import REVOKE, UNASSIGN, assign, fresh_site, issue, mutate
 
 LICENSE_EVENTS = """
@@ -275,3 +276,26 @@ async def test_invoice_updated_delivers_the_invoice_when_the_month_is_closed(
     invoice = update["invoice"]
     assert invoice["month"] == "2026-07" and invoice["status"] == update["toStatus"]
     assert invoice["total"]["amount"] > 0
+
+
+async def test_invoice_updated_delivers_each_refund_staff_make(
+    served: LiveServer, live_api: Api, good_partner: PartnerAccess, staff_token: str, clock: SettableClock
+) -> None:
+    await issue(live_api, good_partner.token)
+    clock.advance_to(datetime(2026, 8, 1, 0, 30, tzinfo=UTC))
+    assert (await live_api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"][
+        "errors"
+    ] == []
+    since = await event_cursor(live_api, good_partner.token)
+    invoices = await live_api.data("{ invoices(first: 1) { nodes { id } } }", token=good_partner.token)
+    [invoice_id] = [node["id"] for node in invoices["invoices"]["nodes"]]
+    async with GraphQLSocket.open(served.address, auth(good_partner.token)) as socket:
+        await connected(socket)
+        await socket.subscribe("1", INVOICE_UPDATED, {"since": since})
+        refund = {"id": invoice_id, "amountMinor": 7, "reason": "Goodwill"}
+        body = await live_api.data(REFUND, {"input": refund}, staff_token)
+        assert body["refundInvoice"]["errors"] == []
+        [update] = await items(socket, "1", 1)
+
+    assert (update["action"], update["fromStatus"], update["toStatus"]) == ("refunded", "PAID", "PAID")
+    assert update["invoice"]["id"] == invoice_id

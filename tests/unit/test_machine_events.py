@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.billing import BillingMonth, Costs, LicenseCounts
-from domain.invoices import Invoice, InvoiceEvent, InvoiceLifecycle, InvoiceStatus, move_invoice
+from domain.invoices import (
+    Invoice,
+    InvoiceEvent,
+    InvoiceLifecycle,
+    InvoiceStatus,
+    finalize_invoice,
+    move_invoice,
+)
 from domain.licenses import License, LicenseEvent, LicenseMachine, Transition, drive, issue_license
 from domain.payments import CardChange, PaymentMethod, card_event
 from domain.standing import (
@@ -200,3 +207,28 @@ def test_every_card_change_produces_its_payment_method_event(change: CardChange)
         LATER,
     )
     assert produced.payload == {"brand": "visa", "last4": "4242"}
+
+
+@pytest.mark.parametrize(
+    ("total", "walk"),
+    [
+        (1019, [("finalize", "draft", "open")]),
+        (0, [("finalize", "draft", "open"), ("record_payment", "open", "paid")]),
+    ],
+)
+def test_month_close_finalizes_through_the_machine_and_a_zero_invoice_is_paid_at_once(
+    total: int, walk: list[tuple[str, str, str]]
+) -> None:
+    draft = dataclasses.replace(INVOICE, total=total)
+
+    invoice, events = finalize_invoice(draft, at=LATER)
+
+    assert [(e.action, e.from_state, e.to_state) for e in events] == walk
+    assert invoice.status.value == walk[-1][2]
+    assert invoice.paid_at == (LATER if total == 0 else None)
+    assert events[0].payload == {
+        "amount": total,
+        "currency": "usd",
+        "number": "PL-A-2026-07",
+        "month": "2026-07",
+    }
