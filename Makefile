@@ -16,9 +16,9 @@ $(BIN)/licensing: pyproject.toml
 
 # localstripe runs in the background for as long as the server does (the trap stops it on exit).
 run: $(BIN)/licensing
-	@$(BIN)/python -m tests.localstripe_server --port $(STRIPE_PORT) --from-scratch > .localstripe.log 2>&1 & \
+	@$(BIN)/python -m app.devstripe --port $(STRIPE_PORT) --from-scratch > .localstripe.log 2>&1 & \
 	stripe_pid=$$!; trap 'kill $$stripe_pid 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/python -m tests.localstripe_server wait $(STRIPE_PORT); \
+	$(BIN)/python -m app.devstripe wait $(STRIPE_PORT); \
 	export STRIPE_API_BASE=$${STRIPE_API_BASE:-http://127.0.0.1:$(STRIPE_PORT)}; \
 	export LICENSING_SANDBOX=$${LICENSING_SANDBOX:-1}; \
 	$(BIN)/licensing demo --port $(PORT) && $(BIN)/licensing serve --port $(PORT)

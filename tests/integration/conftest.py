@@ -17,6 +17,7 @@ import websockets
 from starlette.applications import Starlette
 
 from app.demo import DEMO_CATALOG
+from app.devstripe import LocalStripe, free_port
 from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
@@ -26,7 +27,6 @@ from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
-from tests.localstripe_server import LocalStripe, free_port
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
+from app.devstripe import LocalStripe
 from tests.integration.conftest import STRIPE_API_KEY, Api
-from tests.localstripe_server import LocalStripe
 
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"

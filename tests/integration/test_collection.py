@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.devstripe import LocalStripe, free_port
 from app.http import create_app
 from domain.clock import SettableClock
 from domain.invoices import InvoiceStatus
@@ -43,7 +44,6 @@ from tests.integration.payment_operations import (
     payload,
     standing,
 )
-from tests.localstripe_server import LocalStripe, free_port
 
 POLICY = CollectionPolicy()
 

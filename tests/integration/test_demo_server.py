@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.devstripe import LocalStripe, free_port
 from tests.conftest import ON_POSTGRES
 from tests.integration.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
-from tests.localstripe_server import LocalStripe, free_port
 
 LICENSING = [sys.executable, "-m", "app.cli"]
 ROOT = Path(__file__).resolve().parents[2]
