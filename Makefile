@@ -6,7 +6,7 @@ PORT ?= 8000
 # localstripe (a fake Stripe from the dev extras) serves the demo's payments; its state lives in memory.
 STRIPE_PORT ?= 8420
 
-.PHONY: run test test-postgres lint bench schema clean
+.PHONY: run test test-postgres lint bench schema clean graphiql-assets
 
 $(BIN)/licensing: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,7 @@ schema: $(BIN)/licensing
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# GraphiQL's browser files at pinned versions from the npm registry (committed: `make run` needs no step).
+graphiql-assets: $(BIN)/licensing
+	$(BIN)/python -m app.graphiql_assets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,13 @@ class LicensingSchema(strawberry.Schema):
         return None
 
 
-def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
-    """The schema; every document is bounded by `limits` before it is validated (see schema.limits)."""
+def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = ()) -> strawberry.Schema:
+    """The schema; every document is bounded by `limits` before it is validated (see schema.limits).
+
+    `observers` (the app's logging and metrics extensions) run outermost: they see masked errors."""
     limits = limits or QueryLimits()
     extensions: list[Any] = [
+        *observers,
         # The parser stops after this many tokens: parsing is bounded before anything else runs.
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: QueryGate(limits),
