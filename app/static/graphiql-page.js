@@ -3,12 +3,13 @@
   "use strict";
 
   var EXAMPLE_QUERY = [
-    "# partner-licensing GraphiQL.",
+    "# partner-licensing",
     "#",
-    "# Send your API token: open the Headers tab below and paste",
+    "# Your API token goes in the Headers tab below:",
     '#   {"Authorization": "Bearer <token>"}',
-    "# (`make run` prints a demo partner token and a staff token).",
-    "# Subscriptions (licenseEvents, standingChanged, invoiceUpdated) use the same header.",
+    "# (`make run` prints a partner and a staff token).",
+    "# Subscriptions (licenseEvents, standingChanged,",
+    "# invoiceUpdated) send the same header.",
     "",
     "{",
     "  viewer { id name billingZone currency standing { state } }",
