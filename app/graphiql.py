@@ -3,9 +3,9 @@
 GET /graphql from a browser (Accept: text/html) answers the page; the page loads React, GraphiQL and the
 explorer plugin from /static/graphiql/ (fetched by `make graphiql-assets`, see app/graphiql_assets.py),
 each with its Subresource-Integrity hash from the manifest, then app/static/graphiql-page.js starts it.
-Nothing comes from another origin, so the Content-Security-Policy allows only 'self' (and `data:` images,
-for the icons and fonts GraphiQL's stylesheet embeds). `LICENSING_GRAPHIQL=0` turns the page and its files off
-(404); the API is unaffected.
+Nothing comes from another origin, so the Content-Security-Policy allows only 'self' (plus `data:` images
+and fonts: GraphiQL's stylesheet embeds its icons and fonts as data URLs; no inline script or style).
+`LICENSING_GRAPHIQL=0` turns the page and its files off (404); the API is unaffected.
 """
 
 from __future__ import annotations

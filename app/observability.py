@@ -160,7 +160,7 @@ def root_fields(execution_context: Any) -> str:
     """The operation's root fields (bounded by the schema, unlike client-chosen operation names)."""
     document = execution_context.graphql_document
     if document is None:
-        return "unparsed"
+        return "invalid"
     names: set[str] = set()
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
@@ -169,6 +169,16 @@ def root_fields(execution_context: Any) -> str:
     if not names:
         return "none"
     return ",".join(sorted(names)) if len(names) <= 3 else "several"
+
+
+def operation_kind(execution_context: Any) -> str:
+    """query, mutation or subscription; `invalid` for a document refused before it was understood."""
+    if execution_context.graphql_document is None:
+        return "invalid"
+    try:
+        return str(execution_context.operation_type.value)
+    except RuntimeError:  # e.g. an operationName the document does not define
+        return "invalid"
 
 
 def error_codes(result: Any) -> Iterator[str]:
@@ -204,7 +214,7 @@ class OperationObserver(SchemaExtension):
         record.partner_id = getattr(principal, "partner_id", None)
         fields = root_fields(self.execution_context)
         record.operation = self.execution_context.operation_name or fields
-        kind = self.execution_context.operation_type.value
+        kind = operation_kind(self.execution_context)
         result = self.execution_context.result
         if kind == "subscription" or result is None:
             return

@@ -353,6 +353,7 @@ class DemoServer:
     base: str
     printed: str
     log: Path
+    process: subprocess.Popen[bytes]
 
     def printed_token(self, who: str) -> str:
         """The `partner` or `staff` token the demo printed."""
@@ -385,7 +386,7 @@ def server(demo_env: dict[str, str], tmp_path: Path) -> Iterator[DemoServer]:
                 time.sleep(0.1)
         else:
             raise AssertionError("uvicorn did not start")
-        yield DemoServer(base, printed, log)
+        yield DemoServer(base, printed, log, process)
     finally:
         process.terminate()
         process.wait(timeout=10)
