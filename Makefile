@@ -6,13 +6,21 @@ PORT ?= 8000
 # localstripe (a fake Stripe from the dev extras) serves the demo's payments; its state lives in memory.
 STRIPE_PORT ?= 8420
 
-.PHONY: run test test-postgres lint bench schema clean graphiql-assets
+.PHONY: run test test-postgres lint bench schema clean graphiql-assets lock
 
-$(BIN)/licensing: pyproject.toml
+# requirements.lock pins every package (dev extras included) at the versions CI last resolved; it is
+# applied as constraints, so a dependency added to pyproject.toml before `make lock` still installs.
+$(BIN)/licensing: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $@
+
+# Re-resolve the lock from pyproject.toml's ranges (after adding or bumping a dependency).
+lock: $(BIN)/licensing
+	$(BIN)/pip install --quiet "pip-tools>=7.4,<8"
+	$(BIN)/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 # localstripe runs in the background for as long as the server does (the trap stops it on exit).
 run: $(BIN)/licensing

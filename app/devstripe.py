@@ -3,9 +3,9 @@
 `python -m app.devstripe --port N --from-scratch` serves it from memory only (and
 `python -m app.devstripe wait N` waits until it answers; `make run` uses both): stock
 localstripe pickles its whole store to the fixed path /tmp/localstripe.pickle after every write, which
-engineers and CI runs on one machine would share. `make run`, the test fixtures and the benchmarks start
-it; nothing in the service's runtime imports this module (it ships in the package so that `make run`
-needs nothing from tests/).
+engineers and CI runs on one machine would share. `make run` and the test fixtures start it; nothing in
+the service's runtime imports this module (it ships in the package so that `make run` needs nothing
+from tests/).
 
 What localstripe 1.15 does (checked against it; tests/integration/test_stripe_gateway.py pins most):
 - Idempotency-Key is ignored: the same key twice makes two PaymentIntents. Our attempt rows are the guard.

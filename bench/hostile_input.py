@@ -33,6 +33,7 @@ def fragment_bomb(n: int) -> str:
 
 def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bench.db'}", PYTHONPATH=str(ROOT))
+    env["LICENSING_LOG_LEVEL"] = "warning"  # one log line per request would print thousands of lines
     licensing = [sys.executable, "-m", "app.cli"]
     subprocess.run([*licensing, "migrate"], env=env, cwd=workdir, check=True, capture_output=True)
     return subprocess.Popen(
