@@ -20,34 +20,17 @@ import time
 from pathlib import Path
 
 import httpx
-from playwright.async_api import async_playwright
 
+from app.devbrowser import chromium_page
 from app.devstripe import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 async def graphiql_rendered(url: str, profile: Path) -> None:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(profile), executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, headless=True
-        )
-        try:
-            page = browser.pages[0] if browser.pages else await browser.new_page()
-            await page.goto(url)
-            await page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=60_000)
-        finally:
-            await browser.close()
+    async with chromium_page(profile) as page:
+        await page.goto(url)
+        await page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=60_000)
 
 
 def main() -> None:

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import Page
 
+from app.devbrowser import CHROMIUM, chromium_page
 from app.devstripe import LocalStripe
 from app.graphiql import CONTENT_SECURITY_POLICY
 from app.graphiql_assets import ASSETS_DIR, MANIFEST, PACKAGES, sri_sha512
@@ -24,18 +25,6 @@ from tests.conftest import ON_POSTGRES
 from tests.integration.conftest import Api, DemoServer, stripe_settings
 
 HTML = {"Accept": "text/html"}
-CHROMIUM = "/usr/bin/chromium"
-# No GPU, no network but the server, no first-run or update traffic, a fresh profile (given below).
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_every_graphiql_file_matches_its_manifest_and_has_its_licence_beside_it() -> None:
@@ -88,24 +77,14 @@ async def test_graphiql_turned_off_answers_404_and_the_api_still_works(
 
 
 @pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    """Debian's Chromium, headless, on a fresh profile (Playwright drives it; it downloads no browser)."""
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    """A page in Debian's Chromium, headless, on a fresh profile."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             raise AssertionError(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_FLAGS,
-            headless=True,
-            viewport={"width": 1400, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
+    async with chromium_page(tmp_path / "chromium-profile") as opened:
+        yield opened
 
 
 async def type_into(page: Page, editor: str, text: str) -> None:
@@ -149,10 +128,9 @@ async def wait_for_a_subscriber(base: str, page: Page) -> None:
 
 @pytest.mark.skipif(ON_POSTGRES, reason="the demo runs on SQLite; this pass already ran it")
 async def test_graphiql_in_chromium_queries_with_the_token_and_shows_a_live_license_event(
-    server: DemoServer, browser: BrowserContext, tmp_path: Path
+    server: DemoServer, page: Page, tmp_path: Path
 ) -> None:
     partner_token = server.printed_token("partner")
-    page = browser.pages[0] if browser.pages else await browser.new_page()
     console: list[str] = []
     origins: set[str] = set()
     page.on("console", lambda message: console.append(message.text))
