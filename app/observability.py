@@ -223,6 +223,9 @@ class OperationObserver(SchemaExtension):
             self.metrics.errors.labels(code).inc()
 
 
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class RequestObserver:
     """ASGI middleware (inside RequestEdge, which assigns the request id): record, access log, metrics."""
 
@@ -261,7 +264,10 @@ class RequestObserver:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.http_seconds.labels(route, str(status)).observe(elapsed)
-            log.info(
+            # Probes and scrapes come every few seconds: their lines only at debug level.
+            level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+            log.log(
+                level,
                 "request",
                 extra={
                     "method": scope["method"],
