@@ -6,19 +6,27 @@ PORT ?= 8000
 # localstripe (a fake Stripe from the dev extras) serves the demo's payments; its state lives in memory.
 STRIPE_PORT ?= 8420
 
-.PHONY: run test test-postgres lint bench schema clean
+.PHONY: run test test-postgres lint bench schema clean graphiql-assets lock
 
-$(BIN)/licensing: pyproject.toml
+# requirements.lock pins every package (dev extras included) at the versions CI last resolved; it is
+# applied as constraints, so a dependency added to pyproject.toml before `make lock` still installs.
+$(BIN)/licensing: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $@
+
+# Re-resolve the lock from pyproject.toml's ranges (after adding or bumping a dependency).
+lock: $(BIN)/licensing
+	$(BIN)/pip install --quiet "pip-tools>=7.4,<8"
+	$(BIN)/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 # localstripe runs in the background for as long as the server does (the trap stops it on exit).
 run: $(BIN)/licensing
-	@$(BIN)/python -m tests.localstripe_server --port $(STRIPE_PORT) --from-scratch > .localstripe.log 2>&1 & \
+	@$(BIN)/python -m app.devstripe --port $(STRIPE_PORT) --from-scratch > .localstripe.log 2>&1 & \
 	stripe_pid=$$!; trap 'kill $$stripe_pid 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/python -m tests.localstripe_server wait $(STRIPE_PORT); \
+	$(BIN)/python -m app.devstripe wait $(STRIPE_PORT); \
 	export STRIPE_API_BASE=$${STRIPE_API_BASE:-http://127.0.0.1:$(STRIPE_PORT)}; \
 	export LICENSING_SANDBOX=$${LICENSING_SANDBOX:-1}; \
 	$(BIN)/licensing demo --port $(PORT) && $(BIN)/licensing serve --port $(PORT)
@@ -39,3 +47,7 @@ schema: $(BIN)/licensing
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# GraphiQL's browser files at pinned versions from the npm registry (committed: `make run` needs no step).
+graphiql-assets: $(BIN)/licensing
+	$(BIN)/python -m app.graphiql_assets

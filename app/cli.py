@@ -10,10 +10,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
+
 from app.catalog import load_catalog
 from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
+from app.observability import logging_config
 from app.settings import InsecureSettings, Settings
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
@@ -42,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args, Settings.from_env()) or 0)
+        settings = Settings.from_env()
+    except ValueError as error:
+        print(f"error: bad setting: {error}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.run(args, settings) or 0)
     except DomainError as error:
         print(f"error: {error.code.value}: {error.message}", file=sys.stderr)
         return 1
@@ -130,12 +138,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     settings.require_own_stripe_secrets()  # before any worker starts, with a message, not a traceback
+    if args.workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
+        print(
+            f"error: --workers {args.workers} needs PostgreSQL: on SQLite a commit wakes only the "
+            "subscriptions of the worker that made it (wake-ups are in-process), so the others would miss "
+            "live events. Serve SQLite with one worker, or set DATABASE_URL=postgresql+asyncpg://...",
+            file=sys.stderr,
+        )
+        return 2
     uvicorn.run(
         "app.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         lifespan="on",
+        # JSON lines (or plain text) with the request id, partner and operation; see app.observability.
+        log_config=logging_config(settings.log_format, settings.log_level),
+        access_log=False,
         # Events are small JSON: per-message deflate would cost CPU per delivery and ~100 KiB per socket.
         ws_per_message_deflate=False,
     )

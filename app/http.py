@@ -1,5 +1,5 @@
 """The Starlette application: /graphql (HTTP, GraphiQL, websockets), /webhooks/stripe, invoice CSV and PDF
-downloads, /healthz."""
+downloads, probes, metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -22,8 +23,11 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.graphiql import GraphiQLPage
 from app.invoice_pdf import render_invoice_pdf
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
+from app.observability import Metrics, OperationObserver, RequestObserver
+from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
@@ -49,6 +53,13 @@ class Services:
         self.clock = clock
         self.gateway = gateway
         self.collection = settings.collection_policy()
+        # PostgreSQL: the NOTIFY listener while the app runs (readiness and metrics look at it).
+        self.feed_listener: PostgresListener | None = None
+
+    def feed_listener_up(self) -> bool:
+        return self.database.is_sqlite or (
+            self.feed_listener is not None and self.feed_listener.connected.is_set()
+        )
 
 
 def make_gateway(settings: Settings) -> StripeGateway:
@@ -72,10 +83,12 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class LicensingGraphQL(GraphQL[RequestContext, None]):
-    def __init__(self, services: Services, **options: Any) -> None:
+    def __init__(self, services: Services, metrics: Metrics, **options: Any) -> None:
         settings = services.settings
         super().__init__(
-            build_schema(settings.query_limits),
+            build_schema(settings.query_limits, observers=[lambda: OperationObserver(metrics=metrics)]),
+            # Off (LICENSING_GRAPHIQL=0): a browser's GET /graphql is a 404; the API is unchanged.
+            graphql_ide="graphiql" if settings.graphiql else None,
             allowed_origins=settings.websocket_origins,
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
             keep_alive=True,
@@ -83,6 +96,12 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             **options,
         )
         self.services = services
+        self.graphiql_page = GraphiQLPage() if settings.graphiql else None
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our own page with its files from the package, not Strawberry's page loading a CDN."""
+        assert self.graphiql_page is not None  # Strawberry asks only when graphql_ide is set
+        return self.graphiql_page.response()
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
         """Authenticate a websocket from `connection_params.authorization`; refuse it (4403) otherwise."""
@@ -168,6 +187,22 @@ def refusal(error: DomainError) -> JSONResponse:
     return JSONResponse({"code": error.code.value, "message": error.message}, status_code=status)
 
 
+def cors_middleware(settings: Settings) -> list[Middleware]:
+    """CORS for a frontend on another origin: only the listed origins get CORS headers (none if empty)."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id"],
+            max_age=600,
+        )
+    ]
+
+
 def tune_garbage_collection(gen0_threshold: int) -> None:
     """Collect less often than CPython's default (700 allocations): a month's estimate or close makes
     ~100k objects that live for the whole request, and each young collection re-walks them."""
@@ -189,14 +224,17 @@ def create_app(
         clock or make_clock(settings),
         gateway if gateway is not None else make_gateway(settings),
     )
-    graphql = LicensingGraphQL(services)
+    metrics = Metrics(services.database.signal.waiting, services.feed_listener_up)
+    graphql = LicensingGraphQL(services, metrics)
+    readiness = Readiness(
+        services.database,
+        StripeProbe(settings.stripe_api_base, settings.stripe_api_key),
+        services.feed_listener_up,
+    )
 
     async def healthz(_request: Request) -> JSONResponse:
-        reachable = await services.database.is_reachable()
-        return JSONResponse(
-            {"status": "ok" if reachable else "degraded", "database": reachable},
-            status_code=200 if reachable else 503,
-        )
+        """Liveness only: the process answers. Whether it can serve is /readyz."""
+        return JSONResponse({"status": "ok"})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -207,6 +245,7 @@ def create_app(
                 settings.database_url, services.database.signal, retry_seconds=settings.feed_retry_seconds
             )
             listener.start()
+            services.feed_listener = listener
         try:
             yield
         finally:
@@ -264,14 +303,19 @@ def create_app(
             Route("/invoices/{invoice_id}.pdf", invoice_pdf),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/readyz", readiness.endpoint),
+            *([Route("/metrics", metrics.endpoint)] if settings.metrics else []),
+            *(GraphiQLPage.routes() if settings.graphiql else []),
         ],
         lifespan=lifespan,
         middleware=[
+            *cors_middleware(settings),
             Middleware(
                 RequestEdge,
                 max_body_bytes=settings.max_body_bytes,
                 timeout_seconds=settings.request_timeout_seconds,
-            )
+            ),
+            Middleware(RequestObserver, metrics=metrics),
         ],
     )
     app.state.services = services

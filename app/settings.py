@@ -33,6 +33,19 @@ def _flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _origins(name: str) -> tuple[str, ...]:
+    """A comma-separated list of browser origins (`https://portal.example.com`)."""
+    return tuple(origin.strip() for origin in os.environ.get(name, "").split(",") if origin.strip())
+
+
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    """One of `allowed` (lower case; the variable's case does not matter)."""
+    value = os.environ.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -49,6 +62,15 @@ class Settings:
     # only, other origins get a 403 handshake; non-browser clients send no Origin and are let in.
     websocket_origins: tuple[str, ...] = ()
     max_subscriptions_per_connection: int = 20
+    # Origins whose browser pages may call the HTTP API (CORS). Empty: no CORS headers for anyone.
+    cors_origins: tuple[str, ...] = ()
+    # GraphiQL at GET /graphql for browsers (off in production if it should not be exposed).
+    graphiql: bool = True
+    # Prometheus metrics at /metrics.
+    metrics: bool = True
+    # `licensing serve` logs one JSON object per line ("json") or plain lines ("text").
+    log_format: str = "json"
+    log_level: str = "info"
     # PostgreSQL: how long the NOTIFY listener waits before reconnecting after losing its connection.
     feed_retry_seconds: float = 0.5
     # Stripe, or localstripe in tests and the demo (started by the test fixtures and `make run`).
@@ -109,12 +131,13 @@ class Settings:
             max_body_bytes=int(os.environ.get("LICENSING_MAX_BODY_BYTES", "1048576")),
             request_timeout_seconds=float(os.environ.get("LICENSING_REQUEST_TIMEOUT_SECONDS", "30")),
             gc_gen0_threshold=int(os.environ.get("LICENSING_GC_GEN0_THRESHOLD", "50000")),
-            websocket_origins=tuple(
-                origin.strip()
-                for origin in os.environ.get("LICENSING_WEBSOCKET_ORIGINS", "").split(",")
-                if origin.strip()
-            ),
+            websocket_origins=_origins("LICENSING_WEBSOCKET_ORIGINS"),
             max_subscriptions_per_connection=int(os.environ.get("LICENSING_MAX_SUBSCRIPTIONS", "20")),
+            cors_origins=_origins("LICENSING_CORS_ORIGINS"),
+            graphiql=_flag("LICENSING_GRAPHIQL", default=True),
+            metrics=_flag("LICENSING_METRICS", default=True),
+            log_format=_choice("LICENSING_LOG_FORMAT", ("json", "text"), "json"),
+            log_level=_choice("LICENSING_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
             feed_retry_seconds=float(os.environ.get("LICENSING_FEED_RETRY_SECONDS", "0.5")),
             stripe_api_key=os.environ.get("STRIPE_API_KEY") or DEFAULT_STRIPE_API_KEY,
             stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",

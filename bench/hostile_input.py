@@ -39,6 +39,7 @@ def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         LICENSING_SANDBOX="1",
         PYTHONPATH=str(ROOT),
     )
+    env["LICENSING_LOG_LEVEL"] = "warning"  # one log line per request would print thousands of lines
     licensing = [sys.executable, "-m", "app.cli"]
     subprocess.run([*licensing, "migrate"], env=env, cwd=workdir, check=True, capture_output=True)
     return subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,16 @@ class LicensingSchema(strawberry.Schema):
         return None
 
 
-def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
-    """The schema; every document is bounded by `limits` before it is validated (see schema.limits)."""
+def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = ()) -> strawberry.Schema:
+    """The schema; every document is bounded by `limits` before it is validated (see schema.limits).
+
+    `observers` (the app's logging and metrics extensions) run outermost: they see masked errors."""
     limits = limits or QueryLimits()
     verdicts = DocumentVerdicts()
     # Order matters: each hook runs in this order. The gate measures the text before the parser
     # cache parses it and the document before the validation cache validates it.
     extensions: list[Any] = [
+        *observers,
         # The parser stops after this many tokens: parsing is bounded before anything else runs.
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: QueryGate(limits, verdicts),

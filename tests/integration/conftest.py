@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +23,7 @@ import websockets
 from starlette.applications import Starlette
 
 from app.demo import DEMO_CATALOG
+from app.devstripe import LocalStripe, free_port
 from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
@@ -28,7 +35,6 @@ from persistence.unit_of_work import UnitOfWork
 from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
-from tests.localstripe_server import LocalStripe, free_port
 
 
 @dataclass
@@ -319,3 +325,83 @@ async def add_card(
 @pytest.fixture
 async def good_partner(api: Api, staff_token: str, database: Database, clock: SettableClock) -> PartnerAccess:
     return await enrol_in_good_standing(api, staff_token, database, clock)
+
+
+LICENSING = [sys.executable, "-m", "app.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stripe_env(localstripe: LocalStripe) -> dict[str, str]:
+    return {
+        "STRIPE_API_BASE": localstripe.base_url,
+        "STRIPE_API_KEY": STRIPE_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+    }
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path, localstripe: LocalStripe) -> dict[str, str]:
+    # Like `make run`: localstripe is up before the demo is seeded.
+    env = dict(os.environ, LICENSING_SANDBOX="1", PYTHONPATH=str(ROOT), **stripe_env(localstripe))
+    # The demo always runs on its own SQLite file, like `make run` on a fresh clone.
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    return env
+
+
+def run_demo(env: dict[str, str], tmp_path: Path, port: int) -> str:
+    done = subprocess.run(
+        [*LICENSING, "demo", "--access-file", str(tmp_path / "access.json"), "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
+
+
+@dataclass
+class DemoServer:
+    """`make run`'s server: its address, what the demo printed (tokens), and its log file."""
+
+    base: str
+    printed: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def printed_token(self, who: str) -> str:
+        """The `partner` or `staff` token the demo printed."""
+        found = re.search(rf"{who} token:\s+(\S+)", self.printed)
+        assert found, self.printed
+        return found.group(1)
+
+
+@pytest.fixture
+def server(demo_env: dict[str, str], tmp_path: Path) -> Iterator[DemoServer]:
+    """The demo seeded and served by the `licensing` CLI in a subprocess, as `make run` does."""
+    port = free_port()
+    printed = run_demo(demo_env, tmp_path, port)
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*LICENSING, "serve", "--port", str(port)],
+            env=demo_env,
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("uvicorn did not start")
+        yield DemoServer(base, printed, log, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from app.devstripe import LocalStripe
 from domain.clock import SettableClock
 from domain.payments import PaymentAttempt
 from payments.webhooks import sign_webhook
@@ -23,7 +24,6 @@ from tests.integration.conftest import (
     enrol,
 )
 from tests.integration.license_operations import issue
-from tests.localstripe_server import LocalStripe
 
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from app.devstripe import LocalStripe
 from domain.payments import AttemptStatus
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
@@ -23,7 +24,6 @@ from tests.integration.payment_operations import (
     payload,
     standing,
 )
-from tests.localstripe_server import LocalStripe
 
 ADVANCE = "mutation($to: DateTime!) { advanceSandboxClock(input: {to: $to}) { now errors { code } } }"
 BACKUP_MICROS = 328767

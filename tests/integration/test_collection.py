@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from app.devstripe import LocalStripe, free_port
 from app.http import create_app
 from domain.clock import SettableClock
 from domain.payments import AttemptStatus, CollectionPolicy
@@ -47,7 +48,6 @@ from tests.integration.payment_operations import (
     standing,
     stripe_object,
 )
-from tests.localstripe_server import LocalStripe, free_port
 
 POLICY = CollectionPolicy()
 

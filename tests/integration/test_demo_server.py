@@ -3,86 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.devstripe import LocalStripe, free_port
 from tests.conftest import ON_POSTGRES
-from tests.integration.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
-from tests.localstripe_server import LocalStripe, free_port
-
-LICENSING = [sys.executable, "-m", "app.cli"]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def stripe_env(localstripe: LocalStripe) -> dict[str, str]:
-    return {
-        "STRIPE_API_BASE": localstripe.base_url,
-        "STRIPE_API_KEY": STRIPE_API_KEY,
-        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
-    }
-
-
-@pytest.fixture
-def demo_env(tmp_path: Path, localstripe: LocalStripe) -> dict[str, str]:
-    # Like `make run`: localstripe is up before the demo is seeded.
-    env = dict(os.environ, LICENSING_SANDBOX="1", PYTHONPATH=str(ROOT), **stripe_env(localstripe))
-    # The demo always runs on its own SQLite file, like `make run` on a fresh clone.
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
-    return env
-
-
-def run_demo(env: dict[str, str], tmp_path: Path, port: int) -> str:
-    done = subprocess.run(
-        [*LICENSING, "demo", "--access-file", str(tmp_path / "access.json"), "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return done.stdout
-
-
-@pytest.fixture
-def server(demo_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    printed = run_demo(demo_env, tmp_path, port)
-    process = subprocess.Popen(
-        [*LICENSING, "serve", "--port", str(port)],
-        env=demo_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("uvicorn did not start")
-        yield base, printed
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+from tests.integration.conftest import LICENSING, DemoServer, run_demo, stripe_env
 
 
 @pytest.mark.skipif(ON_POSTGRES, reason="the demo runs on SQLite; this pass already ran it")
-def test_demo_prints_graphiql_tokens_and_a_working_example(server: tuple[str, str]) -> None:
-    base, printed = server
+def test_demo_prints_graphiql_tokens_and_a_working_example(server: DemoServer) -> None:
+    base, printed = server.base, server.printed
     assert f"GraphiQL:        {base}/graphql" in printed
     partner_token = re.search(r"partner token:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
     staff_token = re.search(r"staff token:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from app.devstripe import LocalStripe
 from app.http import create_app
 from domain.billing import BillingMonth
 from domain.clock import SettableClock
@@ -21,7 +22,6 @@ from resolvers.billing import CloseOutcome, close_partner_month
 from tests.conftest import scratch_database_url
 from tests.integration.conftest import Api, add_card, stripe_settings
 from tests.integration.license_operations import issue
-from tests.localstripe_server import LocalStripe
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "app" / "catalog.toml"

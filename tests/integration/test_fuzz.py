@@ -25,10 +25,10 @@ from graphql import get_introspection_query, graphql_sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.devstripe import LocalStripe, free_port
 from schema.build import build_schema
 from tests.conftest import scratch_database_url
 from tests.integration.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
-from tests.localstripe_server import LocalStripe, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("LICENSING_FUZZ_EXAMPLES", "12"))

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.devstripe import LocalStripe
 from app.http import create_app
 from app.settings import Settings
 from persistence.database import Database
@@ -27,7 +28,6 @@ from tests.integration.conftest import (
     enrol_in_good_standing,
     stripe_settings,
 )
-from tests.localstripe_server import LocalStripe
 
 
 def fragment_bomb(n: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from app.devstripe import LocalStripe
 from domain.clock import SettableClock
 from domain.payments import CollectionPolicy
 from payments.stripe_gateway import StripeGateway
@@ -34,7 +35,6 @@ from tests.integration.payment_operations import (
     standing,
     stripe_object,
 )
-from tests.localstripe_server import LocalStripe
 
 PARTNER_VIEW = "query($id: ID!) { invoice(id: $id) { refundedAmount { amount } refunds { reason } } }"
 

@@ -68,12 +68,3 @@ async def test_unexpected_failure_is_masked_with_a_request_id(tmp_path: Path, cl
 async def test_every_response_carries_a_request_id(api: Api) -> None:
     response = await api.client.post("/graphql", json={"query": "{ support { email } }"})
     assert len(response.headers["x-request-id"]) == 32
-
-
-async def test_healthz_reports_the_database(api: Api, tmp_path: Path) -> None:
-    healthy = await api.client.get("/healthz")
-    assert (healthy.status_code, healthy.json()) == (200, {"status": "ok", "database": True})
-    broken = create_app(own_secrets(database_url=f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such.db'}"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=broken), base_url="http://t") as client:
-        down = await client.get("/healthz")
-    assert (down.status_code, down.json()) == (503, {"status": "degraded", "database": False})

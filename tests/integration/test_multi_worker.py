@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from app.demo import DEMO_CATALOG
+from app.devstripe import free_port
 from domain.standing import StandingEvent
 from persistence import migrate
 from persistence.database import Database
@@ -30,7 +31,6 @@ from tests.conftest import ON_POSTGRES, POSTGRES_URL, scratch_database_url
 from tests.integration.conftest import Api, GraphQLSocket
 from tests.integration.license_operations import REVOKE, UNASSIGN, assign, fresh_site, issue, mutate
 from tests.integration.test_subscriptions import LICENSE_EVENTS, auth, connected, event_cursor, items
-from tests.localstripe_server import free_port
 
 pytestmark = pytest.mark.skipif(
     not ON_POSTGRES, reason="several workers need PostgreSQL (NOTIFY); SQLite is served by one process"

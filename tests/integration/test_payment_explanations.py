@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.devstripe import LocalStripe
 from domain.clock import SettableClock
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
@@ -20,7 +21,6 @@ from tests.integration.payment_operations import (
     payload,
     standing,
 )
-from tests.localstripe_server import LocalStripe
 
 EXPLAINED = """
 query($id: ID!) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.devstripe import LocalStripe
 from domain.clock import SettableClock
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
@@ -20,7 +21,6 @@ from tests.integration.payment_operations import (
     standing,
     stripe_object,
 )
-from tests.localstripe_server import LocalStripe
 
 
 async def customer_of(localstripe: LocalStripe, card_id: str) -> str:

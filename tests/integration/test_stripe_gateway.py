@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.devstripe import LocalStripe, free_port
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import GatewayRefused, GatewayUnavailable, WebhookRejected
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import sign_webhook
 from tests.charges import charge
-from tests.localstripe_server import LocalStripe, free_port
 
 API_KEY = "sk_test_gateway"
 PUBLISHABLE_KEY = "pk_test_gateway"

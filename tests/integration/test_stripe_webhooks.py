@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.devstripe import LocalStripe
 from domain.clock import SettableClock
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
@@ -30,7 +31,6 @@ from tests.integration.payment_operations import (
     signed_event,
     stripe_object,
 )
-from tests.localstripe_server import LocalStripe
 
 
 async def paid_july(

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import websockets
 
+from app.devstripe import LocalStripe
 from app.http import create_app
 from domain.clock import SettableClock
 from tests.integration.conftest import GraphQLSocket, PartnerAccess, serve, stripe_settings
-from tests.localstripe_server import LocalStripe
 
 
 async def test_a_partner_token_in_connection_params_is_acknowledged(

@@ -1,9 +1,11 @@
-"""localstripe (a stateful fake Stripe from PyPI) as a subprocess on a free local port.
+"""A development tool: localstripe (a stateful fake Stripe from PyPI, in the dev extras) on a local port.
 
-`python -m tests.localstripe_server --port N --from-scratch` serves it from memory only (and
-`python -m tests.localstripe_server wait N` waits until it answers; `make run` uses both): stock
+`python -m app.devstripe --port N --from-scratch` serves it from memory only (and
+`python -m app.devstripe wait N` waits until it answers; `make run` uses both): stock
 localstripe pickles its whole store to the fixed path /tmp/localstripe.pickle after every write, which
-engineers and CI runs on one machine would share. Nothing in the service's runtime imports this module.
+engineers and CI runs on one machine would share. `make run` and the test fixtures start it; nothing in
+the service's runtime imports this module (it ships in the package so that `make run` needs nothing
+from tests/).
 
 What localstripe 1.15 does (checked against it; tests/integration/test_stripe_gateway.py pins most):
 - Idempotency-Key is ignored: the same key twice makes two PaymentIntents. Our attempt rows are the guard.
@@ -55,7 +57,7 @@ class LocalStripe:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.localstripe_server", "--port", str(port), "--from-scratch"],
+            [sys.executable, "-m", "app.devstripe", "--port", str(port), "--from-scratch"],
             cwd=ROOT,
             stdout=log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,

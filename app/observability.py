@@ -1,0 +1,278 @@
+"""Production signals: JSON logs carrying the request id, partner and operation; Prometheus metrics.
+
+Every HTTP request and websocket gets a `RequestRecord` (in a context variable) that the GraphQL
+extension fills in with the partner and the operation; every log line written while it runs carries
+them, and one `request` line closes each HTTP request with its status and duration.
+
+Metrics live in a registry per app (so tests can run many apps in one process) and are served at
+/metrics in Prometheus' text format. With `--workers > 1` each worker answers for itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from graphql import OperationDefinitionNode
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+from app.limits import request_id_for
+
+log = logging.getLogger("licensing.http")
+
+
+@dataclass
+class RequestRecord:
+    """Who asked for what, for the log lines of one request (or of one websocket operation)."""
+
+    request_id: str
+    partner_id: str | None = None
+    operation: str | None = None
+
+
+CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("licensing_request", default=None)
+# Standard LogRecord attributes; anything else passed as `extra=` is written as a JSON field.
+# (uvicorn adds `color_message`, its message with terminal colours.)
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request's ids, and any `extra`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        current = CURRENT_REQUEST.get()
+        if current is not None:
+            entry.update(
+                request_id=current.request_id, partner_id=current.partner_id, operation=current.operation
+            )
+        entry.update({key: value for key, value in vars(record).items() if key not in _RESERVED})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def logging_config(log_format: str, level: str) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for the server (uvicorn's loggers included): JSON or plain text."""
+    formatter: dict[str, Any] = (
+        {"()": JsonLogFormatter}
+        if log_format == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        # uvicorn's own lines go through the same handler; its access log is replaced by ours.
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+# Request latency buckets (seconds): most GraphQL reads take milliseconds, a month close seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """The app's Prometheus metrics (its own registry)."""
+
+    def __init__(
+        self, subscriptions_waiting: Callable[[], int], feed_listener_up: Callable[[], bool]
+    ) -> None:
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.operation_seconds = Histogram(
+            "licensing_graphql_operation_seconds",
+            "GraphQL operations by type and root fields: time from parse to result.",
+            ["type", "operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "licensing_graphql_errors",
+            "Errors answered, by code: GraphQL errors' extensions.code and mutation payloads' errors.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "licensing_http_request_seconds",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.open_websockets = Gauge(
+            "licensing_open_websockets", "Websocket connections open now.", registry=self.registry
+        )
+        subscriptions = Gauge(
+            "licensing_subscriptions_waiting",
+            "Subscriptions of this worker waiting for their next event (open subscriptions, idle).",
+            registry=self.registry,
+        )
+        subscriptions.set_function(subscriptions_waiting)
+        listener = Gauge(
+            "licensing_feed_listener_up",
+            "1 while the PostgreSQL LISTEN connection that wakes subscriptions is up (always 1 on SQLite).",
+            registry=self.registry,
+        )
+        listener.set_function(lambda: 1.0 if feed_listener_up() else 0.0)
+
+    def endpoint(self, _request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def root_fields(execution_context: Any) -> str:
+    """The operation's root fields (bounded by the schema, unlike client-chosen operation names)."""
+    document = execution_context.graphql_document
+    if document is None:
+        return "invalid"
+    names: set[str] = set()
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            selections = definition.selection_set.selections
+            names |= {node.name.value for node in selections if hasattr(node, "name")}
+    if not names:
+        return "none"
+    return ",".join(sorted(names)) if len(names) <= 3 else "several"
+
+
+def operation_kind(execution_context: Any) -> str:
+    """query, mutation or subscription; `invalid` for a document refused before it was understood."""
+    if execution_context.graphql_document is None:
+        return "invalid"
+    try:
+        return str(execution_context.operation_type.value)
+    except RuntimeError:  # e.g. an operationName the document does not define
+        return "invalid"
+
+
+def error_codes(result: Any) -> Iterator[str]:
+    """Codes of a result's GraphQL errors, and of its mutation payloads' `errors { code }`."""
+    for error in result.errors or []:
+        yield str((error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED"))
+    for payload in (result.data or {}).values():
+        if isinstance(payload, dict):
+            for user_error in payload.get("errors") or []:
+                if isinstance(user_error, dict) and "code" in user_error:
+                    yield str(user_error["code"])
+
+
+class OperationObserver(SchemaExtension):
+    """Names the partner and operation for the logs; times queries and mutations; counts error codes.
+
+    Listed first among the schema's extensions, so it sees errors after they were masked and coded.
+    """
+
+    def __init__(self, *, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        context = self.execution_context.context
+        record = CURRENT_REQUEST.get() or RequestRecord(getattr(context, "request_id", "unknown"))
+        if getattr(context, "over_websocket", False):
+            # Each websocket operation runs in its own task: give it its own record.
+            record = RequestRecord(record.request_id)
+            CURRENT_REQUEST.set(record)
+        yield
+        principal = getattr(context, "principal", None)
+        record.partner_id = getattr(principal, "partner_id", None)
+        fields = root_fields(self.execution_context)
+        record.operation = self.execution_context.operation_name or fields
+        kind = operation_kind(self.execution_context)
+        result = self.execution_context.result
+        if kind == "subscription" or result is None:
+            return
+        self.metrics.operation_seconds.labels(kind, fields).observe(time.perf_counter() - started)
+        for code in error_codes(result):
+            self.metrics.errors.labels(code).inc()
+
+
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RequestObserver:
+    """ASGI middleware (inside RequestEdge, which assigns the request id): record, access log, metrics."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        record = RequestRecord(request_id_for(scope))
+        token = CURRENT_REQUEST.set(record)
+        try:
+            if scope["type"] == "websocket":
+                with self.metrics.open_websockets.track_inprogress():
+                    await self.app(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
+        finally:
+            CURRENT_REQUEST.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.http_seconds.labels(route, str(status)).observe(elapsed)
+            # Probes and scrapes come every few seconds: their lines only at debug level.
+            level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+            log.log(
+                level,
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
