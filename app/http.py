@@ -20,11 +20,13 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.invoice_pdf import render_invoice_pdf
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
 from app.settings import Settings
+from app.sockets import TokenBoundHandler
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import PaymentGateway, WebhookRejected
@@ -33,6 +35,7 @@ from persistence.database import Database
 from persistence.feed import PostgresListener
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
+from resolvers.license_checks import CheckLimits
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate
 from schema.build import build_schema
@@ -49,6 +52,9 @@ class Services:
         self.clock = clock
         self.gateway = gateway
         self.collection = settings.collection_policy()
+        self.license_checks = CheckLimits(
+            settings.license_checks_per_address, settings.license_checks_overall
+        )
 
 
 def make_gateway(settings: Settings) -> StripeGateway:
@@ -72,6 +78,9 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class LicensingGraphQL(GraphQL[RequestContext, None]):
+    # Only graphql-transport-ws: its handler ends a connection when the token does (app.sockets).
+    graphql_transport_ws_handler_class = TokenBoundHandler
+
     def __init__(self, services: Services, **options: Any) -> None:
         settings = services.settings
         super().__init__(
@@ -80,6 +89,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
             keep_alive=True,
             keep_alive_interval=15,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             **options,
         )
         self.services = services
@@ -90,7 +100,9 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         raw = params.get("authorization") or params.get("Authorization")
         token = bearer_token(raw) if isinstance(raw, str) and " " in raw else raw
         principal = (
-            await authenticate(self.services.database, token) if isinstance(token, str) and token else None
+            await authenticate(self.services.database, token, self.services.clock.now())
+            if isinstance(token, str) and token
+            else None
         )
         if principal is None:
             raise ConnectionRejectionError(
@@ -137,6 +149,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
         )
         context.over_websocket = isinstance(request, WebSocket)
+        context.client_address = None if request.client is None else request.client.host
         return context
 
     async def context_for(self, token: str | None, request_id: str) -> RequestContext:
@@ -144,9 +157,9 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         principal = None
         problem = None
         if token is not None:
-            principal = await authenticate(services.database, token) if token else None
+            principal = await authenticate(services.database, token, services.clock.now()) if token else None
             if principal is None:
-                problem = "The API token is malformed, unknown or revoked."
+                problem = "The API token is malformed, unknown, expired or revoked."
         return RequestContext(
             database=services.database,
             clock=services.clock,
@@ -157,6 +170,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             credential_problem=problem,
             gateway=services.gateway,
             collection=services.collection,
+            license_checks=services.license_checks,
         )
 
 

@@ -36,6 +36,7 @@ import httpx
 import websockets
 
 from app.demo import DEMO_CATALOG
+from domain.access import Role
 from domain.standing import StandingEvent
 from persistence import migrate
 from persistence.database import Database
@@ -114,7 +115,7 @@ async def seed_partners(url: str, count: int) -> list[Partner]:
                 partner = await enrol_partner(
                     uow, name=f"Bench Agency {number}", billing_zone="UTC", currency="usd", now=START
                 )
-                token = await mint_token(uow, partner_id=partner.id, staff=False, label="bench", at=START)
+                token = await mint_token(uow, partner_id=partner.id, role=Role.ADMIN, label="bench", at=START)
                 await apply_standing_event(
                     uow, partner_id=partner.id, event=StandingEvent.PAYMENT_METHOD_ADDED, at=START
                 )

@@ -10,10 +10,12 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
+from schema.access import describe_access
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoices import InvoiceQuery
+from schema.license_checks import LicenseCheckQuery
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.limits import QueryGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
@@ -21,13 +23,23 @@ from schema.payments import PaymentMutation
 from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
-from schema.tokens import TokenMutation
+from schema.tokens import TokenMutation, TokenQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
-class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery, SupportQuery, FeedQuery):
+class Query(
+    PartnerQuery,
+    ProductQuery,
+    LicenseQuery,
+    BillingQuery,
+    InvoiceQuery,
+    SupportQuery,
+    FeedQuery,
+    TokenQuery,
+    LicenseCheckQuery,
+):
     pass
 
 
@@ -49,6 +61,10 @@ class Mutation(
 )
 class Subscription(FeedSubscription):
     pass
+
+
+for root in (Query, Mutation, Subscription):
+    describe_access(root)
 
 
 class LicensingSchema(strawberry.Schema):
