@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import websockets
-from subscriptions import ISSUE, Partner, percentile, seed_partners, worker
+from subscriptions import ISSUE, Partner, on_each_database, percentile, seed_partners, worker
 
 from persistence import migrate
 
@@ -131,11 +131,7 @@ def main() -> None:
     # Measure the check itself, not the limiter refusing it.
     os.environ["LICENSING_LICENSE_CHECKS_PER_ADDRESS"] = "1000000/second"
     os.environ["LICENSING_LICENSE_CHECKS_OVERALL"] = "1000000/second"
-    with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(run(f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", "SQLite", args))
-    postgres = os.environ.get("DATABASE_URL", "")
-    if postgres.startswith("postgresql"):
-        asyncio.run(run(postgres, "PostgreSQL", args))
+    on_each_database(run, args)
 
 
 if __name__ == "__main__":
