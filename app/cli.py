@@ -18,6 +18,7 @@ from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
 from app.observability import logging_config
 from app.settings import InsecureSettings, Settings
+from domain.access import Role
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
 from domain.errors import DomainError
@@ -130,7 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--partner", metavar="ID")
     who.add_argument("--staff", action="store_true")
     create_token.add_argument("--label", default="")
+    create_token.add_argument(
+        "--role", choices=[role.value for role in Role], help="default: admin (partner) or staff_admin"
+    )
     create_token.set_defaults(run=_create_token)
+    list_tokens = token.add_parser("list", help="every token (or one partner's): id, role, label, dates")
+    list_tokens.add_argument("--partner", metavar="ID")
+    list_tokens.set_defaults(run=_list_tokens)
+    revoke_token = token.add_parser("revoke", help="stop a token now (open websockets close)")
+    revoke_token.add_argument("token_id", metavar="TOKEN_ID")
+    revoke_token.set_defaults(run=_revoke_token)
     return parser
 
 
@@ -285,8 +295,8 @@ def _create_partner(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _in_catalog(settings: Settings, step: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run one catalog step in its own transaction (all of it or nothing)."""
+def _in_transaction(settings: Settings, step: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run one administrative step in its own transaction (all of it or nothing)."""
 
     async def run() -> T:
         database = Database(settings.database_url)
@@ -303,7 +313,7 @@ def _list_products(args: argparse.Namespace, settings: Settings) -> int:
     async def read(uow: UnitOfWork) -> list[Product]:
         return await uow.products.list_all()
 
-    for listed in _in_catalog(settings, read):
+    for listed in _in_transaction(settings, read):
         retired = f"  (retired {listed.retired_at:%Y-%m-%d})" if listed.retired_at else ""
         print(f"{listed.slug}  {listed.name}{retired}")
         for price in listed.prices:
@@ -318,7 +328,7 @@ def _create_product(args: argparse.Namespace, settings: Settings) -> int:
     async def create(uow: UnitOfWork) -> Product:
         return await add_product(uow, new_product(args.slug, args.name, args.description))
 
-    print(_in_catalog(settings, create).slug)
+    print(_in_transaction(settings, create).slug)
     return 0
 
 
@@ -332,7 +342,7 @@ def _price_product(args: argparse.Namespace, settings: Settings) -> int:
     async def set_price(uow: UnitOfWork) -> bool:
         return await price_product(uow, price)
 
-    changed = _in_catalog(settings, set_price)
+    changed = _in_transaction(settings, set_price)
     print(
         f"{price.product_slug} {price.currency} {format_micros(price.daily_price_micros)}/day from "
         f"{price.effective_from.isoformat()}{'' if changed else ' (already set)'}"
@@ -344,7 +354,7 @@ def _retire_product(args: argparse.Namespace, settings: Settings) -> int:
     async def retire(uow: UnitOfWork) -> Product:
         return await retire_in_catalog(uow, args.slug, SystemClock().now())
 
-    retired = _in_catalog(settings, retire)
+    retired = _in_transaction(settings, retire)
     print(f"{retired.slug} retired at {retired.retired_at}")
     return 0
 
@@ -355,7 +365,7 @@ def _import_catalog(args: argparse.Namespace, settings: Settings) -> int:
     async def run_import(uow: UnitOfWork) -> ImportReport:
         return await import_catalog(uow, entries)
 
-    report = _in_catalog(settings, run_import)
+    report = _in_transaction(settings, run_import)
     print(
         f"{args.file}: {report.created} products created, {report.updated} updated, "
         f"{report.prices_set} prices set"
@@ -364,20 +374,44 @@ def _import_catalog(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _create_token(args: argparse.Namespace, settings: Settings) -> int:
-    async def create() -> str:
-        database = Database(settings.database_url)
-        try:
-            async with UnitOfWork(database) as uow:
-                if args.partner and await uow.partners.get(args.partner) is None:
-                    raise SystemExit(f"error: no partner '{args.partner}'")
-                token = await mint_token(
-                    uow, partner_id=args.partner, staff=args.staff, label=args.label, at=SystemClock().now()
-                )
-                return token.secret
-        finally:
-            await database.dispose()
+    role = Role(args.role) if args.role else (Role.STAFF_ADMIN if args.staff else Role.ADMIN)
+    if role.is_staff != bool(args.staff):
+        raise SystemExit(
+            f"error: the role '{role.value}' is for {'staff' if role.is_staff else 'partner'} tokens"
+        )
 
-    print(asyncio.run(create()))
+    async def create(uow: UnitOfWork) -> str:
+        if args.partner and await uow.partners.get(args.partner) is None:
+            raise SystemExit(f"error: no partner '{args.partner}'")
+        token = await mint_token(
+            uow, partner_id=args.partner, role=role, label=args.label, at=SystemClock().now()
+        )
+        return token.secret
+
+    print(_in_transaction(settings, create))
+    return 0
+
+
+def _list_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    def when(at: datetime | None) -> str:
+        return "-" if at is None else at.isoformat(timespec="seconds")
+
+    for token in _in_transaction(settings, lambda uow: uow.tokens.listed(args.partner)):
+        print(
+            f"{token.id}  {token.role.value:<13} {token.partner_id or '(staff)':<20} "
+            f"created {when(token.created_at)}  used {when(token.last_used_at)}  "
+            f"expires {when(token.expires_at)}  revoked {when(token.revoked_at)}  {token.label}"
+        )
+    return 0
+
+
+def _revoke_token(args: argparse.Namespace, settings: Settings) -> int:
+    async def revoke(uow: UnitOfWork) -> bool:
+        return await uow.tokens.revoke(args.token_id, SystemClock().now())
+
+    if not _in_transaction(settings, revoke):
+        raise SystemExit(f"error: no active token '{args.token_id}'")
+    print(f"revoked {args.token_id}")
     return 0
 
 

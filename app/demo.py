@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.catalog import packaged_catalog
+from domain.access import Role
 from domain.clock import Clock
 from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner
@@ -89,8 +90,8 @@ async def _seed_data(database: Database, clock: Clock, access_file: Path) -> Dem
         now = clock.now()
         partner = Partner(new_partner_id(), "Demo Agency", "America/New_York", "usd", now)
         await uow.partners.add(partner)
-        staff = await mint_token(uow, partner_id=None, staff=True, label="demo staff", at=now)
-        agency = await mint_token(uow, partner_id=partner.id, staff=False, label="demo partner", at=now)
+        staff = await mint_token(uow, partner_id=None, role=Role.STAFF_ADMIN, label="demo staff", at=now)
+        agency = await mint_token(uow, partner_id=partner.id, role=Role.ADMIN, label="demo partner", at=now)
         access = DemoAccess(staff.secret, partner.id, agency.secret)
         # Secrets are stored hashed, so the demo keeps its own copy to print them on every run.
         access_file.write_text(json.dumps(access.__dict__, indent=2))

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.graphiql import GraphiQLPage
@@ -29,6 +30,7 @@ from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_f
 from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
+from app.sockets import TokenBoundHandler
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import PaymentGateway, WebhookRejected
@@ -37,6 +39,7 @@ from persistence.database import Database
 from persistence.feed import PostgresListener
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
+from resolvers.license_checks import CheckLimits
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
 from schema.build import build_schema
@@ -53,6 +56,9 @@ class Services:
         self.clock = clock
         self.gateway = gateway
         self.collection = settings.collection_policy()
+        self.license_checks = CheckLimits(
+            settings.license_checks_per_address, settings.license_checks_overall
+        )
         # PostgreSQL: the NOTIFY listener while the app runs (readiness and metrics look at it).
         self.feed_listener: PostgresListener | None = None
 
@@ -83,6 +89,9 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class LicensingGraphQL(GraphQL[RequestContext, None]):
+    # Only graphql-transport-ws: its handler ends a connection when the token does (app.sockets).
+    graphql_transport_ws_handler_class = TokenBoundHandler
+
     def __init__(self, services: Services, metrics: Metrics, **options: Any) -> None:
         settings = services.settings
         super().__init__(
@@ -93,6 +102,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
             keep_alive=True,
             keep_alive_interval=15,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             **options,
         )
         self.services = services
@@ -109,7 +119,9 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         raw = params.get("authorization") or params.get("Authorization")
         token = bearer_token(raw) if isinstance(raw, str) and " " in raw else raw
         principal = (
-            await authenticate(self.services.database, token) if isinstance(token, str) and token else None
+            await authenticate(self.services.database, token, self.services.clock.now())
+            if isinstance(token, str) and token
+            else None
         )
         if principal is None:
             raise ConnectionRejectionError(
@@ -158,6 +170,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         context.over_websocket = isinstance(request, WebSocket)
         if not context.over_websocket:
             context.unread_token = bearer_token(request.headers.get("authorization"))
+        context.client_address = None if request.client is None else request.client.host
         return context
 
     async def context_for(self, token: str | None, request_id: str) -> RequestContext:
@@ -178,6 +191,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             sandbox=services.settings.sandbox,
             gateway=services.gateway,
             collection=services.collection,
+            license_checks=services.license_checks,
         )
 
 

@@ -71,6 +71,9 @@ class Settings:
     # `licensing serve` logs one JSON object per line ("json") or plain lines ("text").
     log_format: str = "json"
     log_level: str = "info"
+    # validateLicense (no token): moving-window limits per client address and overall, per worker.
+    license_checks_per_address: str = "60/minute"
+    license_checks_overall: str = "2000/second"
     # PostgreSQL: how long the NOTIFY listener waits before reconnecting after losing its connection.
     feed_retry_seconds: float = 0.5
     # Stripe, or localstripe in tests and the demo (started by the test fixtures and `make run`).
@@ -138,6 +141,8 @@ class Settings:
             metrics=_flag("LICENSING_METRICS", default=True),
             log_format=_choice("LICENSING_LOG_FORMAT", ("json", "text"), "json"),
             log_level=_choice("LICENSING_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+            license_checks_per_address=os.environ.get("LICENSING_LICENSE_CHECKS_PER_ADDRESS", "60/minute"),
+            license_checks_overall=os.environ.get("LICENSING_LICENSE_CHECKS_OVERALL", "2000/second"),
             feed_retry_seconds=float(os.environ.get("LICENSING_FEED_RETRY_SECONDS", "0.5")),
             stripe_api_key=os.environ.get("STRIPE_API_KEY") or DEFAULT_STRIPE_API_KEY,
             stripe_api_base=os.environ.get("STRIPE_API_BASE") or "http://127.0.0.1:8420",

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ import httpx
 import websockets
 
 from app.demo import DEMO_CATALOG
+from domain.access import Role
 from domain.standing import StandingEvent
 from persistence import migrate
 from persistence.database import Database
@@ -114,7 +115,7 @@ async def seed_partners(url: str, count: int) -> list[Partner]:
                 partner = await enrol_partner(
                     uow, name=f"Bench Agency {number}", billing_zone="UTC", currency="usd", now=START
                 )
-                token = await mint_token(uow, partner_id=partner.id, staff=False, label="bench", at=START)
+                token = await mint_token(uow, partner_id=partner.id, role=Role.ADMIN, label="bench", at=START)
                 await apply_standing_event(
                     uow, partner_id=partner.id, event=StandingEvent.PAYMENT_METHOD_ADDED, at=START
                 )
@@ -297,11 +298,18 @@ def main() -> None:
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.subscribers + 256)), hard))
+    on_each_database(run, args)
+
+
+def on_each_database(
+    scenario: Callable[[str, str, argparse.Namespace], Awaitable[None]], args: argparse.Namespace
+) -> None:
+    """Run on a temporary SQLite file, then on PostgreSQL when DATABASE_URL names a (scratch) one."""
     with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(run(f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", "SQLite", args))
+        asyncio.run(scenario(f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", "SQLite", args))
     postgres = os.environ.get("DATABASE_URL", "")
     if postgres.startswith("postgresql"):
-        asyncio.run(run(postgres, "PostgreSQL", args))
+        asyncio.run(scenario(postgres, "PostgreSQL", args))
 
 
 if __name__ == "__main__":

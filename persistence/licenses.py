@@ -135,18 +135,13 @@ class LicenseRepository:
 
     async def held_by(self, partner_id: str, key: str, *, for_update: bool = False) -> License | None:
         """The partner's current holding of `key` (its latest one); None when it never held the key."""
-        statement = (
-            select(licenses)
-            .where(licenses.c.partner_id == partner_id, licenses.c.key == key)
-            # A live holding first: a key can come back to a partner that transferred it away.
-            .order_by(
-                case((licenses.c.state.in_([s.value for s in LIVE_STATES]), 0), else_=1),
-                licenses.c.held_from.desc(),
-                licenses.c.id.desc(),
-            )
-            .limit(1)
-        )
+        statement = _latest_holding(licenses.c.partner_id == partner_id, licenses.c.key == key)
         row = (await self._connection.execute(self._locking(statement, for_update))).one_or_none()
+        return None if row is None else _to_license(row)
+
+    async def current(self, key: str) -> License | None:
+        """Whoever holds `key` now (its live holding, else its latest); None for a key never issued."""
+        row = (await self._connection.execute(_latest_holding(licenses.c.key == key))).one_or_none()
         return None if row is None else _to_license(row)
 
     async def live(
@@ -320,6 +315,20 @@ class TransferRepository:
                 accepted_at=transfer.accepted_at,
             )
         )
+
+
+def _latest_holding(*conditions: ColumnElement[bool]) -> Any:
+    return (
+        select(licenses)
+        .where(*conditions)
+        # A live holding first: a key can come back to a partner that transferred it away.
+        .order_by(
+            case((licenses.c.state.in_([s.value for s in LIVE_STATES]), 0), else_=1),
+            licenses.c.held_from.desc(),
+            licenses.c.id.desc(),
+        )
+        .limit(1)
+    )
 
 
 def _conditions(where: LicenseFilter) -> list[ColumnElement[bool]]:

@@ -21,7 +21,7 @@ from persistence.payment_attempts import InvoicePaymentRepository, PaymentAttemp
 from persistence.payment_methods import CustomerRepository, PaymentMethodRepository
 from persistence.products import ProductRepository
 from persistence.standing import StandingRepository
-from persistence.tokens import TokenRepository
+from persistence.tokens import TokenRepository, token_signal
 from persistence.webhook_events import WebhookEventLog
 
 
@@ -129,3 +129,5 @@ class UnitOfWork:
         if committed:
             for partner_id in self.events.touched_partners:
                 self._database.signal.wake(partner_id)
+            for token_id in self.tokens.changed:
+                self._database.signal.wake(token_signal(token_id))

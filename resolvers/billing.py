@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from domain.access import Permission
 from domain.billing import BillingMonth, DayLine, Statement, build_statement
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import (
@@ -136,8 +137,12 @@ async def close_billing_month(
     Safe to re-run: each partner's finalization commits alone, and each charge is its own attempt. With
     an idempotency key, a replay answers the first run's report instead of running again.
     """
+    staff = ctx.require_staff(Permission.MONTH_CLOSE)
     call = idempotent_call(
-        staff_scope(ctx.require_staff()), idempotency_key, "closeBillingMonth", {"month": month}
+        staff_scope(staff),
+        idempotency_key,
+        "closeBillingMonth",
+        {"month": month},
     )
     billing_month = BillingMonth.parse(month)
     async with ctx.reader() as uow:

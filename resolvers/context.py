@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from domain.access import Permission
 from domain.clock import Clock, SettableClock
 from domain.errors import DomainError, ErrorCode
 from domain.payments import CollectionPolicy
@@ -12,6 +14,12 @@ from domain.support import SupportContact
 from payments.gateway import GatewayUnavailable, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+
+
+class CheckLimiter(Protocol):
+    """Rate limits on license checks (resolvers.license_checks.CheckLimits)."""
+
+    async def retry_after(self, address: str) -> int | None: ...
 
 
 @dataclass
@@ -35,6 +43,9 @@ class RequestContext:
     connection_params: dict[str, object] | None = None
     # Subscriptions run only over a websocket; over HTTP they are refused before they start.
     over_websocket: bool = False
+    # Where the request came from (the peer address) and the limits on license checks per address.
+    client_address: str | None = None
+    license_checks: CheckLimiter | None = None
 
     @property
     def actor_token_id(self) -> str | None:
@@ -46,13 +57,18 @@ class RequestContext:
             raise DomainError(ErrorCode.UNAUTHENTICATED, self.credential_problem)
         return require_principal(self.principal)
 
-    def partner_id(self) -> str:
-        return self.caller().require_partner()
+    def require(self, permission: Permission) -> Principal:
+        """The caller, if its role holds `permission` (the policy table in domain.access decides)."""
+        return self.caller().require(permission)
+
+    def partner_id(self, permission: Permission = Permission.PARTNER_READ) -> str:
+        """The caller's own partner, if its role holds `permission`."""
+        return self.require(permission).require_partner()
 
     def readable_partner(self, partner_id: str | None = None) -> str:
         """Whose data to read: the caller's own partner, or (staff only) the partner named. Another
         partner's id answers a partner token exactly like an unknown one (NOT_FOUND)."""
-        principal = self.caller()
+        principal = self.require(Permission.RECORDS_READ)
         if partner_id is None:
             return principal.require_partner()
         if not principal.is_staff and principal.partner_id != partner_id:
@@ -61,11 +77,12 @@ class RequestContext:
 
     def records_owner(self) -> str | None:
         """The partner whose invoices and licenses the caller may read; None for staff (every partner)."""
-        principal = self.caller()
+        principal = self.require(Permission.RECORDS_READ)
         return None if principal.is_staff else principal.require_partner()
 
-    def require_staff(self) -> Principal:
-        principal = self.caller()
+    def require_staff(self, permission: Permission) -> Principal:
+        """A staff caller whose role holds `permission`."""
+        principal = self.require(permission)
         principal.require_staff()
         return principal
 

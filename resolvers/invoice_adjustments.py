@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from dataclasses import replace
 
+from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.invoice_adjustments import (
     Refund,
@@ -66,7 +67,7 @@ async def _write_off(
 ) -> Invoice:
     """Move the invoice to void or uncollectible with the reason; dunning stops (it only retries past-due
     invoices) and a partner past due because of it alone is in good standing again."""
-    principal = ctx.require_staff()
+    principal = ctx.require_staff(Permission.INVOICE_ADJUST)
     reason = valid_reason(reason)
     call = idempotent_call(
         staff_scope(principal), idempotency_key, operation, {"id": invoice_id, "reason": reason}
@@ -111,7 +112,7 @@ async def refund_invoice(
     idempotency_key: str | None = None,
 ) -> Invoice:
     """Staff: give back all or part of what a paid invoice's PaymentIntent collected, through Stripe."""
-    principal = ctx.require_staff()
+    principal = ctx.require_staff(Permission.INVOICE_ADJUST)
     reason = valid_reason(reason)
     call = idempotent_call(
         staff_scope(principal),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import Invoice, InvoiceEvent, next_invoice_status
 from domain.payments import (
@@ -28,7 +29,7 @@ async def pay_invoice(
     idempotency_key: str | None = None,
 ) -> Invoice:
     """The partner pays its open or past-due invoice now, with the given card or primary-then-others."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.PAYMENTS_WRITE)
     if payment_method_id is not None:
         validate_payment_method_id(payment_method_id)
     call = idempotent_call(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.licenses import (
     IssueItem,
@@ -73,7 +74,7 @@ async def issue_licenses(
     ctx: RequestContext, *, items: list[IssueItem], idempotency_key: str | None = None
 ) -> list[License]:
     """Issue every requested license or none: billing starts now, assigned or not."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.LICENSES_WRITE)
     validate_issue_items(items)
     call = idempotent_call(
         partner_id,
@@ -112,6 +113,7 @@ async def assign_license(
     ctx: RequestContext, *, key: str, site: str, idempotency_key: str | None = None
 ) -> License:
     """Put a license on a site; an assigned license moves there (the history keeps both sites)."""
+    ctx.require(Permission.LICENSES_WRITE)
     normalized = normalize_site(site)
 
     async def assign(uow: UnitOfWork, holding: License, now: datetime) -> list[Transition]:
@@ -186,7 +188,7 @@ async def start_license_transfer(
 
     A replay with the idempotency key returns the transfer without the code: only its hash is stored.
     """
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.LICENSES_WRITE)
     call = idempotent_call(partner_id, idempotency_key, "startLicenseTransfer", {"key": key})
     async with ctx.unit_of_work() as uow:
         outcome = await lock_and_replay(uow, partner_id, call)
@@ -246,7 +248,7 @@ async def cancel_license_transfer(
     ctx: RequestContext, *, key: str, idempotency_key: str | None = None
 ) -> TransferOutcome:
     """Withdraw the pending transfer of a license; its code stops working."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.LICENSES_WRITE)
     call = idempotent_call(partner_id, idempotency_key, "cancelLicenseTransfer", {"key": key})
     async with ctx.unit_of_work() as uow:
         outcome = await lock_and_replay(uow, partner_id, call)
@@ -268,7 +270,7 @@ async def accept_license_transfer(
 
     Accepting acquires a license, so the receiver's standing gates it like issuing.
     """
-    receiver_id = ctx.partner_id()
+    receiver_id = ctx.partner_id(Permission.LICENSES_WRITE)
     code_hash = hash_transfer_code(code)
     call = idempotent_call(receiver_id, idempotency_key, "acceptLicenseTransfer", {"code": code_hash})
     async with ctx.unit_of_work() as uow:
@@ -381,7 +383,7 @@ async def _change(
     change: Change,
 ) -> License:
     """The frame of every single-license write: lock, replay, load, change, save, record, remember."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.LICENSES_WRITE)
     call = idempotent_call(partner_id, idempotency_key, operation, {"key": key, **arguments})
     async with ctx.unit_of_work() as uow:
         outcome = await lock_and_replay(uow, partner_id, call)

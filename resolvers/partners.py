@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner, validate_billing_zone, validate_currency, validate_partner_name
 from domain.payments import PaymentMethod
@@ -43,7 +44,7 @@ async def list_partners(
     after: str | None,
 ) -> Page[Partner]:
     """Staff: partners by name, optionally those whose name or id contains `search`, or in one standing."""
-    ctx.require_staff()
+    ctx.require_staff(Permission.PARTNERS_LIST)
     async with ctx.reader() as uow:
         return await uow.partners.page(
             search=(search or "").strip() or None,
@@ -70,7 +71,7 @@ async def create_partner(
 ) -> Partner:
     """Staff: enrol a partner. It starts without a payment method, so it cannot issue yet."""
     call = idempotent_call(
-        staff_scope(ctx.require_staff()),
+        staff_scope(ctx.require_staff(Permission.PARTNERS_MANAGE)),
         idempotency_key,
         "createPartner",
         {"name": name, "billingZone": billing_zone, "currency": currency},
@@ -95,7 +96,7 @@ async def set_partner_currency(
     """Staff: change the currency a partner is billed in, until it has held a license (CURRENCY_LOCKED
     after: its invoices, prices and payments are in that currency)."""
     call = idempotent_call(
-        staff_scope(ctx.require_staff()),
+        staff_scope(ctx.require_staff(Permission.PARTNERS_MANAGE)),
         idempotency_key,
         "setPartnerCurrency",
         {"partnerId": partner_id, "currency": currency},

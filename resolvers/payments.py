@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.payments import CardChange, PaymentMethod, card_event, next_primary, validate_payment_method_id
 from domain.standing import StandingEvent
@@ -47,7 +48,7 @@ async def create_payment_method_setup(
     ctx: RequestContext, *, idempotency_key: str | None = None
 ) -> SetupIntentRef:
     """A SetupIntent for the browser to collect a card with; the Stripe customer is created on first need."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.PAYMENTS_WRITE)
     call = idempotent_call(partner_id, idempotency_key, "createPaymentMethodSetup", {})
     async with ctx.unit_of_work() as uow:
         outcome = await lock_and_replay(uow, partner_id, call)
@@ -93,7 +94,7 @@ async def add_payment_method(
     idempotency_key: str | None = None,
 ) -> PaymentMethod:
     """Attach a card the browser collected, verify it with Stripe and mirror it; the first is primary."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.PAYMENTS_WRITE)
     validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id,
@@ -164,7 +165,7 @@ async def set_primary_payment_method(
     ctx: RequestContext, *, payment_method_id: str, idempotency_key: str | None = None
 ) -> PaymentMethod:
     """Charge this card first from now on; it also becomes the Stripe customer's invoice default."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.PAYMENTS_WRITE)
     validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id, idempotency_key, "setPrimaryPaymentMethod", {"paymentMethodId": payment_method_id}
@@ -193,7 +194,7 @@ async def remove_payment_method(
     ctx: RequestContext, *, payment_method_id: str, idempotency_key: str | None = None
 ) -> PaymentMethod:
     """Detach a card. The next card is promoted when the primary goes; with no card left, issuing pauses."""
-    partner_id = ctx.partner_id()
+    partner_id = ctx.partner_id(Permission.PAYMENTS_WRITE)
     validate_payment_method_id(payment_method_id)
     call = idempotent_call(
         partner_id, idempotency_key, "removePaymentMethod", {"paymentMethodId": payment_method_id}

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.products import CatalogEntry, Product, ProductPrice, new_price, new_product, validate_slug
 from persistence.unit_of_work import UnitOfWork
@@ -20,7 +21,7 @@ from resolvers.idempotency import idempotent_call, replay_race, staff_scope, sto
 
 
 async def list_products(ctx: RequestContext) -> list[Product]:
-    ctx.caller()
+    ctx.require(Permission.RECORDS_READ)
     async with ctx.reader() as uow:
         return await uow.products.list_all()
 
@@ -146,7 +147,8 @@ async def _catalog_change(
 ) -> Product:
     """Run one staff catalog change in its own transaction, answering the product it changed; a replay
     with the same idempotency key answers the product as it is now."""
-    call = idempotent_call(staff_scope(ctx.require_staff()), idempotency_key, operation, arguments)
+    staff = ctx.require_staff(Permission.CATALOG_MANAGE)
+    call = idempotent_call(staff_scope(staff), idempotency_key, operation, arguments)
     async with replay_race(), ctx.unit_of_work() as uow:
         outcome = await stored_outcome(uow, call)
         if outcome is None:

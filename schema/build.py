@@ -11,11 +11,13 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
+from schema.access import describe_access
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
+from schema.license_checks import LicenseCheckQuery
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
@@ -23,13 +25,23 @@ from schema.payments import PaymentMutation
 from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
-from schema.tokens import IdentifyCaller, TokenMutation
+from schema.tokens import IdentifyCaller, TokenMutation, TokenQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 
 @strawberry.type(description="Read the partner's account, catalog, licenses and billing.")
-class Query(PartnerQuery, ProductQuery, LicenseQuery, BillingQuery, InvoiceQuery, SupportQuery, FeedQuery):
+class Query(
+    PartnerQuery,
+    ProductQuery,
+    LicenseQuery,
+    BillingQuery,
+    InvoiceQuery,
+    SupportQuery,
+    FeedQuery,
+    TokenQuery,
+    LicenseCheckQuery,
+):
     pass
 
 
@@ -52,6 +64,10 @@ class Mutation(
 )
 class Subscription(FeedSubscription):
     pass
+
+
+for root in (Query, Mutation, Subscription):
+    describe_access(root)
 
 
 class LicensingSchema(strawberry.Schema):

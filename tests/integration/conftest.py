@@ -26,6 +26,7 @@ from app.demo import DEMO_CATALOG
 from app.devstripe import LocalStripe, free_port
 from app.http import create_app
 from app.settings import Settings
+from domain.access import Role
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
 from payments.memory import InMemoryGateway
@@ -129,7 +130,9 @@ async def api(
 @pytest.fixture
 async def staff_token(database: Database, clock: SettableClock) -> str:
     async with UnitOfWork(database) as uow:
-        token = await mint_token(uow, partner_id=None, staff=True, label="test staff", at=clock.now())
+        token = await mint_token(
+            uow, partner_id=None, role=Role.STAFF_ADMIN, label="test staff", at=clock.now()
+        )
     return token.secret
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.tokens import hash_token
@@ -28,12 +26,12 @@ async def test_viewer_with_a_malformed_authorization_header_is_unauthenticated(a
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_revoked_token_is_unauthenticated(api: Api, partner: PartnerAccess, database: Database) -> None:
+async def test_revoked_token_is_unauthenticated(api: Api, partner: PartnerAccess, staff_token: str) -> None:
     assert (await api.data(VIEWER, token=partner.token))["viewer"]["id"] == partner.id
-    async with UnitOfWork(database) as uow:
-        principal = await uow.tokens.find_active(hash_token(partner.token))
-        assert principal is not None
-        await uow.tokens.revoke(principal.token_id, datetime.now(UTC))
+    listed = await api.data("{ apiTokens { id } }", token=partner.token)
+    (token_id,) = [token["id"] for token in listed["apiTokens"]]
+    revoke = "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { errors { code } } }"
+    assert (await api.data(revoke, {"id": token_id}, staff_token))["revokeApiToken"]["errors"] == []
     body = await api.call(VIEWER, token=partner.token)
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 

@@ -119,3 +119,32 @@ async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_
     for statement in statements:
         (line,) = statement.product_lines
         assert (line.license_days, line.daily_price_micros, line.amount) == (31, 328767, 1019)  # 10.191777
+
+
+async def test_tokens_from_before_roles_become_admin_and_staff_admin(tmp_path: Path) -> None:
+    url = await scratch_database_url(tmp_path)
+    await migrate.upgrade_async(url, "0007_invoice_adjustments")  # the revision before 0008_access
+    database = Database(url)
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO partners (id, name, billing_zone, currency, created_at) "
+                "VALUES ('ptr_old', 'Old', 'UTC', 'usd', '2025-06-15 00:00:00')"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO api_tokens (id, token_hash, partner_id, is_staff, label, created_at) VALUES "
+                "('tok_partner', 'h1', 'ptr_old', false, 'p', '2025-06-15 00:00:00'), "
+                "('tok_staff', 'h2', NULL, true, 's', '2025-06-15 00:00:00')"
+            )
+        )
+    await database.dispose()
+    await migrate.upgrade_async(url)
+    database = Database(url)
+    try:
+        async with UnitOfWork(database, read_only=True) as uow:
+            roles = {token.id: token.role.value for token in await uow.tokens.listed(None)}
+    finally:
+        await database.dispose()
+    assert roles == {"tok_partner": "admin", "tok_staff": "staff_admin"}

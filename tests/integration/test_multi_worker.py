@@ -15,9 +15,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import websockets
 
 from app.demo import DEMO_CATALOG
 from app.devstripe import free_port
+from domain.access import Role
 from domain.standing import StandingEvent
 from persistence import migrate
 from persistence.database import Database
@@ -127,7 +129,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                 partner = await enrol_partner(
                     uow, name="Two Workers", billing_zone="UTC", currency="usd", now=START
                 )
-                token = await mint_token(uow, partner_id=partner.id, staff=False, label="test", at=START)
+                token = await mint_token(uow, partner_id=partner.id, role=Role.ADMIN, label="test", at=START)
             async with UnitOfWork(database) as uow:
                 await apply_standing_event(
                     uow, partner_id=partner.id, event=StandingEvent.PAYMENT_METHOD_ADDED, at=START
@@ -197,3 +199,22 @@ async def test_a_subscriber_on_one_worker_gets_every_event_committed_through_the
     ]
     seqs = [event["seq"] for event in events]
     assert seqs == sorted(set(seqs)) == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+async def test_revoking_a_token_on_one_worker_closes_its_socket_on_the_other_within_a_second(
+    cluster: Cluster,
+) -> None:
+    token = cluster.partner_token
+    async with httpx.AsyncClient(base_url=f"http://{cluster.mutation_side.address}", timeout=30) as client:
+        other = Api(client)
+        async with GraphQLSocket.open(cluster.subscriber_side.address, auth(token)) as socket:
+            await connected(socket)
+            await socket.subscribe("1", LICENSE_EVENTS, {"since": await event_cursor(other, token)})
+            (token_id,) = [
+                t["id"] for t in (await other.data("{ apiTokens { id } }", token=token))["apiTokens"]
+            ]
+            revoke = "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { errors { code } } }"
+            assert (await other.data(revoke, {"id": token_id}, token))["revokeApiToken"]["errors"] == []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.receive(timeout=1)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403

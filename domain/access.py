@@ -1,0 +1,107 @@
+"""Who may do what: the roles a token carries and the one policy table (permission → roles) that every
+use case consults. The API's field descriptions are generated from the same table (see the README,
+"Access"), so the documentation cannot drift from what is enforced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+
+class Role(Enum):
+    """What a token may do. Partner roles act on their own partner; staff roles operate the system."""
+
+    ADMIN = "admin"
+    LICENSES = "licenses"
+    BILLING = "billing"
+    READ_ONLY = "read_only"
+    STAFF_ADMIN = "staff_admin"
+    STAFF_SUPPORT = "staff_support"
+
+    @property
+    def is_staff(self) -> bool:
+        return self in STAFF_ROLES
+
+
+class Permission(Enum):
+    """An action, named as `area:verb`; the policy table says which roles hold it."""
+
+    # Answered without a token (support contacts, license checks by key).
+    PUBLIC = "public"
+    PARTNER_READ = "partner:read"
+    RECORDS_READ = "records:read"
+    PARTNERS_LIST = "partners:list"
+    PARTNERS_MANAGE = "partners:manage"
+    LICENSES_WRITE = "licenses:write"
+    PAYMENTS_WRITE = "payments:write"
+    TOKENS_READ = "tokens:read"
+    TOKENS_MANAGE = "tokens:manage"
+    CATALOG_MANAGE = "catalog:manage"
+    MONTH_CLOSE = "billing:close"
+    SANDBOX_CLOCK = "sandbox:clock"
+    # Voiding, writing off and refunding invoices: money movement, staff_admin only.
+    INVOICE_ADJUST = "invoices:adjust"
+
+
+STAFF_ROLES = frozenset({Role.STAFF_ADMIN, Role.STAFF_SUPPORT})
+PARTNER_ROLES = frozenset({Role.ADMIN, Role.LICENSES, Role.BILLING, Role.READ_ONLY})
+EVERY_ROLE = PARTNER_ROLES | STAFF_ROLES
+
+POLICY: dict[Permission, frozenset[Role]] = {
+    Permission.PUBLIC: EVERY_ROLE,
+    # A partner's own account, licenses, billing and live feeds: every partner role reads them.
+    Permission.PARTNER_READ: PARTNER_ROLES,
+    # Records staff also read (any partner's): invoices, counts, the catalog, support contacts.
+    Permission.RECORDS_READ: EVERY_ROLE,
+    Permission.PARTNERS_LIST: STAFF_ROLES,
+    Permission.PARTNERS_MANAGE: frozenset({Role.STAFF_ADMIN}),
+    Permission.LICENSES_WRITE: frozenset({Role.ADMIN, Role.LICENSES}),
+    Permission.PAYMENTS_WRITE: frozenset({Role.ADMIN, Role.BILLING}),
+    Permission.TOKENS_READ: frozenset({Role.ADMIN, Role.STAFF_ADMIN, Role.STAFF_SUPPORT}),
+    Permission.TOKENS_MANAGE: frozenset({Role.ADMIN, Role.STAFF_ADMIN}),
+    Permission.CATALOG_MANAGE: frozenset({Role.STAFF_ADMIN}),
+    Permission.MONTH_CLOSE: frozenset({Role.STAFF_ADMIN}),
+    Permission.SANDBOX_CLOCK: frozenset({Role.STAFF_ADMIN}),
+    Permission.INVOICE_ADJUST: frozenset({Role.STAFF_ADMIN}),
+}
+
+# Which roles a token of each role may mint or manage: never above its own.
+GRANTABLE: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: PARTNER_ROLES,
+    Role.STAFF_ADMIN: EVERY_ROLE,
+}
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    return role in POLICY[permission]
+
+
+def roles_sentence(permission: Permission) -> str:
+    """The sentence every API field's description ends with, generated from the policy table."""
+    if permission is Permission.PUBLIC:
+        return "No token needed."
+    roles = ", ".join(role.value for role in Role if role in POLICY[permission])
+    return f"Needs permission `{permission.value}` (roles: {roles})."
+
+
+def may_grant(granter: Role, role: Role) -> bool:
+    """Whether a token of role `granter` may create, rotate or revoke a token of role `role`."""
+    return role in GRANTABLE.get(granter, frozenset())
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A stored token as its owners see it: never the secret (only its hash is kept)."""
+
+    id: str
+    partner_id: str | None
+    role: Role
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def is_active(self, at: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or at < self.expires_at)
