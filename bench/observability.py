@@ -1,10 +1,14 @@
-"""What metrics and request logging cost: trivial-query throughput of a real `licensing serve`.
+"""What metrics and request logging cost: trivial-query throughput and server CPU per request.
 
 Serves a temporary SQLite database with one uvicorn worker, twice: with /metrics and one JSON log line
 per request (the defaults; the log goes to a file), and with both off (`LICENSING_METRICS=0`, log level
 `warning`). Each is loaded with `{ __typename }` over GET for a few seconds by `wrk` (Debian's wrk,
 if installed; otherwise an httpx loop, which costs more client CPU on the same cores), rounds
-alternating, and the best round of each is kept. Prints requests per second and the ratio.
+alternating, and the best round of each is kept. Prints requests per second and the server's CPU time
+per request (user + system, read from /proc: unlike throughput, it hardly moves when other work shares
+the cores), and the ratios. `LICENSING_METRICS=0` only removes the /metrics route, so the recording
+itself is also timed alone, in this process: what one request adds (two histogram observations, one
+error count, one JSON log line formatted), next to the server's CPU per request.
 
     .venv/bin/python bench/observability.py [--seconds 5] [--rounds 3] [--connections 8]
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -25,6 +30,7 @@ from pathlib import Path
 import httpx
 
 from app.devstripe import free_port
+from app.observability import CURRENT_REQUEST, JsonLogFormatter, Metrics, RequestRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIVIAL_URL = "/graphql?query=%7B__typename%7D"
@@ -51,6 +57,12 @@ def start_server(workdir: Path, port: int, settings: dict[str, str]) -> subproce
             time.sleep(0.05)
     process.kill()
     raise SystemExit("licensing serve did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_rate(base: str, seconds: float, connections: int) -> float:
@@ -82,6 +94,24 @@ async def httpx_rate(base: str, seconds: float, connections: int) -> float:
     return answered / seconds
 
 
+def recording_microseconds(requests: int = 20_000) -> float:
+    """What the instrumentation does for one request, timed in a loop (microseconds per request)."""
+    metrics = Metrics(lambda: 0, lambda: True)
+    formatter = JsonLogFormatter()
+    record = logging.LogRecord("licensing.http", logging.INFO, __file__, 0, "request", None, None)
+    vars(record).update(method="POST", path="/graphql", status=200, duration_ms=1.25)
+    token = CURRENT_REQUEST.set(RequestRecord("0123456789abcdef", "ptr_1", "viewer"))
+    started = time.perf_counter()
+    for _ in range(requests):
+        metrics.operation_seconds.labels("query", "viewer").observe(0.004)
+        metrics.errors.labels("UNAUTHENTICATED").inc()
+        metrics.http_seconds.labels("/graphql", "200").observe(0.005)
+        formatter.format(record)
+    elapsed = time.perf_counter() - started
+    CURRENT_REQUEST.reset(token)
+    return 1e6 * elapsed / requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5)
@@ -90,6 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     tool = "wrk" if shutil.which("wrk") else "httpx"
     best = dict.fromkeys(CONFIGS, 0.0)
+    cpu_ms = dict.fromkeys(CONFIGS, float("inf"))
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.rounds):
             for name, settings in CONFIGS.items():
@@ -97,10 +128,13 @@ def main() -> None:
                 server = start_server(Path(scratch), port, settings)
                 base = f"http://127.0.0.1:{port}"
                 try:
+                    cpu_before = cpu_seconds(server.pid)
                     if tool == "wrk":
                         rate = wrk_rate(base, args.seconds, args.connections)
                     else:
                         rate = asyncio.run(httpx_rate(base, args.seconds, args.connections))
+                    used = cpu_seconds(server.pid) - cpu_before
+                    cpu_ms[name] = min(cpu_ms[name], 1000 * used / (rate * args.seconds))
                 finally:
                     server.terminate()
                     server.wait(timeout=10)
@@ -109,9 +143,14 @@ def main() -> None:
         f"trivial query, {args.connections} connections, {tool}, best of {args.rounds} x {args.seconds:g} s:"
     )
     for name, rate in best.items():
-        print(f"  {name:28} {rate:8.0f} req/s")
+        print(f"  {name:28} {rate:8.0f} req/s   {cpu_ms[name]:6.2f} ms server CPU per request")
     on, off = best["metrics + JSON request log"], best["both off"]
-    print(f"  cost of metrics + logging: {100 * (1 - on / off):.1f}% of throughput (ratio {on / off:.3f})")
+    print(f"  throughput with metrics + logging / without: {on / off:.3f}")
+    cpu_on, cpu_off = cpu_ms["metrics + JSON request log"], cpu_ms["both off"]
+    print(f"  server CPU per request with / without: {cpu_on / cpu_off:.3f} ({cpu_on - cpu_off:+.2f} ms)")
+    recording = recording_microseconds()
+    share = 100 * recording / (1000 * cpu_off)
+    print(f"  recording alone: {recording:.1f} µs per request = {share:.1f}% of a trivial query's server CPU")
 
 
 if __name__ == "__main__":
