@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
+from typing import Protocol
+
+from domain.events import DomainEvent
 
 
 class Role(Enum):
@@ -105,3 +108,33 @@ class ApiToken:
 
     def is_active(self, at: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or at < self.expires_at)
+
+
+class TokenChange(StrEnum):
+    CREATED = "created"
+    ROTATED = "rotated"  # replaced by a new token; the old secret works until its grace period ends
+    REVOKED = "revoked"
+
+
+class TokenFacts(Protocol):
+    """What a token event tells of a token: a stored ApiToken, or one just minted."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def partner_id(self) -> str | None: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def label(self) -> str: ...
+
+
+def token_event(token: TokenFacts, change: TokenChange, at: datetime, **details: str) -> DomainEvent | None:
+    """The event of a change to a partner's token, on that partner's feed (never the secret).
+
+    Staff tokens belong to no partner, so they have no feed: their changes show in the token list only.
+    """
+    if token.partner_id is None:
+        return None
+    payload = {"role": token.role.value, "label": token.label, **details}
+    return DomainEvent(token.partner_id, "api_token", token.id, change.value, at, payload=payload)

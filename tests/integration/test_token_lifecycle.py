@@ -9,6 +9,8 @@ import pytest
 import websockets
 
 from domain.clock import SettableClock
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
 from tests.integration.conftest import Api, GraphQLSocket, PartnerAccess, enrol
 
 TOKENS = "{ apiTokens { id label role partnerId createdAt lastUsedAt expiresAt revokedAt } }"
@@ -139,3 +141,23 @@ async def test_a_subscription_that_does_not_parse_gets_an_error_and_the_socket_s
         assert error["id"] == "bad" and error["type"] == "error"
         await socket.subscribe("good", "{ viewer { id } }")
         assert (await socket.receive())["payload"] == {"data": {"viewer": {"id": partner.id}}}
+
+
+async def test_creating_rotating_and_revoking_a_token_are_events_on_the_partners_feed(
+    api: Api, partner: PartnerAccess, database: Database
+) -> None:
+    old = await mint(api, partner.token, role="LICENSES", label="deploy bot")
+    rotated = (await api.data(ROTATE, {"id": old["id"]}, partner.token))["rotateApiToken"]["token"]
+    await api.data(REVOKE, {"id": rotated["id"]}, partner.token)
+    async with UnitOfWork(database, read_only=True) as uow:
+        recorded = [e for e in await uow.events.after(partner.id, 0) if e.stream == "api_token"]
+    # The partner's own token (minted by staff in the fixture) comes first; never a secret anywhere.
+    changes = [(e.subject, e.action, e.payload.get("label")) for e in recorded][-4:]
+    assert changes == [
+        (old["id"], "created", "deploy bot"),
+        (rotated["id"], "created", "deploy bot"),
+        (old["id"], "rotated", "deploy bot"),
+        (rotated["id"], "revoked", "deploy bot"),
+    ]
+    assert recorded[-2].payload["replaced_by"] == rotated["id"]
+    assert all(old["secret"] not in str(e.payload) and e.actor_token_id for e in recorded[-4:])
