@@ -29,13 +29,13 @@ from app.settings import Settings
 from domain.access import Role
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
-from payments.memory import InMemoryGateway
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
+from tests.memory_gateway import InMemoryGateway
 
 
 @dataclass

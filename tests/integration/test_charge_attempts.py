@@ -18,7 +18,6 @@ from domain.payments import AttemptStatus, ChargeTrigger, PaymentAttempt, attemp
 from domain.principals import Principal
 from domain.standing import StandingState
 from domain.support import SupportContact
-from payments.memory import InMemoryGateway, Outage
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import close_partner_month
@@ -29,6 +28,7 @@ from resolvers.licenses import issue_licenses
 from resolvers.partners import enrol_partner
 from resolvers.payments import add_payment_method
 from tests.integration.payment_operations import first_of
+from tests.memory_gateway import InMemoryGateway, Outage
 
 
 async def open_july_invoice(

@@ -10,12 +10,12 @@ import pytest
 
 from domain.clock import SettableClock
 from domain.payments import DEFAULT_IN_FLIGHT_MINUTES
-from payments.memory import InMemoryGateway, Outage
 from persistence.database import Database
 from tests.integration.conftest import Api, PartnerAccess
 from tests.integration.invoice_adjustment_operations import REFUND, invoice_events, staff_does
 from tests.integration.license_operations import issue
 from tests.integration.payment_operations import attempts_of, close_july, july_invoice
+from tests.memory_gateway import InMemoryGateway, Outage
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import pytest
 
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import GatewayRefused, GatewayUnavailable, WebhookRejected
-from payments.memory import InMemoryGateway, Outage
 from payments.webhooks import sign_webhook, verify_webhook
 from tests.charges import charge
+from tests.memory_gateway import InMemoryGateway, Outage
 
 
 @pytest.fixture
