@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 
+from app.devstripe import LocalStripe
 from app.http import create_app
 from app.settings import Settings
 from domain.clock import SettableClock
 from payments.stripe_gateway import StripeGateway
 from tests.integration.conftest import Api, PartnerAccess, stripe_settings
 from tests.integration.license_operations import REVOKE, assign, fresh_site, issue, mutate
-from tests.localstripe_server import LocalStripe
 
 VALIDATE = """
 query($key: String!, $site: String!) {

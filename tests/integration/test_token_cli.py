@@ -6,12 +6,12 @@ from pathlib import Path
 
 import httpx
 
+from app.devstripe import LocalStripe
 from app.http import create_app
 from domain.clock import SettableClock
 from tests.conftest import scratch_database_url
 from tests.integration.conftest import Api, stripe_settings
 from tests.integration.test_fresh_install import licensing
-from tests.localstripe_server import LocalStripe
 
 
 async def test_an_operator_mints_lists_and_revokes_a_read_only_token(
