@@ -37,6 +37,7 @@ from payments.gateway import PaymentGateway, WebhookRejected
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.feed import PostgresListener
+from persistence.tokens import TOKEN_SIGNAL_PREFIX
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
@@ -238,7 +239,11 @@ def create_app(
         clock or make_clock(settings),
         gateway if gateway is not None else make_gateway(settings),
     )
-    metrics = Metrics(services.database.signal.waiting, services.feed_listener_up)
+    # Websockets also wait on their token's key (to close when it is revoked): those are not subscriptions.
+    metrics = Metrics(
+        lambda: services.database.signal.waiting(excluding_prefix=TOKEN_SIGNAL_PREFIX),
+        services.feed_listener_up,
+    )
     graphql = LicensingGraphQL(services, metrics)
     readiness = Readiness(
         services.database,

@@ -58,8 +58,13 @@ class FeedSignal:
         sees every commit that woke readers up to it."""
         return self._epoch, self._generations[partner_id]
 
-    def waiting(self) -> int:
-        return sum(len(waiters) for waiters in self._waiters.values())
+    def waiting(self, *, excluding_prefix: str | None = None) -> int:
+        """How many waiters there are, optionally leaving out the keys with a prefix (e.g. tokens')."""
+        return sum(
+            len(waiters)
+            for key, waiters in self._waiters.items()
+            if excluding_prefix is None or not key.startswith(excluding_prefix)
+        )
 
 
 class PostgresListener:

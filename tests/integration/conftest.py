@@ -31,6 +31,7 @@ from domain.clock import SettableClock
 from domain.standing import StandingEvent
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
+from persistence.tokens import TOKEN_SIGNAL_PREFIX
 from persistence.unit_of_work import UnitOfWork
 from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
@@ -180,7 +181,7 @@ class LiveServer:
 
     def followers(self) -> int:
         """How many subscriptions of this worker are registered for wake-ups (a fence for tests)."""
-        return self.database.signal.waiting()
+        return self.database.signal.waiting(excluding_prefix=TOKEN_SIGNAL_PREFIX)
 
 
 @pytest.fixture

@@ -73,7 +73,9 @@ async def test_graphiql_turned_off_answers_404_and_the_api_still_works(
     await app.state.services.database.dispose()
     assert page.status_code == 404 and page.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     assert assets.status_code == 404
-    assert answer.status_code == 200 and len(answer.json()["data"]["products"]) == 9
+    # The API still answers: the catalog (and whatever products other tests of the session added).
+    assert answer.status_code == 200
+    assert {"slug": "jetpack-complete"} in answer.json()["data"]["products"]
 
 
 @pytest.fixture
