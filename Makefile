@@ -6,7 +6,7 @@ PORT ?= 8000
 # localstripe (a fake Stripe from the dev extras) serves the demo's payments; its state lives in memory.
 STRIPE_PORT ?= 8420
 
-.PHONY: run test test-postgres lint bench schema clean graphiql-assets lock
+.PHONY: run test test-postgres lint lint-schema bench schema clean graphiql-assets lock
 
 # requirements.lock pins every package (dev extras included) at the versions CI last resolved; it is
 # applied as constraints, so a dependency added to pyproject.toml before `make lock` still installs.
@@ -38,6 +38,26 @@ lint: $(BIN)/licensing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy domain persistence payments resolvers schema app
+
+# graphql-schema-linter (npm, versions pinned by tools/schema-lint/package-lock.json; rules in its
+# package.json) on the exported SDL. Needs node and npm, and the npm registry on the first run, so it is
+# not part of `make lint`; CI runs both. It also checks that each rule still fires on a schema that
+# breaks them all, so a rule dropped or misspelt is noticed.
+SCHEMA_LINT := tools/schema-lint
+SCHEMA_LINTER := $(SCHEMA_LINT)/node_modules/.bin/graphql-schema-linter --config-directory $(SCHEMA_LINT)
+
+$(SCHEMA_LINT)/node_modules/.package-lock.json: $(SCHEMA_LINT)/package-lock.json
+	@command -v npm >/dev/null || { echo "lint-schema needs node and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	npm ci --prefix $(SCHEMA_LINT) --no-audit --no-fund --loglevel=error
+
+lint-schema: $(SCHEMA_LINT)/node_modules/.package-lock.json
+	$(SCHEMA_LINTER) schema/schema.graphql
+	@report=$$($(SCHEMA_LINTER) -f compact $(SCHEMA_LINT)/undocumented.graphql); \
+	rules=$$(node -p "require('./$(SCHEMA_LINT)/package.json')['graphql-schema-linter'].rules.join(' ')"); \
+	for rule in $$rules; do \
+		echo "$$report" | grep -q "($$rule)" \
+			|| { echo "lint-schema: rule $$rule did not fire on $(SCHEMA_LINT)/undocumented.graphql" >&2; exit 1; }; \
+	done; echo "lint-schema: each rule fires on $(SCHEMA_LINT)/undocumented.graphql"
 
 bench: $(BIN)/licensing
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from domain.billing import Costs as DomainCosts
@@ -14,9 +16,9 @@ from domain.partners import SUPPORTED_CURRENCIES
 from resolvers import billing, licenses
 from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.licenses import License
-from schema.pagination import Connection, connection
+from schema.pagination import After, Connection, First, connection
 from schema.products import Product
 
 
@@ -151,7 +153,7 @@ class BillingEstimate:
     products: list[BillingProductLine] = strawberry.field(description="One line per product.")
 
     @strawberry.field(description="Per-license day-lines, in product then key order.")
-    def day_lines(self, first: int | None = None, after: str | None = None) -> Connection[DayLine]:
+    def day_lines(self, first: First = None, after: After = None) -> Connection[DayLine]:
         page = billing.day_lines_page(self.statement, first=first, after=after)
         return connection(page, lambda line: DayLine.from_domain(line, self.currency))
 
@@ -181,7 +183,14 @@ class CloseBillingMonthPayload:
 @strawberry.type
 class BillingQuery:
     @strawberry.field(description="A month's bill (default: the current month, counted to its end).")
-    async def billing_estimate(self, info: Info, month: str | None = None) -> BillingEstimate:
+    async def billing_estimate(
+        self,
+        info: Info,
+        month: Annotated[
+            str | None,
+            strawberry.argument(description="YYYY-MM in the partner's zone (default: the current month)."),
+        ] = None,
+    ) -> BillingEstimate:
         estimate = await billing.billing_estimate(info.context, month=month)
         statement, currency = estimate.statement, estimate.currency
         return BillingEstimate(
@@ -203,7 +212,7 @@ class BillingMutation:
         description="Staff: close a month into invoices and charge them. Idempotent per partner and month."
     )
     async def close_billing_month(
-        self, info: Info, input: CloseBillingMonthInput
+        self, info: Info, input: Annotated[CloseBillingMonthInput, MUTATION_INPUT]
     ) -> CloseBillingMonthPayload:
         report, errors = await attempt(
             billing.close_billing_month(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Annotated
 
 import strawberry
 
 from domain.invoices import Invoice as DomainInvoice
 from resolvers import invoice_adjustments
 from schema.context import Info
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.invoices import Invoice
 
 REASON_DESCRIPTION = "Why (1 to 500 characters); shown on the invoice and kept in its history."
@@ -51,7 +52,9 @@ class InvoiceAdjustmentMutation:
         description="Staff: void an open or past-due invoice (nothing is owed for it; dunning stops and "
         "standing is recomputed)."
     )
-    async def void_invoice(self, info: Info, input: InvoiceWriteOffInput) -> InvoiceAdjustmentPayload:
+    async def void_invoice(
+        self, info: Info, input: Annotated[InvoiceWriteOffInput, MUTATION_INPUT]
+    ) -> InvoiceAdjustmentPayload:
         return await _payload(
             invoice_adjustments.void_invoice(
                 info.context,
@@ -66,7 +69,7 @@ class InvoiceAdjustmentMutation:
         "and standing is recomputed)."
     )
     async def mark_invoice_uncollectible(
-        self, info: Info, input: InvoiceWriteOffInput
+        self, info: Info, input: Annotated[InvoiceWriteOffInput, MUTATION_INPUT]
     ) -> InvoiceAdjustmentPayload:
         return await _payload(
             invoice_adjustments.mark_invoice_uncollectible(
@@ -81,7 +84,9 @@ class InvoiceAdjustmentMutation:
         description="Staff: refund a paid invoice through Stripe, in full or in part; the invoice stays "
         "paid and shows `refundedAmount` and `refunds`."
     )
-    async def refund_invoice(self, info: Info, input: RefundInvoiceInput) -> InvoiceAdjustmentPayload:
+    async def refund_invoice(
+        self, info: Info, input: Annotated[RefundInvoiceInput, MUTATION_INPUT]
+    ) -> InvoiceAdjustmentPayload:
         return await _payload(
             invoice_adjustments.refund_invoice(
                 info.context,

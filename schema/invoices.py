@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
@@ -13,14 +14,32 @@ from domain.invoices import InvoiceStatus
 from resolvers import invoice_adjustments, invoice_payments, invoices
 from schema.billing import BilledLicenseCounts, BillingProductLine, Costs, DayLine, Money
 from schema.context import Info
-from schema.pagination import Connection, connection
+from schema.enums import described_enum
+from schema.pagination import After, Connection, First, connection
 from schema.payment_attempts import PaymentAttempt
 
-strawberry.enum(InvoiceStatus, name="InvoiceStatus", description="Where an invoice is in its life cycle.")
-strawberry.enum(
+described_enum(
+    InvoiceStatus,
+    name="InvoiceStatus",
+    description="Where an invoice is in its life cycle.",
+    values={
+        InvoiceStatus.DRAFT: "The current month, computed live (see billingEstimate); never stored.",
+        InvoiceStatus.OPEN: "Finalized at month close, numbered, waiting for its charge.",
+        InvoiceStatus.PAID: "Paid in full.",
+        InvoiceStatus.PAST_DUE: "A charge failed or the due date passed; standing is past due.",
+        InvoiceStatus.VOID: "Staff cancelled it; nothing is owed.",
+        InvoiceStatus.UNCOLLECTIBLE: "Staff wrote it off as not collectable.",
+    },
+)
+described_enum(
     RefundStatus,
     name="RefundStatus",
     description="pending (Stripe's answer is not known yet), succeeded, or failed (Stripe refused it).",
+    values={
+        RefundStatus.PENDING: "Sent to Stripe; its answer is not known yet.",
+        RefundStatus.SUCCEEDED: "Stripe refunded the amount.",
+        RefundStatus.FAILED: "Stripe refused it; nothing was refunded.",
+    },
 )
 
 
@@ -70,9 +89,7 @@ class Invoice:
     )
 
     @strawberry.field(description="Per-license day-lines, in product then key order.")
-    async def day_lines(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[DayLine]:
+    async def day_lines(self, info: Info, first: First = None, after: After = None) -> Connection[DayLine]:
         page = await invoices.invoice_day_lines(
             info.context, invoice_id=str(self.id), first=first, after=after
         )
@@ -145,12 +162,17 @@ class InvoiceQuery:
     async def invoices(
         self,
         info: Info,
-        status: list[InvoiceStatus] | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        status: Annotated[
+            list[InvoiceStatus] | None,
+            strawberry.argument(description="Only invoices in these statuses (default: all)."),
+        ] = None,
+        first: First = None,
+        after: After = None,
     ) -> Connection[Invoice]:
         return await invoice_connection(info, status, first, after)
 
     @strawberry.field(description="One of the partner's invoices (staff: any partner's).")
-    async def invoice(self, info: Info, id: strawberry.ID) -> Invoice:
+    async def invoice(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The invoice's `id`.")]
+    ) -> Invoice:
         return Invoice.from_domain(await invoices.get_invoice(info.context, invoice_id=str(id)))

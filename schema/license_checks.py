@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from domain.license_checks import CheckReason, LicenseCheck
 from domain.licenses import LicenseState
 from resolvers import license_checks
 from schema.context import Info
+from schema.enums import described_enum
 
-strawberry.enum(
+described_enum(
     CheckReason,
     name="LicenseCheckReason",
+    values={
+        CheckReason.NOT_FOUND: "No license has this key.",
+        CheckReason.REVOKED: "The license was revoked, or this holding was transferred away.",
+        CheckReason.NOT_ASSIGNED: "The license is on no site.",
+        CheckReason.WRONG_SITE: "The license is assigned to another site.",
+        CheckReason.RATE_LIMITED: "Too many checks; retry after `retryAfterSeconds`.",
+    },
     description="Why a key is not valid on the site: NOT_FOUND, REVOKED (or transferred away), "
     "NOT_ASSIGNED (on no site), WRONG_SITE, or RATE_LIMITED (see retryAfterSeconds).",
 )
@@ -44,5 +54,10 @@ class LicenseCheckQuery:
         description="Whether a license key is valid on a site (needs no token; rate-limited per client "
         "address and overall). A site URL that does not normalize is refused with INVALID_SITE."
     )
-    async def validate_license(self, info: Info, key: str, site: str) -> LicenseValidity:
+    async def validate_license(
+        self,
+        info: Info,
+        key: Annotated[str, strawberry.argument(description="The license key the plugin was given.")],
+        site: Annotated[str, strawberry.argument(description="The URL of the site the plugin runs on.")],
+    ) -> LicenseValidity:
         return LicenseValidity.of(await license_checks.validate_license(info.context, key=key, site=site))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import strawberry
 
@@ -28,19 +28,42 @@ from resolvers import licenses
 from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
-from schema.pagination import Connection, connection, selects_total_count
+from schema.enums import described_enum
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
+from schema.pagination import After, Connection, First, connection, selects_total_count
 from schema.products import Product
 
-strawberry.enum(
+described_enum(
     LicenseState,
     name="LicenseState",
     description="ISSUED (billed, on no site), ASSIGNED (on a site), REVOKED or TRANSFERRED (both final).",
+    values={
+        LicenseState.ISSUED: "Held and billed, on no site.",
+        LicenseState.ASSIGNED: "Held, billed and assigned to a site.",
+        LicenseState.REVOKED: "Final: revoked; billing stopped after the revoke day.",
+        LicenseState.TRANSFERRED: "Final: handed to another partner, who holds the same key from then on.",
+    },
 )
-strawberry.enum(
-    LicenseOrderField, name="LicenseOrderField", description="The instant licenses are listed by."
+described_enum(
+    LicenseOrderField,
+    name="LicenseOrderField",
+    description="The instant licenses are listed by.",
+    values={
+        LicenseOrderField.ISSUED_AT: "When the holding began (issued or received).",
+        LicenseOrderField.ASSIGNED_AT: "When it was put on its current site.",
+        LicenseOrderField.REVOKED_AT: "When it was revoked.",
+    },
 )
-strawberry.enum(TransferStatus, name="LicenseTransferStatus", description="PENDING, ACCEPTED or CANCELLED.")
+described_enum(
+    TransferStatus,
+    name="LicenseTransferStatus",
+    description="PENDING, ACCEPTED or CANCELLED.",
+    values={
+        TransferStatus.PENDING: "Offered; the code works until it expires.",
+        TransferStatus.ACCEPTED: "The receiver accepted the code and holds the license.",
+        TransferStatus.CANCELLED: "The holder cancelled it; the code no longer works.",
+    },
+)
 
 
 @strawberry.enum(description="Sort direction.")
@@ -279,17 +302,25 @@ class CancelLicenseTransferPayload:
 @strawberry.type
 class LicenseQuery:
     @strawberry.field(description="One of the partner's licenses by key.")
-    async def license(self, info: Info, key: str) -> License:
+    async def license(
+        self, info: Info, key: Annotated[str, strawberry.argument(description="The license key.")]
+    ) -> License:
         return License.from_domain(await licenses.get_license(info.context, key=key))
 
     @strawberry.field(description="The partner's licenses, filtered and ordered, a page at a time.")
     async def licenses(
         self,
         info: Info,
-        filter: LicenseFilterInput | None = None,
-        order_by: LicenseOrderInput | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        filter: Annotated[
+            LicenseFilterInput | None,
+            strawberry.argument(description="States, products and a search; all licenses if omitted."),
+        ] = None,
+        order_by: Annotated[
+            LicenseOrderInput | None,
+            strawberry.argument(description="Sort field and direction (default: newest issued first)."),
+        ] = None,
+        first: First = None,
+        after: After = None,
     ) -> Connection[License]:
         wanted = filter or LicenseFilterInput()
         order = order_by or LicenseOrderInput()
@@ -316,7 +347,11 @@ class LicenseQuery:
         description="For the receiver: what a transfer code offers (product, expiry) before accepting it; "
         "fails like acceptLicenseTransfer would for a bad, used, expired or own code."
     )
-    async def transfer_preview(self, info: Info, code: str) -> TransferPreview:
+    async def transfer_preview(
+        self,
+        info: Info,
+        code: Annotated[str, strawberry.argument(description="The transfer code the holder sent you.")],
+    ) -> TransferPreview:
         preview = await licenses.transfer_preview(info.context, code=code)
         return TransferPreview(product_slug=preview.product_slug, expires_at=preview.expires_at)
 
@@ -324,7 +359,9 @@ class LicenseQuery:
 @strawberry.type
 class LicenseMutation:
     @strawberry.mutation(description="Issue licenses; all or none. Needs good standing.")
-    async def issue_licenses(self, info: Info, input: IssueLicensesInput) -> IssueLicensesPayload:
+    async def issue_licenses(
+        self, info: Info, input: Annotated[IssueLicensesInput, MUTATION_INPUT]
+    ) -> IssueLicensesPayload:
         items = [IssueItem(item.product_slug, item.quantity) for item in input.items]
         issued, errors = await attempt(
             licenses.issue_licenses(info.context, items=items, idempotency_key=input.idempotency_key)
@@ -332,7 +369,9 @@ class LicenseMutation:
         return IssueLicensesPayload(licenses=[License.from_domain(h) for h in issued or []], errors=errors)
 
     @strawberry.mutation(description="Put a license on a site, or move it there. Needs good standing.")
-    async def assign_license(self, info: Info, input: AssignLicenseInput) -> LicensePayload:
+    async def assign_license(
+        self, info: Info, input: Annotated[AssignLicenseInput, MUTATION_INPUT]
+    ) -> LicensePayload:
         return await _license_payload(
             licenses.assign_license(
                 info.context, key=input.key, site=input.site, idempotency_key=input.idempotency_key
@@ -340,19 +379,25 @@ class LicenseMutation:
         )
 
     @strawberry.mutation(description="Take a license off its site; it stays issued and billed.")
-    async def unassign_license(self, info: Info, input: LicenseKeyInput) -> LicensePayload:
+    async def unassign_license(
+        self, info: Info, input: Annotated[LicenseKeyInput, MUTATION_INPUT]
+    ) -> LicensePayload:
         return await _license_payload(
             licenses.unassign_license(info.context, key=input.key, idempotency_key=input.idempotency_key)
         )
 
     @strawberry.mutation(description="Revoke a license for good; billing stops (the revoke day is billed).")
-    async def revoke_license(self, info: Info, input: LicenseKeyInput) -> LicensePayload:
+    async def revoke_license(
+        self, info: Info, input: Annotated[LicenseKeyInput, MUTATION_INPUT]
+    ) -> LicensePayload:
         return await _license_payload(
             licenses.revoke_license(info.context, key=input.key, idempotency_key=input.idempotency_key)
         )
 
     @strawberry.mutation(description="Offer a license to another partner: returns a code valid 7 days.")
-    async def start_license_transfer(self, info: Info, input: LicenseKeyInput) -> StartLicenseTransferPayload:
+    async def start_license_transfer(
+        self, info: Info, input: Annotated[LicenseKeyInput, MUTATION_INPUT]
+    ) -> StartLicenseTransferPayload:
         started, errors = await attempt(
             licenses.start_license_transfer(
                 info.context, key=input.key, idempotency_key=input.idempotency_key
@@ -367,7 +412,9 @@ class LicenseMutation:
         )
 
     @strawberry.mutation(description="Receive a license with the holder's code. Needs good standing.")
-    async def accept_license_transfer(self, info: Info, input: AcceptLicenseTransferInput) -> LicensePayload:
+    async def accept_license_transfer(
+        self, info: Info, input: Annotated[AcceptLicenseTransferInput, MUTATION_INPUT]
+    ) -> LicensePayload:
         return await _license_payload(
             licenses.accept_license_transfer(
                 info.context, code=input.code, idempotency_key=input.idempotency_key
@@ -376,7 +423,7 @@ class LicenseMutation:
 
     @strawberry.mutation(description="Withdraw a license's pending transfer; its code stops working.")
     async def cancel_license_transfer(
-        self, info: Info, input: LicenseKeyInput
+        self, info: Info, input: Annotated[LicenseKeyInput, MUTATION_INPUT]
     ) -> CancelLicenseTransferPayload:
         cancelled, errors = await attempt(
             licenses.cancel_license_transfer(

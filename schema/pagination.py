@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from persistence.pagination import Page
+from persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 
 Item = TypeVar("Item")
 Node = TypeVar("Node")
+
+# The Relay connection arguments every list takes, described once.
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description=f"How many items to return: 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."
+    ),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(description="Start after this cursor: the previous page's `endCursor`."),
+]
 
 
 @strawberry.type(description="Where this page starts and ends, and whether more follow.")

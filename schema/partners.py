@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
@@ -11,10 +12,10 @@ from domain.partners import Partner as DomainPartner
 from domain.standing import StandingState
 from resolvers import licenses, partners
 from schema.context import Info
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.invoices import Invoice, invoice_connection
 from schema.licenses import LicenseCounts
-from schema.pagination import Connection, connection
+from schema.pagination import After, Connection, First, connection
 from schema.payments import PaymentMethod, payment_methods_of
 from schema.standing import Standing, standing_of
 
@@ -49,9 +50,12 @@ class Partner:
     async def invoices(
         self,
         info: Info,
-        status: list[InvoiceStatus] | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        status: Annotated[
+            list[InvoiceStatus] | None,
+            strawberry.argument(description="Only invoices in these statuses (default: all)."),
+        ] = None,
+        first: First = None,
+        after: After = None,
     ) -> Connection[Invoice]:
         return await invoice_connection(info, status, first, after, partner_id=str(self.id))
 
@@ -62,7 +66,7 @@ class Partner:
 
     @strawberry.field(description="The cards on file, in the order they were added; one is primary.")
     async def payment_methods(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[PaymentMethod]:
         return await payment_methods_of(info, first, after)
 
@@ -118,10 +122,14 @@ class PartnerQuery:
     async def partners(
         self,
         info: Info,
-        search: str | None = None,
-        standing: StandingState | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        search: Annotated[
+            str | None, strawberry.argument(description="Part of the name or id, in any case.")
+        ] = None,
+        standing: Annotated[
+            StandingState | None, strawberry.argument(description="Only partners in this standing.")
+        ] = None,
+        first: First = None,
+        after: After = None,
     ) -> Connection[Partner]:
         page = await partners.list_partners(
             info.context, search=search, standing=standing, first=first, after=after
@@ -129,14 +137,18 @@ class PartnerQuery:
         return connection(page, Partner.from_domain)
 
     @strawberry.field(description="A partner by id: staff read any, a partner token only its own.")
-    async def partner(self, info: Info, id: strawberry.ID) -> Partner:
+    async def partner(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The partner's `id`.")]
+    ) -> Partner:
         return Partner.from_domain(await partners.partner(info.context, partner_id=str(id)))
 
 
 @strawberry.type
 class PartnerMutation:
     @strawberry.mutation(description="Staff: enrol a partner. It starts with no payment method.")
-    async def create_partner(self, info: Info, input: CreatePartnerInput) -> CreatePartnerPayload:
+    async def create_partner(
+        self, info: Info, input: Annotated[CreatePartnerInput, MUTATION_INPUT]
+    ) -> CreatePartnerPayload:
         partner, errors = await attempt(
             partners.create_partner(
                 info.context,
@@ -155,7 +167,7 @@ class PartnerMutation:
         "has held a license."
     )
     async def set_partner_currency(
-        self, info: Info, input: SetPartnerCurrencyInput
+        self, info: Info, input: Annotated[SetPartnerCurrencyInput, MUTATION_INPUT]
     ) -> SetPartnerCurrencyPayload:
         partner, errors = await attempt(
             partners.set_partner_currency(

@@ -8,11 +8,18 @@ import strawberry
 
 from domain.payments import AttemptStatus
 from resolvers.invoice_payments import ChargeAttempt
+from schema.enums import described_enum
 
-strawberry.enum(
+described_enum(
     AttemptStatus,
     name="PaymentAttemptStatus",
     description="PENDING (being charged), SUCCEEDED, FAILED (declined or refused), UNKNOWN (answer lost).",
+    values={
+        AttemptStatus.PENDING: "Being charged: Stripe has not answered yet.",
+        AttemptStatus.SUCCEEDED: "The card was charged.",
+        AttemptStatus.FAILED: "Stripe answered no: declined, or the request was refused (see the codes).",
+        AttemptStatus.UNKNOWN: "Stripe's answer was lost (timeout); it is resumed, never charged twice.",
+    },
 )
 
 

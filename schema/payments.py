@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
 from domain.payments import PaymentMethod as DomainPaymentMethod
 from resolvers import invoice_payments, payments
 from schema.context import Info
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.invoices import Invoice
-from schema.pagination import Connection, connection
+from schema.pagination import After, Connection, First, connection
 
 
 @strawberry.type(description="A card on file, as Stripe knows it (the number itself never reaches us).")
@@ -44,7 +45,7 @@ class PaymentMethod:
 
 
 async def payment_methods_of(
-    info: Info, first: int | None = None, after: str | None = None
+    info: Info, first: First = None, after: After = None
 ) -> Connection[PaymentMethod]:
     page = await payments.list_payment_methods(info.context, first=first, after=after)
     return connection(page, PaymentMethod.from_domain)
@@ -115,7 +116,7 @@ def _method_payload(method: DomainPaymentMethod | None, errors: list[UserError])
 class PaymentMutation:
     @strawberry.mutation(description="Start adding a card: a Stripe SetupIntent and its client secret.")
     async def create_payment_method_setup(
-        self, info: Info, input: CreatePaymentMethodSetupInput | None = None
+        self, info: Info, input: Annotated[CreatePaymentMethodSetupInput | None, MUTATION_INPUT] = None
     ) -> CreatePaymentMethodSetupPayload:
         key = input.idempotency_key if input else None
         setup, errors = await attempt(payments.create_payment_method_setup(info.context, idempotency_key=key))
@@ -129,7 +130,9 @@ class PaymentMutation:
         description="Keep a card on file: Stripe attaches and verifies it. The first card lifts the "
         "NO_PAYMENT_METHOD pause."
     )
-    async def add_payment_method(self, info: Info, input: AddPaymentMethodInput) -> PaymentMethodPayload:
+    async def add_payment_method(
+        self, info: Info, input: Annotated[AddPaymentMethodInput, MUTATION_INPUT]
+    ) -> PaymentMethodPayload:
         method, errors = await attempt(
             payments.add_payment_method(
                 info.context,
@@ -141,7 +144,9 @@ class PaymentMutation:
         return _method_payload(method, errors)
 
     @strawberry.mutation(description="Charge this card first; it also becomes Stripe's invoice default.")
-    async def set_primary_payment_method(self, info: Info, input: PaymentMethodInput) -> PaymentMethodPayload:
+    async def set_primary_payment_method(
+        self, info: Info, input: Annotated[PaymentMethodInput, MUTATION_INPUT]
+    ) -> PaymentMethodPayload:
         method, errors = await attempt(
             payments.set_primary_payment_method(
                 info.context, payment_method_id=input.payment_method_id, idempotency_key=input.idempotency_key
@@ -152,7 +157,9 @@ class PaymentMutation:
     @strawberry.mutation(
         description="Remove a card. The next card becomes primary; removing the last pauses issuing."
     )
-    async def remove_payment_method(self, info: Info, input: PaymentMethodInput) -> PaymentMethodPayload:
+    async def remove_payment_method(
+        self, info: Info, input: Annotated[PaymentMethodInput, MUTATION_INPUT]
+    ) -> PaymentMethodPayload:
         method, errors = await attempt(
             payments.remove_payment_method(
                 info.context, payment_method_id=input.payment_method_id, idempotency_key=input.idempotency_key
@@ -163,7 +170,9 @@ class PaymentMutation:
     @strawberry.mutation(
         description="Pay an open or past-due invoice now; paying the past-due one restores good standing."
     )
-    async def pay_invoice(self, info: Info, input: PayInvoiceInput) -> PayInvoicePayload:
+    async def pay_invoice(
+        self, info: Info, input: Annotated[PayInvoiceInput, MUTATION_INPUT]
+    ) -> PayInvoicePayload:
         invoice, errors = await attempt(
             invoice_payments.pay_invoice(
                 info.context,

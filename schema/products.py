@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import date, datetime
+from typing import Annotated
 
 import strawberry
 
@@ -14,7 +15,7 @@ from domain.products import ProductPrice as DomainProductPrice
 from resolvers import products
 from resolvers.products import CatalogView, catalog_views
 from schema.context import Info, request_loader
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 
 CURRENT_PRICE = (
     "the price in force today (in the caller's zone) in the caller's billing currency (staff: USD)"
@@ -144,7 +145,9 @@ class ProductQuery:
 @strawberry.type
 class ProductMutation:
     @strawberry.mutation(description="Staff: add a product to the catalog.")
-    async def create_product(self, info: Info, input: CreateProductInput) -> ProductPayload:
+    async def create_product(
+        self, info: Info, input: Annotated[CreateProductInput, MUTATION_INPUT]
+    ) -> ProductPayload:
         return await _payload(
             products.create_product(
                 info.context,
@@ -159,7 +162,9 @@ class ProductMutation:
         description="Staff: set a product's daily price in a currency from a date on; earlier days keep "
         "their price."
     )
-    async def set_product_price(self, info: Info, input: SetProductPriceInput) -> ProductPayload:
+    async def set_product_price(
+        self, info: Info, input: Annotated[SetProductPriceInput, MUTATION_INPUT]
+    ) -> ProductPayload:
         return await _payload(
             products.set_product_price(
                 info.context,
@@ -174,7 +179,9 @@ class ProductMutation:
     @strawberry.mutation(
         description="Staff: retire a product: no new licenses; licenses held keep working and billing."
     )
-    async def retire_product(self, info: Info, input: RetireProductInput) -> ProductPayload:
+    async def retire_product(
+        self, info: Info, input: Annotated[RetireProductInput, MUTATION_INPUT]
+    ) -> ProductPayload:
         return await _payload(
             products.retire_product(info.context, slug=input.slug, idempotency_key=input.idempotency_key)
         )

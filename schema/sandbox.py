@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
 from resolvers import sandbox
 from schema.context import Info
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 
 
 @strawberry.input(description="Where to move the sandbox clock.")
@@ -27,7 +28,7 @@ class AdvanceSandboxClockPayload:
 class SandboxMutation:
     @strawberry.mutation(description="Staff, sandbox mode only: move the service clock forward.")
     async def advance_sandbox_clock(
-        self, info: Info, input: AdvanceSandboxClockInput
+        self, info: Info, input: Annotated[AdvanceSandboxClockInput, MUTATION_INPUT]
     ) -> AdvanceSandboxClockPayload:
         now, errors = await attempt(
             sandbox.advance_sandbox_clock(info.context, to=input.to, idempotency_key=input.idempotency_key)

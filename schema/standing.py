@@ -10,18 +10,33 @@ from domain.standing import Action, StandingState
 from domain.standing import Standing as DomainStanding
 from resolvers import standing
 from schema.context import Info
+from schema.enums import described_enum
 from schema.errors import ErrorCode
 from schema.invoices import Invoice
 
-strawberry.enum(
+described_enum(
     StandingState,
     name="StandingState",
     description="Whether the partner may issue and assign licenses: GOOD, NO_PAYMENT_METHOD or PAST_DUE.",
+    values={
+        StandingState.NO_PAYMENT_METHOD: "No card on file (a new partner starts here): issue and assign "
+        "are blocked.",
+        StandingState.GOOD: "A card on file and nothing past due: everything is allowed.",
+        StandingState.PAST_DUE: "An invoice is past due: issue and assign are blocked until it is paid.",
+    },
 )
-strawberry.enum(
+described_enum(
     Action,
     name="StandingAction",
     description="What a partner does to licenses, as far as standing is concerned.",
+    values={
+        Action.ISSUE: "issueLicenses.",
+        Action.ASSIGN: "assignLicense (also moving a license to another site).",
+        Action.ACCEPT_TRANSFER: "acceptLicenseTransfer (the receiver starts holding, and paying for, it).",
+        Action.REVOKE: "revokeLicense (always allowed).",
+        Action.UNASSIGN: "unassignLicense (always allowed).",
+        Action.TRANSFER_OUT: "startLicenseTransfer (always allowed).",
+    },
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from graphql import FieldNode, get_operation_ast
@@ -15,11 +16,20 @@ from domain.access import Role
 from resolvers import tokens
 from resolvers.context import RequestContext
 from schema.context import Info
-from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.enums import described_enum
+from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 
-strawberry.enum(
+described_enum(
     Role,
     name="ApiTokenRole",
+    values={
+        Role.ADMIN: "A partner's administrator: everything its partner may do, including its tokens.",
+        Role.LICENSES: "A partner token that reads everything and changes licenses.",
+        Role.BILLING: "A partner token that reads everything, manages cards and pays invoices.",
+        Role.READ_ONLY: "A partner token that only reads its partner's records.",
+        Role.STAFF_ADMIN: "Staff operating the system: partners, catalog, month close, refunds, tokens.",
+        Role.STAFF_SUPPORT: "Staff who read any partner's records and change nothing.",
+    },
     description=(
         "What a token may do. Partner roles: admin (everything), licenses (license changes), billing "
         "(payment methods, paying invoices), read_only. Staff roles: staff_admin, staff_support (reads only)."
@@ -154,7 +164,9 @@ class TokenMutation:
         description="Mint an API token: staff for anyone; a partner admin for its own partner, "
         "with a role no higher than its own."
     )
-    async def create_api_token(self, info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
+    async def create_api_token(
+        self, info: Info, input: Annotated[CreateApiTokenInput, MUTATION_INPUT]
+    ) -> CreateApiTokenPayload:
         issued, errors = await attempt(
             tokens.create_api_token(
                 info.context,
@@ -171,7 +183,9 @@ class TokenMutation:
     @strawberry.mutation(
         description="Stop a token now: HTTP refuses it; its open websockets close (4403) on every worker."
     )
-    async def revoke_api_token(self, info: Info, input: ApiTokenIdInput) -> RevokeApiTokenPayload:
+    async def revoke_api_token(
+        self, info: Info, input: Annotated[ApiTokenIdInput, MUTATION_INPUT]
+    ) -> RevokeApiTokenPayload:
         revoked, errors = await attempt(tokens.revoke_api_token(info.context, token_id=str(input.id)))
         return RevokeApiTokenPayload(
             token=None if revoked is None else ApiTokenDetails.of(revoked), errors=errors
@@ -181,6 +195,8 @@ class TokenMutation:
         description="A new secret for a token (same partner, role, label and expiry, new id); the old secret "
         "keeps working for one hour, then stops as if revoked."
     )
-    async def rotate_api_token(self, info: Info, input: ApiTokenIdInput) -> CreateApiTokenPayload:
+    async def rotate_api_token(
+        self, info: Info, input: Annotated[ApiTokenIdInput, MUTATION_INPUT]
+    ) -> CreateApiTokenPayload:
         rotated, errors = await attempt(tokens.rotate_api_token(info.context, token_id=str(input.id)))
         return CreateApiTokenPayload(token=None if rotated is None else ApiToken.of(rotated), errors=errors)
