@@ -45,6 +45,8 @@ class Permission(Enum):
     SANDBOX_CLOCK = "sandbox:clock"
     # Voiding, writing off and refunding invoices: money movement, staff_admin only.
     INVOICE_ADJUST = "invoices:adjust"
+    # Refetching an object by its global id (`node`, `nodes`); the object's own read rule applies too.
+    NODES_READ = "nodes:read"
 
 
 STAFF_ROLES = frozenset({Role.STAFF_ADMIN, Role.STAFF_SUPPORT})
@@ -67,6 +69,7 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.MONTH_CLOSE: frozenset({Role.STAFF_ADMIN}),
     Permission.SANDBOX_CLOCK: frozenset({Role.STAFF_ADMIN}),
     Permission.INVOICE_ADJUST: frozenset({Role.STAFF_ADMIN}),
+    Permission.NODES_READ: EVERY_ROLE,
 }
 
 # Which roles a token of each role may mint or manage: never above its own.

@@ -29,6 +29,9 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "eventCursor": P.PARTNER_READ,
         "apiTokens": P.TOKENS_READ,
         "validateLicense": P.PUBLIC,
+        # Relay refetching by global id: each object's own read rule applies too (resolvers/nodes.py).
+        "node": P.NODES_READ,
+        "nodes": P.NODES_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,

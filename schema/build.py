@@ -20,6 +20,7 @@ from schema.invoices import InvoiceQuery
 from schema.license_checks import LicenseCheckQuery
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
+from schema.nodes import NodeQuery
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
 from schema.products import ProductMutation, ProductQuery
@@ -41,6 +42,7 @@ class Query(
     FeedQuery,
     TokenQuery,
     LicenseCheckQuery,
+    NodeQuery,
 ):
     pass
 

@@ -17,6 +17,7 @@ from schema.context import Info
 from schema.enums import described_enum
 from schema.pagination import After, Connection, First, connection
 from schema.payment_attempts import PaymentAttempt
+from schema.relay import Node
 
 described_enum(
     InvoiceStatus,
@@ -67,8 +68,8 @@ class InvoiceRefund:
 
 
 @strawberry.type(description="A closed month's invoice: product lines and per-license day-lines.")
-class Invoice:
-    id: strawberry.ID = strawberry.field(description="Invoice id.")
+class Invoice(Node):
+    id: strawberry.ID = strawberry.field(description="Invoice id; also its global id (`node(id:)`).")
     number: str = strawberry.field(description="Human-readable number, unique per partner and month.")
     month: str = strawberry.field(description="The billed month, YYYY-MM, in `zone`.")
     status: InvoiceStatus = strawberry.field(description="open, paid, past_due, void or uncollectible.")

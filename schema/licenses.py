@@ -32,6 +32,7 @@ from schema.enums import described_enum
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.pagination import After, Connection, First, connection, selects_total_count
 from schema.products import Product
+from schema.relay import Node
 
 described_enum(
     LicenseState,
@@ -126,8 +127,10 @@ class TransferPreview:
 
 
 @strawberry.type(description="A license: one partner's holding of a key, billed per day while held.")
-class License:
-    id: strawberry.ID = strawberry.field(description="Id of this holding of the key.")
+class License(Node):
+    id: strawberry.ID = strawberry.field(
+        description="Id of this holding of the key; also its global id (`node(id:)`)."
+    )
     key: str = strawberry.field(description="The license key, `<product-slug>_<random>`.")
     state: LicenseState = strawberry.field(description="Where the license is in its lifecycle.")
     site: str | None = strawberry.field(description="The normalized URL of the site it is assigned to.")

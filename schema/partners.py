@@ -17,6 +17,7 @@ from schema.invoices import Invoice, invoice_connection
 from schema.licenses import LicenseCounts
 from schema.pagination import After, Connection, First, connection
 from schema.payments import PaymentMethod, payment_methods_of
+from schema.relay import Node
 from schema.standing import Standing, standing_of
 
 
@@ -28,8 +29,8 @@ class CardSummary:
 
 
 @strawberry.type(description="An agency in the partner program: it issues licenses and is billed per day.")
-class Partner:
-    id: strawberry.ID = strawberry.field(description="Stable partner id.")
+class Partner(Node):
+    id: strawberry.ID = strawberry.field(description="Stable partner id; also its global id (`node(id:)`).")
     name: str = strawberry.field(description="The agency's name.")
     billing_zone: str = strawberry.field(
         description="IANA time zone whose calendar days and months the partner is billed in."

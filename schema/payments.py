@@ -13,12 +13,14 @@ from schema.context import Info
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.invoices import Invoice
 from schema.pagination import After, Connection, First, connection
+from schema.relay import Node
 
 
 @strawberry.type(description="A card on file, as Stripe knows it (the number itself never reaches us).")
-class PaymentMethod:
+class PaymentMethod(Node):
     id: strawberry.ID = strawberry.field(
-        description="The Stripe PaymentMethod id (pm_…): the id every payment mutation takes."
+        description="The Stripe PaymentMethod id (pm_…): the id every payment mutation takes; also its "
+        "global id (`node(id:)`)."
     )
     brand: str = strawberry.field(description="Card brand, e.g. visa, mastercard, amex.")
     last4: str = strawberry.field(description="The last four digits of the card number.")

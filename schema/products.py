@@ -13,9 +13,11 @@ from domain.money import format_micros
 from domain.products import Product as DomainProduct
 from domain.products import ProductPrice as DomainProductPrice
 from resolvers import products
+from resolvers.nodes import product_node_id
 from resolvers.products import CatalogView, catalog_views
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
+from schema.relay import Node
 
 CURRENT_PRICE = (
     "the price in force today (in the caller's zone) in the caller's billing currency (staff: USD)"
@@ -47,7 +49,10 @@ class ProductPrice:
 
 
 @strawberry.type(description="A licensable product, priced per license per day in each currency.")
-class Product:
+class Product(Node):
+    id: strawberry.ID = strawberry.field(
+        description="Global id (`node(id:)`), derived from the slug; mutations take the slug."
+    )
     slug: str = strawberry.field(description="Stable identifier, also the prefix of its license keys.")
     name: str = strawberry.field(description="Display name.")
     description: str = strawberry.field(description="What the product does.")
@@ -81,6 +86,7 @@ class Product:
     @classmethod
     def from_domain(cls, product: DomainProduct) -> Product:
         return cls(
+            id=strawberry.ID(product_node_id(product.slug)),
             slug=product.slug,
             name=product.name,
             description=product.description,
