@@ -98,12 +98,16 @@ async def test_another_partner_asking_for_these_ids_gets_null_never_the_object(
     assert (await api.data(NODE, {"id": product["id"]}, stranger.token))["node"] == product
 
 
-async def test_staff_refetch_any_partners_account_and_invoice(
+async def test_staff_refetch_any_partners_account_and_invoice_but_not_its_licenses_or_cards(
     api: Api, staff_token: str, july_objects: list[dict[str, Any]]
 ) -> None:
     for shown in july_objects:
-        if shown["__typename"] in {"Partner", "Invoice"}:
+        if shown["__typename"] in {"Partner", "Invoice", "Product"}:
             assert (await api.data(NODE, {"id": shown["id"]}, staff_token))["node"] == shown
+        else:  # licenses and cards are partner-token reads, as `license(key)` and `paymentMethods` are
+            body = await api.call(NODE, {"id": shown["id"]}, staff_token)
+            assert body["data"] == {"node": None}
+            assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
 async def test_a_well_formed_id_of_nothing_is_null(api: Api, partner: PartnerAccess) -> None:
