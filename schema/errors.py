@@ -65,8 +65,8 @@ ERROR_CODE_DESCRIPTIONS: dict[DomainErrorCode, str] = {
     C.PRODUCT_RETIRED: "Issuing a product staff retired.",
     C.REFUND_EXCEEDS_PAYMENT: "refundInvoice asked for more than is left of what was paid.",
     C.REFUND_REFUSED: "Stripe refused the refund; nothing was refunded.",
-    C.BAD_REQUEST: "The HTTP request itself is wrong: not a GraphQL POST/GET body, wrong method or "
-    "content type.",
+    C.BAD_REQUEST: "The request itself is wrong: an HTTP method or body the endpoint does not take, or "
+    "a subscription sent over HTTP instead of a websocket.",
     C.GRAPHQL_PARSE_FAILED: "The document is not valid GraphQL syntax.",
     C.GRAPHQL_VALIDATION_FAILED: "The document does not validate against the schema (unknown field, "
     "wrong argument type).",

@@ -43,6 +43,12 @@ described_enum(
     },
 )
 
+# The `status` argument of both invoice lists (`invoices`, `Partner.invoices`).
+StatusFilter = Annotated[
+    list[InvoiceStatus] | None,
+    strawberry.argument(description="Only invoices in these statuses (default: all)."),
+]
+
 
 @strawberry.type(description="A refund staff made of a paid invoice, through Stripe.")
 class InvoiceRefund:
@@ -163,10 +169,7 @@ class InvoiceQuery:
     async def invoices(
         self,
         info: Info,
-        status: Annotated[
-            list[InvoiceStatus] | None,
-            strawberry.argument(description="Only invoices in these statuses (default: all)."),
-        ] = None,
+        status: StatusFilter = None,
         first: First = None,
         after: After = None,
     ) -> Connection[Invoice]:

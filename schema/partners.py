@@ -7,13 +7,12 @@ from typing import Annotated
 
 import strawberry
 
-from domain.invoices import InvoiceStatus
 from domain.partners import Partner as DomainPartner
 from domain.standing import StandingState
 from resolvers import licenses, partners
 from schema.context import Info
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
-from schema.invoices import Invoice, invoice_connection
+from schema.invoices import Invoice, StatusFilter, invoice_connection
 from schema.licenses import LicenseCounts
 from schema.pagination import After, Connection, First, connection
 from schema.payments import PaymentMethod, payment_methods_of
@@ -51,10 +50,7 @@ class Partner(Node):
     async def invoices(
         self,
         info: Info,
-        status: Annotated[
-            list[InvoiceStatus] | None,
-            strawberry.argument(description="Only invoices in these statuses (default: all)."),
-        ] = None,
+        status: StatusFilter = None,
         first: First = None,
         after: After = None,
     ) -> Connection[Invoice]:
