@@ -8,6 +8,10 @@ from typing import Any
 import pytest
 
 from domain.clock import SettableClock
+from domain.errors import DomainError, ErrorCode
+from domain.licenses import new_license_id
+from resolvers.nodes import NodeKind, node_kind, product_node_id
+from resolvers.partners import new_partner_id
 from tests.integration.conftest import Api, PartnerAccess, enrol
 from tests.integration.license_operations import issue
 from tests.integration.payment_operations import SET_PRIMARY, cards_on_file, close_july, july_invoice
@@ -138,3 +142,22 @@ async def test_more_than_100_ids_at_once_is_invalid_input(api: Api, partner: Par
 async def test_node_needs_a_token(api: Api) -> None:
     body = await api.call(NODE, {"id": "lic_0123"})
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+# The kind of object is read from the id's prefix: ids minted today must keep matching it.
+def test_new_partner_and_license_ids_are_global_ids_of_their_kind() -> None:
+    assert node_kind(new_partner_id()) is NodeKind.PARTNER
+    assert node_kind(new_license_id()) is NodeKind.LICENSE
+    assert node_kind(product_node_id("jetpack-backup")) is NodeKind.PRODUCT
+
+
+def test_stripe_card_ids_of_both_generations_are_payment_methods() -> None:
+    assert node_kind("pm_1PqRsT2eZvKYlo2C") is NodeKind.PAYMENT_METHOD
+    assert node_kind("card_0123456789abcdef") is NodeKind.PAYMENT_METHOD
+
+
+@pytest.mark.parametrize("malformed", ["", "ptr_", "tok_abc", "inv_1 OR 1=1", "lic_" + "a" * 200])
+def test_an_id_of_no_kind_names_the_field_at_fault(malformed: str) -> None:
+    with pytest.raises(DomainError) as refused:
+        node_kind(malformed, "ids[3]")
+    assert (refused.value.code, refused.value.field) == (ErrorCode.INVALID_INPUT, "ids[3]")
