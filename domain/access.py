@@ -45,6 +45,9 @@ class Permission(Enum):
     SANDBOX_CLOCK = "sandbox:clock"
     # Voiding, writing off and refunding invoices: money movement, staff_admin only.
     INVOICE_ADJUST = "invoices:adjust"
+    # Partner webhooks: every partner role reads endpoints and deliveries; only admins change them.
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 STAFF_ROLES = frozenset({Role.STAFF_ADMIN, Role.STAFF_SUPPORT})
@@ -67,6 +70,8 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.MONTH_CLOSE: frozenset({Role.STAFF_ADMIN}),
     Permission.SANDBOX_CLOCK: frozenset({Role.STAFF_ADMIN}),
     Permission.INVOICE_ADJUST: frozenset({Role.STAFF_ADMIN}),
+    Permission.WEBHOOKS_READ: PARTNER_ROLES,
+    Permission.WEBHOOKS_MANAGE: frozenset({Role.ADMIN}),
 }
 
 # Which roles a token of each role may mint or manage: never above its own.

@@ -29,6 +29,8 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "eventCursor": P.PARTNER_READ,
         "apiTokens": P.TOKENS_READ,
         "validateLicense": P.PUBLIC,
+        "webhookEndpoints": P.WEBHOOKS_READ,
+        "webhookDeliveries": P.WEBHOOKS_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,
@@ -57,6 +59,12 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "voidInvoice": P.INVOICE_ADJUST,
         "markInvoiceUncollectible": P.INVOICE_ADJUST,
         "refundInvoice": P.INVOICE_ADJUST,
+        # Partner webhooks (partner admins; the endpoint's partner only).
+        "createWebhookEndpoint": P.WEBHOOKS_MANAGE,
+        "disableWebhookEndpoint": P.WEBHOOKS_MANAGE,
+        "deleteWebhookEndpoint": P.WEBHOOKS_MANAGE,
+        "rotateWebhookSecret": P.WEBHOOKS_MANAGE,
+        "redeliverWebhook": P.WEBHOOKS_MANAGE,
     },
     "Subscription": {
         "licenseEvents": P.PARTNER_READ,

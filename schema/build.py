@@ -26,6 +26,7 @@ from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
 from schema.tokens import IdentifyCaller, TokenMutation, TokenQuery
+from schema.webhooks import WebhookMutation, WebhookQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -41,6 +42,7 @@ class Query(
     FeedQuery,
     TokenQuery,
     LicenseCheckQuery,
+    WebhookQuery,
 ):
     pass
 
@@ -55,6 +57,7 @@ class Mutation(
     SandboxMutation,
     ProductMutation,
     InvoiceAdjustmentMutation,
+    WebhookMutation,
 ):
     pass
 
