@@ -129,7 +129,7 @@ class EndpointUrl:
 
 
 def endpoint_url(url: str, *, sandbox: bool) -> EndpointUrl:
-    """Parse and check an endpoint URL: https only (sandbox mode: also http to a loopback address),
+    """Parse and check an endpoint URL: https only (sandbox mode: also http, to loopback addresses only),
     no credentials, no fragment. Where the host points is checked after resolving (`refused_address`)."""
 
     def refuse(reason: str) -> DomainError:
@@ -158,23 +158,27 @@ def endpoint_url(url: str, *, sandbox: bool) -> EndpointUrl:
         port=port or (443 if parts.scheme == "https" else 80),
         target=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
     )
-    if parts.scheme == "http" and not (sandbox and _is_loopback(checked.literal_address)):
+    if parts.scheme == "http" and not sandbox:
         raise refuse("must use https (sandbox mode also allows http to 127.0.0.1)")
     if checked.literal_address is None and not _is_host_name(checked.host):
         raise refuse("has an invalid host name")
     return checked
 
 
-def refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, sandbox: bool) -> str | None:
+def refused_address(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, sandbox: bool, plain_http: bool = False
+) -> str | None:
     """Why a webhook may not connect to `address` (None: it may). Only public unicast addresses pass;
-    sandbox mode also lets loopback through, for tests and the demo."""
+    sandbox mode also lets loopback through, for tests and the demo, and plain http only to loopback."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(address)
         if embedded is not None:
-            reason = refused_address(embedded, sandbox=sandbox)
+            reason = refused_address(embedded, sandbox=sandbox, plain_http=plain_http)
             return None if reason is None else f"{reason} (inside the IPv6 address {address})"
     if sandbox and _is_loopback(address):
         return None
+    if plain_http:
+        return f"{address} is not a loopback address, and http:// goes to loopback only (sandbox mode)"
     for test, what in (
         (address.is_loopback, "a loopback address"),
         (address.is_link_local, "a link-local address (cloud metadata lives there)"),

@@ -11,6 +11,7 @@ answer are read and KEEP of them kept, and the whole attempt has one deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -27,6 +28,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 KEEP = 4096
 READ_LIMIT = 65536
 DEFAULT_TIMEOUT_SECONDS = 10.0
+RESOLVE_TIMEOUT_SECONDS = 5.0
 
 
 class AddressLookup:
@@ -45,8 +47,9 @@ class AddressLookup:
             return [self._fixed[url.host]]
         loop = asyncio.get_running_loop()
         try:
-            answers = await loop.getaddrinfo(url.host, url.port, type=socket.SOCK_STREAM)
-        except OSError as error:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                answers = await loop.getaddrinfo(url.host, url.port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as error:
             raise DomainError(
                 ErrorCode.INVALID_INPUT, f"The host {url.host} does not resolve.", "url"
             ) from error
@@ -64,7 +67,7 @@ class AddressLookup:
         if not addresses:
             raise DomainError(ErrorCode.INVALID_INPUT, f"The host {url.host} does not resolve.", "url")
         for address in addresses:
-            reason = refused_address(address, sandbox=sandbox)
+            reason = refused_address(address, sandbox=sandbox, plain_http=url.scheme == "http")
             if reason is not None:
                 raise DomainError(
                     ErrorCode.INVALID_INPUT,
@@ -121,22 +124,28 @@ class HttpWebhookSender:
             return SendResult(status, excerpt, error, int((time.monotonic() - started) * 1000))
 
         try:
-            addresses = await self._lookup.public_addresses(url, sandbox=self._sandbox)
+            async with asyncio.timeout(self._timeout):
+                addresses = await self._lookup.public_addresses(url, sandbox=self._sandbox)
+                status, excerpt, location = await self._post_to_first_answering(url, addresses, body, headers)
         except DomainError as refused:
             return result(error=refused.message)
-        try:
-            async with asyncio.timeout(self._timeout):
-                status, excerpt, location = await self._post(url, addresses[0], body, headers)
-        except TimeoutError:
-            return result(error=f"No complete answer within {self._timeout:g} s.")
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return result(error=f"No complete answer within {self._timeout:g} s.")
         except httpx.HTTPError as error:
-            return result(error=f"{type(error).__name__}: {error}"[:500] or type(error).__name__)
+            return result(error=f"{type(error).__name__}: {error}"[:500])
         if 300 <= status < 400:
             where = f" to {location[:200]}" if location else ""
             return result(status, excerpt, f"Redirects are not followed (HTTP {status}{where}).")
         return result(status, excerpt)
+
+    async def _post_to_first_answering(
+        self, url: EndpointUrl, addresses: list[IPAddress], body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, str, str | None]:
+        """Each checked address in turn until one accepts the connection (as a browser would)."""
+        for address in addresses[:-1]:
+            with contextlib.suppress(httpx.ConnectError):
+                return await self._post(url, address, body, headers)
+        return await self._post(url, addresses[-1], body, headers)
 
     async def _post(
         self, url: EndpointUrl, address: IPAddress, body: bytes, headers: Mapping[str, str]

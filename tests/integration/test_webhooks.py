@@ -447,6 +447,28 @@ async def named_api(
     await app.state.services.gateway.close()
 
 
+async def test_a_named_host_is_reached_at_its_checked_address_with_its_own_host_header(
+    named_api: Api, staff_token: str, database: Database, receiver: Receiver, clock: SettableClock
+) -> None:
+    api = named_api
+    partner = await enrol(api, staff_token, "Named Agency")
+    url = f"http://hooks.partner.test:{receiver.port}/named?source=licensing"
+    endpoint_id, _ = await endpoint_for(api, partner.token, url, ["api_token"])
+    await make_events(api, partner.token, "by name")
+    sending = HttpWebhookSender(AddressLookup({"hooks.partner.test": "127.0.0.1"}), sandbox=True)
+    try:
+        assert (
+            await deliver_endpoint(WebhookDelivery(database, sending, sandbox=True), endpoint_id, clock.now())
+            == 1
+        )
+    finally:
+        await sending.close()
+    (request,) = receiver.received
+    assert request.path == "/named?source=licensing"
+    assert request.headers["host"] == f"hooks.partner.test:{receiver.port}"
+    assert labels([request.event]) == ["by name"]
+
+
 @pytest.mark.parametrize("answer", ["10.0.0.1", "169.254.169.254", "::ffff:169.254.169.254"])
 async def test_a_host_that_resolves_to_a_private_address_at_delivery_time_is_not_contacted(
     named_api: Api,

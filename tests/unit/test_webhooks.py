@@ -59,6 +59,8 @@ def test_public_addresses_receive_webhooks(address: str) -> None:
 
 def test_sandbox_mode_lets_loopback_through_but_nothing_else_private() -> None:
     assert refused_address(ipaddress.ip_address("127.0.0.1"), sandbox=True) is None
+    assert refused_address(ipaddress.ip_address("127.0.0.1"), sandbox=True, plain_http=True) is None
+    assert refused_address(ipaddress.ip_address("1.1.1.1"), sandbox=True, plain_http=True) is not None
     assert refused_address(ipaddress.ip_address("::1"), sandbox=True) is None
     for address in ("10.0.0.1", "169.254.169.254", "192.168.0.1", "::ffff:10.0.0.1"):
         assert refused_address(ipaddress.ip_address(address), sandbox=True) is not None
@@ -69,7 +71,6 @@ def test_sandbox_mode_lets_loopback_through_but_nothing_else_private() -> None:
     [
         ("http://hooks.example.com/in", False),
         ("http://127.0.0.1:8080/in", False),
-        ("http://hooks.example.com/in", True),  # sandbox allows http to loopback only
         ("ftp://hooks.example.com/in", False),
         ("https://user:pw@hooks.example.com/in", False),
         ("https://hooks.example.com/in#frag", False),
