@@ -164,13 +164,19 @@ async def _queue_new_events(
     wants: Callable[[str, str], bool],
     now: datetime,
 ) -> None:
-    """The feed's events after the endpoint's position, as pending deliveries (those it wants)."""
-    events = await uow.events.after(partner_id, feed_seq, limit=QUEUE_BATCH)
-    for event in events:
-        if wants(event.stream, event.action):
-            await uow.webhooks.queue("whd_" + secrets.token_hex(12), endpoint_id, event, now)
-    if events:
-        await uow.webhooks.advance_feed(endpoint_id, events[-1].seq)
+    """The feed's events after the endpoint's position, as pending deliveries (those it wants), at most
+    QUEUE_BATCH of them per call so one transaction stays short."""
+    queued = 0
+    while queued < QUEUE_BATCH:
+        events = await uow.events.after(partner_id, feed_seq, limit=QUEUE_BATCH)
+        for event in events:
+            if wants(event.stream, event.action):
+                await uow.webhooks.queue("whd_" + secrets.token_hex(12), endpoint_id, event, now)
+                queued += 1
+        if not events:
+            break
+        feed_seq = events[-1].seq
+        await uow.webhooks.advance_feed(endpoint_id, feed_seq)
 
 
 async def _record(delivery: WebhookDelivery, claimed: Claimed, result: SendResult, now: datetime) -> None:

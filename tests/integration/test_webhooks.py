@@ -236,6 +236,16 @@ async def test_each_feed_event_arrives_once_signed_with_its_id_and_cursor_in_fee
     )
 
 
+async def test_two_workers_delivering_at_once_send_each_event_once_and_in_order(
+    api: Api, partner: PartnerAccess, receiver: Receiver, delivery: WebhookDelivery, clock: SettableClock
+) -> None:
+    endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/race"), ["api_token"])
+    await make_events(api, partner.token, *[f"event {n}" for n in range(6)])
+    made = await asyncio.gather(*(deliver_endpoint(delivery, endpoint_id, clock.now()) for _ in range(3)))
+    assert sum(made) == 6
+    assert labels(receiver.events("/race")) == [f"event {n}" for n in range(6)]
+
+
 async def test_the_event_filter_picks_streams_and_single_events(
     api: Api, partner: PartnerAccess, receiver: Receiver, delivery: WebhookDelivery, clock: SettableClock
 ) -> None:
