@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -44,7 +45,7 @@ from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
-from resolvers.webhook_deliveries import WebhookDelivery
+from resolvers.webhook_deliveries import CLAIM_FOR, WebhookDelivery
 from resolvers.webhook_sending import AddressLookup, HttpWebhookSender
 from schema.build import build_schema
 
@@ -278,10 +279,15 @@ def create_app(
             timeout_seconds=settings.webhook_timeout_seconds,
         )
         if settings.webhook_delivery:
-            services.webhook_dispatcher = WebhookDispatcher(
-                WebhookDelivery(services.database, sender, sandbox=settings.sandbox),
+            delivery = WebhookDelivery(
+                services.database,
+                sender,
                 services.clock,
-                poll_seconds=settings.webhook_poll_seconds,
+                sandbox=settings.sandbox,
+                claim_for=max(CLAIM_FOR, timedelta(seconds=2 * settings.webhook_timeout_seconds)),
+            )
+            services.webhook_dispatcher = WebhookDispatcher(
+                delivery, poll_seconds=settings.webhook_poll_seconds
             )
             services.webhook_dispatcher.start()
         try:

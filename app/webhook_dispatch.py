@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 
-from domain.clock import Clock
 from persistence.database import Database
 from persistence.tokens import TOKEN_SIGNAL_PREFIX
 from resolvers.webhook_deliveries import WebhookDelivery, deliver_due
@@ -19,9 +18,8 @@ log = logging.getLogger("licensing.webhooks")
 
 
 class WebhookDispatcher:
-    def __init__(self, delivery: WebhookDelivery, clock: Clock, *, poll_seconds: float) -> None:
+    def __init__(self, delivery: WebhookDelivery, *, poll_seconds: float) -> None:
         self._delivery = delivery
-        self._clock = clock
         self._poll_seconds = poll_seconds
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -54,7 +52,7 @@ class WebhookDispatcher:
         while True:
             self._woken.clear()  # before looking: a commit during the pass wakes the next one
             try:
-                made = await deliver_due(self._delivery, self._clock.now())
+                made = await deliver_due(self._delivery)
             except Exception:  # the next pass retries; the rows say what is left
                 log.exception("webhook delivery pass failed")
                 made = 0

@@ -147,6 +147,8 @@ def endpoint_url(url: str, *, sandbox: bool) -> EndpointUrl:
         raise refuse("must start with https://")
     if not host:
         raise refuse("has no host")
+    if port == 0:
+        raise refuse("has port 0")
     if parts.username is not None or parts.password is not None:
         raise refuse("may not carry credentials")
     if parts.fragment or url.endswith("#"):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from domain.clock import Clock
 from domain.webhooks import (
     SIGNATURE_HEADER,
     DeliveryStatus,
@@ -46,12 +47,16 @@ CONCURRENT_ENDPOINTS = 8
 
 @dataclass
 class WebhookDelivery:
-    """What delivering needs: the database, how to send, the retry policy and whether this is sandbox."""
+    """What delivering needs: the database, how to send, the clock (each attempt is signed and recorded at
+    its own instant), whether this is sandbox mode, the retry policy, and how long a claim holds (longer
+    than an attempt's deadline, so only a crashed sender's claim ever runs out)."""
 
     database: Database
     sender: WebhookSender
+    clock: Clock
     sandbox: bool = False
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    claim_for: timedelta = CLAIM_FOR
 
 
 @dataclass(frozen=True)
@@ -66,24 +71,25 @@ class Claimed:
     event: RecordedEvent
 
 
-async def deliver_due(delivery: WebhookDelivery, now: datetime) -> int:
-    """Take every endpoint with work forward (feed events not queued yet, or a delivery due at `now`).
+async def deliver_due(delivery: WebhookDelivery) -> int:
+    """Take every endpoint with work forward (feed events not queued yet, or a delivery due now).
     Returns the number of attempts made."""
     async with UnitOfWork(delivery.database, read_only=True) as uow:
-        endpoint_ids = await uow.webhooks.endpoints_with_work(now)
+        endpoint_ids = await uow.webhooks.endpoints_with_work(delivery.clock.now())
     limit = asyncio.Semaphore(CONCURRENT_ENDPOINTS)
 
     async def one(endpoint_id: str) -> int:
         async with limit:
-            return await deliver_endpoint(delivery, endpoint_id, now)
+            return await deliver_endpoint(delivery, endpoint_id)
 
     return sum(await asyncio.gather(*(one(endpoint_id) for endpoint_id in endpoint_ids)))
 
 
-async def deliver_endpoint(delivery: WebhookDelivery, endpoint_id: str, now: datetime) -> int:
+async def deliver_endpoint(delivery: WebhookDelivery, endpoint_id: str) -> int:
     """Send what is due to one endpoint, in feed order; returns the number of attempts made."""
     made = 0
     while made < MAX_ATTEMPTS_PER_CALL:
+        now = delivery.clock.now()
         claimed = await _claim_next(delivery, endpoint_id, now)
         if claimed is None:
             break
@@ -147,7 +153,7 @@ async def _claim_next(delivery: WebhookDelivery, endpoint_id: str, now: datetime
         if chosen is None:
             return None
         claim = secrets.token_hex(8)
-        await uow.webhooks.claim(chosen.id, claim, now + CLAIM_FOR)
+        await uow.webhooks.claim(chosen.id, claim, now + delivery.claim_for)
         events = await uow.events.after(partner_id, chosen.event_seq - 1, limit=1)
         return Claimed(chosen, claim, chosen is manual, stored.endpoint.url, stored.secret, events[0])
 

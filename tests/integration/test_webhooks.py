@@ -167,8 +167,8 @@ async def sender() -> AsyncIterator[HttpWebhookSender]:
 
 
 @pytest.fixture
-def delivery(database: Database, sender: HttpWebhookSender) -> WebhookDelivery:
-    return WebhookDelivery(database, sender, sandbox=True)
+def delivery(database: Database, sender: HttpWebhookSender, clock: SettableClock) -> WebhookDelivery:
+    return WebhookDelivery(database, sender, clock, sandbox=True)
 
 
 async def register(api: Api, token: str, url: str, events: list[str] | None = None) -> dict[str, Any]:
@@ -208,8 +208,8 @@ async def test_each_feed_event_arrives_once_signed_with_its_id_and_cursor_in_fee
     endpoint_id, secret = await endpoint_for(api, partner.token, receiver.url("/hooks"), ["api_token"])
     await make_events(api, partner.token, "one", "two", "three")
 
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 3
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 0  # nothing twice
+    assert await deliver_endpoint(delivery, endpoint_id) == 3
+    assert await deliver_endpoint(delivery, endpoint_id) == 0  # nothing twice
 
     events = receiver.events("/hooks")
     assert labels(events) == ["one", "two", "three"]
@@ -241,7 +241,7 @@ async def test_two_workers_delivering_at_once_send_each_event_once_and_in_order(
 ) -> None:
     endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/race"), ["api_token"])
     await make_events(api, partner.token, *[f"event {n}" for n in range(6)])
-    made = await asyncio.gather(*(deliver_endpoint(delivery, endpoint_id, clock.now()) for _ in range(3)))
+    made = await asyncio.gather(*(deliver_endpoint(delivery, endpoint_id) for _ in range(3)))
     assert sum(made) == 6
     assert labels(receiver.events("/race")) == [f"event {n}" for n in range(6)]
 
@@ -256,7 +256,7 @@ async def test_the_event_filter_picks_streams_and_single_events(
     assert (await api.data(ROTATE, {"id": only_rotations}, partner.token))["rotateWebhookSecret"][
         "errors"
     ] == []
-    await deliver_endpoint(delivery, only_rotations, clock.now())
+    await deliver_endpoint(delivery, only_rotations)
     assert [event["type"] for event in receiver.events("/rotations")] == ["webhook_endpoint.secret_rotated"]
 
 
@@ -266,7 +266,7 @@ async def test_a_rotated_secret_signs_the_next_delivery_and_the_old_one_no_longe
     endpoint_id, old_secret = await endpoint_for(api, partner.token, receiver.url("/rotate"), ["api_token"])
     rotated = (await api.data(ROTATE, {"id": endpoint_id}, partner.token))["rotateWebhookSecret"]
     await make_events(api, partner.token, "after rotation")
-    await deliver_endpoint(delivery, endpoint_id, clock.now())
+    await deliver_endpoint(delivery, endpoint_id)
     (request,) = receiver.received
     now = int(clock.now().timestamp())
     assert signed_by(rotated["secret"], request.headers["licensing-signature"], request.body, now=now)
@@ -283,17 +283,19 @@ async def test_a_500_is_retried_after_a_minute_and_later_events_wait_for_it(
     receiver.on("/flaky", reply(500, b"database down"), reply(200, b"ok"))
     await make_events(api, partner.token, "first", "second")
 
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 1
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now() + timedelta(seconds=59)) == 0
+    failed_at = clock.now()
+    assert await deliver_endpoint(delivery, endpoint_id) == 1
+    clock.advance_to(failed_at + timedelta(seconds=59))
+    assert await deliver_endpoint(delivery, endpoint_id) == 0
     listed = await deliveries(api, partner.token, endpoint_id)
     first = listed[-1]
     assert first["status"] == "PENDING" and first["attempts"][0]["statusCode"] == 500
     assert first["attempts"][0]["responseExcerpt"] == "database down"
-    assert datetime.fromisoformat(first["nextAttemptAt"]) == clock.now() + timedelta(minutes=1)
+    assert datetime.fromisoformat(first["nextAttemptAt"]) == failed_at + timedelta(minutes=1)
     assert listed[0]["attempts"] == []  # "second" waits behind "first"
 
-    clock.advance_to(clock.now() + timedelta(minutes=1))
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 2
+    clock.advance_to(failed_at + timedelta(minutes=1))
+    assert await deliver_endpoint(delivery, endpoint_id) == 2
     assert labels(receiver.events("/flaky")) == ["first", "first", "second"]
     assert [d["status"] for d in await deliveries(api, partner.token, endpoint_id)] == [
         "SUCCEEDED",
@@ -307,7 +309,7 @@ async def test_an_endpoint_that_does_not_answer_in_time_is_a_failed_attempt(
     endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/slow"), ["api_token"])
     receiver.on("/slow", stall(5))
     await make_events(api, partner.token, "slow")
-    await deliver_endpoint(delivery, endpoint_id, clock.now())
+    await deliver_endpoint(delivery, endpoint_id)
     (attempt,) = (await deliveries(api, partner.token, endpoint_id))[0]["attempts"]
     assert attempt["statusCode"] is None and not attempt["succeeded"]
     assert attempt["error"] == "No complete answer within 1 s."
@@ -320,7 +322,7 @@ async def test_a_redirect_is_not_followed_and_counts_as_a_failure(
     endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/moved"), ["api_token"])
     receiver.on("/moved", reply(302, b"", location=receiver.url("/elsewhere")))
     await make_events(api, partner.token, "moved")
-    await deliver_endpoint(delivery, endpoint_id, clock.now())
+    await deliver_endpoint(delivery, endpoint_id)
     (attempt,) = (await deliveries(api, partner.token, endpoint_id))[0]["attempts"]
     assert attempt["statusCode"] == 302 and not attempt["succeeded"]
     assert "Redirects are not followed" in attempt["error"]
@@ -333,7 +335,7 @@ async def test_a_huge_answer_is_read_only_up_to_the_limit_and_4_kib_are_kept(
     endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/huge"), ["api_token"])
     receiver.on("/huge", endless(receiver))
     await make_events(api, partner.token, "huge")
-    await deliver_endpoint(delivery, endpoint_id, clock.now())
+    await deliver_endpoint(delivery, endpoint_id)
     (attempt,) = (await deliveries(api, partner.token, endpoint_id))[0]["attempts"]
     assert attempt["succeeded"] and attempt["statusCode"] == 200
     assert attempt["responseExcerpt"] == "x" * 4096
@@ -353,7 +355,7 @@ async def test_after_three_days_of_failures_the_endpoint_is_disabled_and_the_par
     started = clock.now()
     attempts = 0
     while True:
-        attempts += await deliver_endpoint(delivery, failing, clock.now())
+        attempts += await deliver_endpoint(delivery, failing)
         pending = [d for d in await deliveries(api, partner.token, failing) if d["status"] == "PENDING"]
         if not pending:
             break
@@ -365,7 +367,7 @@ async def test_after_three_days_of_failures_the_endpoint_is_disabled_and_the_par
     assert endpoints[failing]["status"] == "DISABLED"
     assert "not delivered within 3 days; last attempt: HTTP 503" in endpoints[failing]["disabledReason"]
 
-    await deliver_endpoint(delivery, notices, clock.now())
+    await deliver_endpoint(delivery, notices)
     (notice,) = receiver.events("/notices")
     assert (notice["type"], notice["subject"], notice["data"]["reason"]) == (
         "webhook_endpoint.disabled",
@@ -373,7 +375,7 @@ async def test_after_three_days_of_failures_the_endpoint_is_disabled_and_the_par
         "failing",
     )
     await make_events(api, partner.token, "after disabling")
-    assert await deliver_endpoint(delivery, failing, clock.now()) == 0
+    assert await deliver_endpoint(delivery, failing) == 0
 
 
 async def test_redelivering_sends_the_same_event_id_again_as_a_manual_attempt(
@@ -381,12 +383,12 @@ async def test_redelivering_sends_the_same_event_id_again_as_a_manual_attempt(
 ) -> None:
     endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/again"), ["api_token"])
     await make_events(api, partner.token, "again")
-    await deliver_endpoint(delivery, endpoint_id, clock.now())
+    await deliver_endpoint(delivery, endpoint_id)
     (delivered,) = await deliveries(api, partner.token, endpoint_id)
     asked = (await api.data(REDELIVER, {"id": delivered["id"]}, partner.token))["redeliverWebhook"]
     assert asked["errors"] == [] and asked["delivery"]["redeliveryRequestedAt"] is not None
 
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 1
+    assert await deliver_endpoint(delivery, endpoint_id) == 1
     first, second = receiver.events("/again")
     assert first["id"] == second["id"] == delivered["eventId"]
     (after,) = await deliveries(api, partner.token, endpoint_id)
@@ -468,8 +470,7 @@ async def test_a_named_host_is_reached_at_its_checked_address_with_its_own_host_
     sending = HttpWebhookSender(AddressLookup({"hooks.partner.test": "127.0.0.1"}), sandbox=True)
     try:
         assert (
-            await deliver_endpoint(WebhookDelivery(database, sending, sandbox=True), endpoint_id, clock.now())
-            == 1
+            await deliver_endpoint(WebhookDelivery(database, sending, clock, sandbox=True), endpoint_id) == 1
         )
     finally:
         await sending.close()
@@ -506,7 +507,7 @@ async def test_a_host_that_resolves_to_a_private_address_at_delivery_time_is_not
     # Were the check to let it through, the attempt would fail here, before any packet left.
     monkeypatch.setattr(rebound._client, "send", never)
     try:
-        await deliver_endpoint(WebhookDelivery(database, rebound, sandbox=True), endpoint_id, clock.now())
+        await deliver_endpoint(WebhookDelivery(database, rebound, clock, sandbox=True), endpoint_id)
     finally:
         await rebound.close()
     (attempt,) = (await deliveries(api, partner.token, endpoint_id))[0]["attempts"]
@@ -528,7 +529,7 @@ async def test_a_partner_never_sees_or_changes_another_partners_endpoints(
 ) -> None:
     endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/mine"), ["api_token"])
     await make_events(api, partner.token, "mine")
-    await deliver_endpoint(delivery, endpoint_id, clock.now())
+    await deliver_endpoint(delivery, endpoint_id)
     (delivered,) = await deliveries(api, partner.token, endpoint_id)
     other = await enrol(api, staff_token, "Nosy Agency")
 
@@ -550,7 +551,7 @@ async def test_a_partner_never_sees_or_changes_another_partners_endpoints(
     ] == ["ENABLED"]
     # Nothing of the other partner's feed reaches this endpoint.
     await make_events(api, other.token, "theirs")
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 0
+    assert await deliver_endpoint(delivery, endpoint_id) == 0
 
 
 async def test_only_partner_admins_manage_endpoints_and_read_only_tokens_list_them(
@@ -578,7 +579,7 @@ async def test_a_disabled_endpoint_gets_nothing_and_a_deleted_one_is_gone(
     disabled = (await api.data(ENDPOINT_ACTION, {"id": endpoint_id}, partner.token))["disableWebhookEndpoint"]
     assert disabled["endpoint"]["status"] == "DISABLED"
     await make_events(api, partner.token, "unheard")
-    assert await deliver_endpoint(delivery, endpoint_id, clock.now()) == 0
+    assert await deliver_endpoint(delivery, endpoint_id) == 0
     assert (await api.data(DELETE, {"id": endpoint_id}, partner.token))["deleteWebhookEndpoint"][
         "errors"
     ] == []

@@ -77,6 +77,7 @@ def test_sandbox_mode_lets_loopback_through_but_nothing_else_private() -> None:
         ("https:///in", False),
         ("https://hooks example.com/in", False),
         ("https://hooks.example.com:99999/in", False),
+        ("https://hooks.example.com:0/in", False),
         ("https://" + "a" * 2100 + ".com/", False),
     ],
 )
