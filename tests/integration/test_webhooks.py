@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from app.http import create_app
+from app.settings import Settings
 from domain.clock import SettableClock
 from domain.webhooks import SIGNATURE_HEADER, signed_by
 from persistence.database import Database
@@ -399,13 +400,9 @@ async def test_redelivering_sends_the_same_event_id_again_as_a_manual_attempt(
 # -- SSRF -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def production_api(database_url: str, database: Database, clock: SettableClock) -> AsyncIterator[Api]:
-    """The API outside sandbox mode, with one host name answered without DNS (as an operator may)."""
-    settings = own_secrets(
-        database_url=database_url,
-        webhook_resolve=(("metadata.partner.test", "169.254.169.254"), ("intranet.partner.test", "10.0.0.1")),
-    )
+@contextlib.asynccontextmanager
+async def api_of(settings: Settings, clock: SettableClock) -> AsyncIterator[Api]:
+    """GraphQL over HTTP to an app of its own settings (its gateway and database closed after)."""
     app = create_app(settings, clock=clock)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
@@ -413,6 +410,17 @@ async def production_api(database_url: str, database: Database, clock: SettableC
         yield Api(client)
     await app.state.services.database.dispose()
     await app.state.services.gateway.close()
+
+
+@pytest.fixture
+async def production_api(database_url: str, database: Database, clock: SettableClock) -> AsyncIterator[Api]:
+    """The API outside sandbox mode, with one host name answered without DNS (as an operator may)."""
+    settings = own_secrets(
+        database_url=database_url,
+        webhook_resolve=(("metadata.partner.test", "169.254.169.254"), ("intranet.partner.test", "10.0.0.1")),
+    )
+    async with api_of(settings, clock) as api:
+        yield api
 
 
 @pytest.mark.parametrize(
@@ -450,13 +458,8 @@ async def named_api(
     settings = replace(
         stripe_settings(database_url, localstripe), webhook_resolve=(("hooks.partner.test", "127.0.0.1"),)
     )
-    app = create_app(settings, clock=clock)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
-        yield Api(client)
-    await app.state.services.database.dispose()
-    await app.state.services.gateway.close()
+    async with api_of(settings, clock) as api:
+        yield api
 
 
 async def test_a_named_host_is_reached_at_its_checked_address_with_its_own_host_header(
