@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -31,6 +32,7 @@ from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
 from app.sockets import TokenBoundHandler
+from app.webhook_dispatch import WebhookDispatcher
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import PaymentGateway, WebhookRejected
@@ -43,6 +45,8 @@ from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
+from resolvers.webhook_deliveries import CLAIM_FOR, WebhookDelivery
+from resolvers.webhook_sending import AddressLookup, HttpWebhookSender
 from schema.build import build_schema
 
 log = logging.getLogger("licensing.http")
@@ -62,6 +66,9 @@ class Services:
         )
         # PostgreSQL: the NOTIFY listener while the app runs (readiness and metrics look at it).
         self.feed_listener: PostgresListener | None = None
+        # Webhook endpoint hosts resolve through DNS or fixed answers (LICENSING_WEBHOOK_RESOLVE).
+        self.webhook_lookup = AddressLookup(dict(settings.webhook_resolve))
+        self.webhook_dispatcher: WebhookDispatcher | None = None
 
     def feed_listener_up(self) -> bool:
         return self.database.is_sqlite or (
@@ -193,6 +200,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             gateway=services.gateway,
             collection=services.collection,
             license_checks=services.license_checks,
+            webhook_lookup=services.webhook_lookup,
         )
 
 
@@ -265,9 +273,29 @@ def create_app(
             )
             listener.start()
             services.feed_listener = listener
+        sender = HttpWebhookSender(
+            services.webhook_lookup,
+            sandbox=settings.sandbox,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        )
+        if settings.webhook_delivery:
+            delivery = WebhookDelivery(
+                services.database,
+                sender,
+                services.clock,
+                sandbox=settings.sandbox,
+                claim_for=max(CLAIM_FOR, timedelta(seconds=2 * settings.webhook_timeout_seconds)),
+            )
+            services.webhook_dispatcher = WebhookDispatcher(
+                delivery, poll_seconds=settings.webhook_poll_seconds
+            )
+            services.webhook_dispatcher.start()
         try:
             yield
         finally:
+            if services.webhook_dispatcher is not None:
+                await services.webhook_dispatcher.stop()
+            await sender.close()
             if listener is not None:
                 await listener.stop()
             if owns_gateway:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +37,22 @@ def _flag(name: str, default: bool = False) -> bool:
 def _origins(name: str) -> tuple[str, ...]:
     """A comma-separated list of browser origins (`https://portal.example.com`)."""
     return tuple(origin.strip() for origin in os.environ.get(name, "").split(",") if origin.strip())
+
+
+def _fixed_answers(name: str) -> tuple[tuple[str, str], ...]:
+    """`host=address,host=address`: host names answered without DNS (the answers are still checked)."""
+    answers = []
+    for item in os.environ.get(name, "").split(","):
+        if item.strip():
+            host, separator, address = item.partition("=")
+            if not separator or not host.strip():
+                raise ValueError(f"{name}: expected host=address pairs, got {item.strip()!r}")
+            try:
+                ipaddress.ip_address(address.strip())
+            except ValueError as error:
+                raise ValueError(f"{name}: {address.strip()!r} is not an IP address") from error
+            answers.append((host.strip(), address.strip()))
+    return tuple(answers)
 
 
 def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -86,6 +103,13 @@ class Settings:
     dunning_revoke_batch_size: int = DEFAULT_REVOKE_BATCH_SIZE
     # A charge still pending after this long was abandoned by a crash and is re-sent with its key.
     charge_in_flight_minutes: int = DEFAULT_IN_FLIGHT_MINUTES
+    # Partner webhooks: delivered by `licensing serve` (off: another runner calls the delivery use cases),
+    # polled this often for retries coming due, each attempt bounded by the timeout; fixed answers for
+    # endpoint host names (`host=address`, checked like DNS answers), e.g. for tests without DNS.
+    webhook_delivery: bool = True
+    webhook_poll_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_resolve: tuple[tuple[str, str], ...] = ()
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -155,6 +179,10 @@ class Settings:
             dunning_revoke_after_days=int(os.environ.get("LICENSING_DUNNING_REVOKE_AFTER_DAYS", "28")),
             dunning_revoke_batch_size=int(os.environ.get("LICENSING_DUNNING_REVOKE_BATCH_SIZE", "200")),
             charge_in_flight_minutes=int(os.environ.get("LICENSING_CHARGE_IN_FLIGHT_MINUTES", "15")),
+            webhook_delivery=_flag("LICENSING_WEBHOOK_DELIVERY", default=True),
+            webhook_poll_seconds=float(os.environ.get("LICENSING_WEBHOOK_POLL_SECONDS", "5")),
+            webhook_timeout_seconds=float(os.environ.get("LICENSING_WEBHOOK_TIMEOUT_SECONDS", "10")),
+            webhook_resolve=_fixed_answers("LICENSING_WEBHOOK_RESOLVE"),
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

@@ -47,6 +47,9 @@ class Permission(Enum):
     INVOICE_ADJUST = "invoices:adjust"
     # Refetching an object by its global id (`node`, `nodes`); the object's own read rule applies too.
     NODES_READ = "nodes:read"
+    # Partner webhooks: every partner role reads endpoints and deliveries; only admins change them.
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 STAFF_ROLES = frozenset({Role.STAFF_ADMIN, Role.STAFF_SUPPORT})
@@ -70,6 +73,8 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.SANDBOX_CLOCK: frozenset({Role.STAFF_ADMIN}),
     Permission.INVOICE_ADJUST: frozenset({Role.STAFF_ADMIN}),
     Permission.NODES_READ: EVERY_ROLE,
+    Permission.WEBHOOKS_READ: PARTNER_ROLES,
+    Permission.WEBHOOKS_MANAGE: frozenset({Role.ADMIN}),
 }
 
 # Which roles a token of each role may mint or manage: never above its own.

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -31,8 +31,17 @@ class FeedSignal:
         # Counts wake-ups, so readers woken by the same one can share a read (see `generation`).
         self._epoch = 0
         self._generations: dict[str, int] = defaultdict(int)
+        # Told of every wake-up (the webhook dispatcher); not counted as waiters.
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    def on_wake(self, listener: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call `listener` with the key of every wake-up; returns what stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def wake(self, partner_id: str | None) -> None:
+        for listener in self._listeners:
+            listener(partner_id)
         if partner_id is None:
             self._epoch += 1
         else:

@@ -12,6 +12,7 @@ from persistence.payment_methods import payment_methods, stripe_customers
 from persistence.products import product_prices, products
 from persistence.tokens import api_tokens
 from persistence.webhook_events import webhook_events
+from persistence.webhooks import webhook_attempts, webhook_deliveries, webhook_endpoints
 
 __all__ = [
     "api_tokens",
@@ -32,5 +33,8 @@ __all__ = [
     "product_prices",
     "products",
     "stripe_customers",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
     "webhook_events",
 ]

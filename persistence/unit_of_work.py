@@ -23,6 +23,7 @@ from persistence.products import ProductRepository
 from persistence.standing import StandingRepository
 from persistence.tokens import TokenRepository, token_signal
 from persistence.webhook_events import WebhookEventLog
+from persistence.webhooks import WebhookRepository
 
 
 class UnitOfWork:
@@ -45,6 +46,7 @@ class UnitOfWork:
     refunds: RefundRepository
     webhook_events: WebhookEventLog
     dunning: DunningRepository
+    webhooks: WebhookRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -106,6 +108,7 @@ class UnitOfWork:
         self.refunds = RefundRepository(connection)
         self.webhook_events = WebhookEventLog(connection)
         self.dunning = DunningRepository(connection)
+        self.webhooks = WebhookRepository(connection)
 
     async def __aexit__(
         self,

@@ -32,6 +32,8 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         # Relay refetching by global id: each object's own read rule applies too (resolvers/nodes.py).
         "node": P.NODES_READ,
         "nodes": P.NODES_READ,
+        "webhookEndpoints": P.WEBHOOKS_READ,
+        "webhookDeliveries": P.WEBHOOKS_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,
@@ -60,6 +62,12 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "voidInvoice": P.INVOICE_ADJUST,
         "markInvoiceUncollectible": P.INVOICE_ADJUST,
         "refundInvoice": P.INVOICE_ADJUST,
+        # Partner webhooks (partner admins; the endpoint's partner only).
+        "createWebhookEndpoint": P.WEBHOOKS_MANAGE,
+        "disableWebhookEndpoint": P.WEBHOOKS_MANAGE,
+        "deleteWebhookEndpoint": P.WEBHOOKS_MANAGE,
+        "rotateWebhookSecret": P.WEBHOOKS_MANAGE,
+        "redeliverWebhook": P.WEBHOOKS_MANAGE,
     },
     "Subscription": {
         "licenseEvents": P.PARTNER_READ,

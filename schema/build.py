@@ -27,6 +27,7 @@ from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
 from schema.tokens import IdentifyCaller, TokenMutation, TokenQuery
+from schema.webhooks import WebhookMutation, WebhookQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -43,6 +44,7 @@ class Query(
     TokenQuery,
     LicenseCheckQuery,
     NodeQuery,
+    WebhookQuery,
 ):
     pass
 
@@ -57,6 +59,7 @@ class Mutation(
     SandboxMutation,
     ProductMutation,
     InvoiceAdjustmentMutation,
+    WebhookMutation,
 ):
     pass
 
