@@ -13,20 +13,29 @@ from persistence.webhooks import Attempt
 from resolvers import webhook_endpoints
 from resolvers.feed import encode_feed_cursor
 from schema.context import Info
-from schema.errors import UserError, attempt
-from schema.pagination import Connection, connection, selects_total_count
+from schema.enums import described_enum
+from schema.errors import MUTATION_INPUT, UserError, attempt
+from schema.pagination import After, Connection, First, connection, selects_total_count
 
-strawberry.enum(
+described_enum(
     EndpointStatus,
     name="WebhookEndpointStatus",
-    description="Whether an endpoint receives webhooks: enabled, or disabled (by the partner, or after "
-    "an event could not be delivered for 3 days).",
+    description="Whether an endpoint receives webhooks.",
+    values={
+        EndpointStatus.ENABLED: "Receives every matching event of the partner's feed.",
+        EndpointStatus.DISABLED: "Receives nothing: disabled by the partner, or after an event could not "
+        "be delivered for 3 days.",
+    },
 )
-strawberry.enum(
+described_enum(
     DeliveryStatus,
     name="WebhookDeliveryStatus",
-    description="pending (waiting for its next attempt, or for the events before it), succeeded (answered "
-    "2xx), failed (not delivered within 3 days: given up, and the endpoint disabled).",
+    description="Where one event's delivery to one endpoint stands.",
+    values={
+        DeliveryStatus.PENDING: "Waiting for its next attempt, or for the events before it.",
+        DeliveryStatus.SUCCEEDED: "The endpoint answered 2xx.",
+        DeliveryStatus.FAILED: "Not delivered within 3 days: given up, and the endpoint disabled.",
+    },
 )
 
 EVENTS_DESCRIPTION = (
@@ -190,8 +199,8 @@ class WebhookQuery:
         self,
         info: Info,
         endpoint_id: Annotated[strawberry.ID, strawberry.argument(description="The endpoint.")],
-        first: int | None = None,
-        after: str | None = None,
+        first: First = None,
+        after: After = None,
     ) -> Connection[WebhookDelivery]:
         page = await webhook_endpoints.webhook_deliveries(
             info.context,
@@ -210,7 +219,7 @@ class WebhookMutation:
         "signed (Licensing-Signature). Answers the signing secret, once."
     )
     async def create_webhook_endpoint(
-        self, info: Info, input: CreateWebhookEndpointInput
+        self, info: Info, input: Annotated[CreateWebhookEndpointInput, MUTATION_INPUT]
     ) -> WebhookEndpointSecretPayload:
         grant, errors = await attempt(
             webhook_endpoints.create_webhook_endpoint(info.context, url=input.url, events=input.events)
@@ -219,7 +228,7 @@ class WebhookMutation:
 
     @strawberry.mutation(description="Stop sending to an endpoint (its deliveries stay listed).")
     async def disable_webhook_endpoint(
-        self, info: Info, input: WebhookEndpointIdInput
+        self, info: Info, input: Annotated[WebhookEndpointIdInput, MUTATION_INPUT]
     ) -> WebhookEndpointPayload:
         endpoint, errors = await attempt(
             webhook_endpoints.disable_webhook_endpoint(info.context, endpoint_id=str(input.id))
@@ -228,7 +237,7 @@ class WebhookMutation:
 
     @strawberry.mutation(description="Remove an endpoint with its deliveries and attempts.")
     async def delete_webhook_endpoint(
-        self, info: Info, input: WebhookEndpointIdInput
+        self, info: Info, input: Annotated[WebhookEndpointIdInput, MUTATION_INPUT]
     ) -> WebhookEndpointPayload:
         endpoint, errors = await attempt(
             webhook_endpoints.delete_webhook_endpoint(info.context, endpoint_id=str(input.id))
@@ -240,7 +249,7 @@ class WebhookMutation:
         "at once). Answers the secret, once."
     )
     async def rotate_webhook_secret(
-        self, info: Info, input: WebhookEndpointIdInput
+        self, info: Info, input: Annotated[WebhookEndpointIdInput, MUTATION_INPUT]
     ) -> WebhookEndpointSecretPayload:
         grant, errors = await attempt(
             webhook_endpoints.rotate_webhook_secret(info.context, endpoint_id=str(input.id))
@@ -251,7 +260,9 @@ class WebhookMutation:
         description="Send a delivery once more, now, outside the feed's order (same event id: receivers "
         "deduplicate on it). The attempt shows in webhookDeliveries."
     )
-    async def redeliver_webhook(self, info: Info, input: RedeliverWebhookInput) -> RedeliverWebhookPayload:
+    async def redeliver_webhook(
+        self, info: Info, input: Annotated[RedeliverWebhookInput, MUTATION_INPUT]
+    ) -> RedeliverWebhookPayload:
         record, errors = await attempt(
             webhook_endpoints.redeliver_webhook(info.context, delivery_id=str(input.delivery_id))
         )
