@@ -26,7 +26,7 @@ from sqlalchemy import String, delete, func, or_, select, type_coerce
 from app.demo import DEMO_CATALOG
 from app.http import tune_garbage_collection
 from app.settings import Settings
-from domain.billing import BillingMonth
+from domain.billing import BillingMonth, billable_span
 from domain.clock import SettableClock
 from domain.principals import Principal
 from domain.support import SupportContact
@@ -59,7 +59,10 @@ def random_holding(i: int, partner_id: str, rng: random.Random) -> dict[str, obj
         held_until, state = held_from + timedelta(minutes=rng.randrange(1, 40 * 24 * 60)), "revoked"
     elif fate < 0.4:
         held_until, state = held_from + timedelta(minutes=rng.randrange(1, 40 * 24 * 60)), "transferred"
+    span = billable_span(held_from, held_until, state == "transferred", ZONE)
     return {
+        "first_billed_day": span.first,
+        "last_billed_day": span.last,
         "id": f"lic_{i:012x}",
         "key": f"{product}_{secrets.token_hex(16)}",
         "partner_id": partner_id,
