@@ -629,17 +629,29 @@ def _count_licenses(
     return LicenseCounts(assigned, len(latest) - assigned)
 
 
-class DayLineGroup(NamedTuple):
-    """Day-lines of one invoice line (product, daily price) with the same days and the same side of
-    assigned/unassigned: what the database sums a month's billed-day spans into."""
+class SpanGroup(NamedTuple):
+    """Holdings of one product whose billed days in the month are the same [first, last] (indices from
+    the month's first day, both included) and that are on the same side of assigned/unassigned: what
+    the database sums a month's billed-day spans into."""
 
     product_slug: str
-    daily_price_micros: int | None  # None: no price in force on those days
-    days: int
+    first: int
+    last: int
     assigned: bool
-    lines: int  # day-lines in the group
-    latest_lines: int  # of them, those of the latest holding of their key within the invoice line
-    first_day: int  # the earliest index (from the month's first day) of a day billed in the group
+    holdings: int
+
+
+class HeldAgain(NamedTuple):
+    """A holding of a key the partner held more than once in the month (it left by transfer and came
+    back): only the latest holding of a key classifies it, so these are read one by one."""
+
+    id: str
+    key: str
+    product_slug: str
+    assigned: bool
+    held_from: datetime
+    first: int
+    last: int
 
 
 @dataclass(frozen=True)
@@ -661,10 +673,25 @@ class MonthSums:
     currency_exponent: int
     lines: tuple[LinePlan, ...]
     counts: LicenseCounts
+    periods: Mapping[str, Sequence[PricePeriod]]  # each billed product's prices in the month
 
     def cut_lines(self) -> list[LinePlan]:
         """The lines whose allocation has a cut, ranked by the smaller key then holding."""
         return [plan for plan in self.lines if plan.allocation.cut_units]
+
+    def spans_at_cut(self, plan: LinePlan) -> list[tuple[int, int]]:
+        """The [first, last] day spans (indices) whose days at the line's price are a cut weight."""
+        line = plan.line
+        periods = self.periods[line.product_slug]
+        return [
+            (first, last)
+            for first in range(self.month.days)
+            for last in range(first, self.month.days)
+            for found, days, _ in _days_at_prices(
+                periods, SpanGroup(line.product_slug, first, last, False, 1)
+            )
+            if found[1] == line.daily_price_micros and days in plan.allocation.cut_weights
+        ]
 
     def statement(self, assigned_at_cut: Mapping[tuple[str, int], int]) -> Statement:
         """The statement, given the assigned day-lines among each cut line's first `cut_units`."""
@@ -686,55 +713,100 @@ class MonthSums:
 
 
 def sum_month(
-    groups: Iterable[DayLineGroup],
-    product_counts: Mapping[str, LicenseCounts],
+    groups: Iterable[SpanGroup],
+    held_again: Sequence[HeldAgain],
     book: PriceBook,
     month: BillingMonth,
     zone: str,
     currency_exponent: int,
 ) -> MonthSums:
-    """`build_statement`'s lines, counts and allocation, from day-line groups summed by the database.
+    """`build_statement`'s lines, counts and allocation, from span groups summed by the database.
 
-    `product_counts` classifies each product's distinct keys by their latest billed holding; it is only
-    read for products billed at more than one daily price (otherwise the one line's counts are it).
+    Each group's days are split at the month's price changes (`PriceBook.periods`) exactly as
+    `build_statement` splits a holding's, so a group is one weight of each line it has days in.
     """
-    by_line: dict[tuple[str, int | None], list[DayLineGroup]] = defaultdict(list)
+    periods = {slug: book.periods(slug, month) for slug in {group.product_slug for group in groups}}
+    weights: dict[tuple[str, int | None], Counter[int]] = defaultdict(Counter)
+    assigned_weights: dict[tuple[str, int | None], Counter[int]] = defaultdict(Counter)
+    keys: dict[tuple[str, int | None], Counter[bool]] = defaultdict(Counter)
+    first_days: dict[tuple[str, int | None], int] = {}
+    product_keys: dict[str, Counter[bool]] = defaultdict(Counter)
     for group in groups:
-        by_line[group.product_slug, group.daily_price_micros].append(group)
-    unpriced = [
-        (slug, min(g.first_day for g in found)) for (slug, price), found in by_line.items() if price is None
-    ]
+        product_keys[group.product_slug][group.assigned] += group.holdings
+        for line, days, first_day in _days_at_prices(periods[group.product_slug], group):
+            weights[line][days] += group.holdings
+            if group.assigned:
+                assigned_weights[line][days] += group.holdings
+            keys[line][group.assigned] += group.holdings
+            first_days[line] = min(first_days.get(line, first_day), first_day)
+    for line_keys, counter in _not_latest(held_again, periods):
+        if line_keys[1] == _PRODUCT:
+            product_keys[line_keys[0]] -= counter
+        else:
+            keys[line_keys] -= counter
+    unpriced = [(slug, first_days[slug, price]) for slug, price in first_days if price is None]
     if unpriced:
         slug, first_day = min(unpriced)
         raise book.missing_price(slug, month.first_day + timedelta(days=first_day), "product")
-    ordered = sorted(by_line, key=lambda line: (line[0], min(g.first_day for g in by_line[line])))
     plans = []
-    lines_per_product = Counter(slug for slug, _ in ordered)
     counts = LicenseCounts()
-    for slug, price in ordered:
+    for slug, price in sorted(first_days, key=lambda line: (line[0], first_days[line])):
         assert price is not None  # unpriced lines were refused above
-        found = by_line[slug, price]
-        line_days = sum(group.days * group.lines for group in found)
+        lines_per_weight = weights[slug, price]
+        line_days = sum(days * lines for days, lines in lines_per_weight.items())
         amount = price_in_minor_units(line_days, price, currency_exponent)
-        lines_per_weight: Counter[int] = Counter()
-        for group in found:
-            lines_per_weight[group.days] += group.lines
         allocation = plan_largest_remainder(amount, lines_per_weight)
         assigned_before_cut = sum(
-            group.lines * (allocation.shares[group.days] + (group.days in allocation.rounded_up))
-            for group in found
-            if group.assigned
+            lines * (allocation.shares[days] + (days in allocation.rounded_up))
+            for days, lines in assigned_weights[slug, price].items()
         )
-        assigned_keys = sum(group.latest_lines for group in found if group.assigned)
-        line_counts = LicenseCounts(assigned_keys, sum(group.latest_lines for group in found) - assigned_keys)
-        if lines_per_product[slug] == 1:
-            counts += line_counts
+        line_counts = LicenseCounts(keys[slug, price][True], keys[slug, price][False])
         plans.append(
             LinePlan(
                 ProductLine(slug, line_days, price, amount, line_counts), allocation, assigned_before_cut
             )
         )
-    for slug, lines in lines_per_product.items():
-        if lines > 1:
-            counts += product_counts[slug]
-    return MonthSums(month, zone, currency_exponent, tuple(plans), counts)
+    for product in product_keys.values():
+        counts += LicenseCounts(product[True], product[False])
+    return MonthSums(month, zone, currency_exponent, tuple(plans), counts, periods)
+
+
+_PRODUCT = -1  # not a daily price: marks a product-wide key count in `_not_latest`
+
+
+def _days_at_prices(
+    periods: Sequence[PricePeriod], span: SpanGroup | HeldAgain
+) -> list[tuple[tuple[str, int | None], int, int]]:
+    """A span's days at each daily price, as ((product, price), days, first day at that price), prices
+    in the order they first apply (a price that comes back adds up)."""
+    days_at: dict[int | None, list[int]] = {}
+    for period in periods:
+        first, last = max(span.first, period.first), min(span.last + 1, period.last)
+        if last > first:
+            found = days_at.setdefault(period.daily_price_micros, [0, first])
+            found[0] += last - first
+    return [((span.product_slug, price), days, first) for price, (days, first) in days_at.items()]
+
+
+def _not_latest(
+    held_again: Sequence[HeldAgain], periods: Mapping[str, Sequence[PricePeriod]]
+) -> list[tuple[tuple[str, int | None], Counter[bool]]]:
+    """Holdings counted in the groups that do not classify their key (an earlier holding of the same key
+    in the same line, or in the product when `price` is `_PRODUCT`), by assigned."""
+    latest_in: dict[tuple[str, int | None, str], HeldAgain] = {}
+    seen: list[tuple[tuple[str, int | None, str], HeldAgain]] = []
+    for holding in sorted(held_again, key=lambda h: (h.key, h.id)):
+        places = [(holding.product_slug, _PRODUCT, holding.key)] + [
+            (line[0], line[1], holding.key)
+            for line, _, _ in _days_at_prices(periods[holding.product_slug], holding)
+        ]
+        for place in places:
+            seen.append((place, holding))
+            current = latest_in.get(place)
+            if current is None or holding.held_from >= current.held_from:
+                latest_in[place] = holding
+    not_latest: dict[tuple[str, int | None], Counter[bool]] = defaultdict(Counter)
+    for place, holding in seen:
+        if latest_in[place] is not holding:
+            not_latest[place[0], place[1]][holding.assigned] += 1
+    return list(not_latest.items())

@@ -26,9 +26,12 @@ from sqlalchemy import (
     column,
     false,
     func,
+    literal,
     literal_column,
     or_,
     select,
+    tuple_,
+    union_all,
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,11 +42,11 @@ from sqlalchemy.sql.functions import GenericFunction
 from domain.billing import (
     BillingMonth,
     DayLine,
-    DayLineGroup,
+    HeldAgain,
     Holding,
-    LicenseCounts,
     MonthSums,
     PriceBook,
+    SpanGroup,
     Statement,
     sum_month,
 )
@@ -111,24 +114,34 @@ class BillingReader:
     ) -> tuple[MonthSums, Statement]:
         """The month's lines, counts and costs, summed in SQL over the partner's billed-day spans (the
         statement has no day-lines; `day_lines` pages them with the sums' allocation)."""
-        lines = _holding_lines(partner_id, book, month)
+        spans = _spans(partner_id, month).cte("spans")
+        month_first = month.first_day.toordinal()
+        c = spans.c
+        assigned = c.site.is_not(None)
+        group = [c.product_slug, c.lo - month_first, c.hi - month_first, assigned]
         groups = [
-            DayLineGroup(*row) for row in await self._connection.execute(_day_line_groups(lines, month))
+            SpanGroup(row[0], row[1], row[2], bool(row[3]), row[4])
+            for row in await self._connection.execute(select(*group, func.count()).group_by(*group))
         ]
-        product_counts: dict[str, LicenseCounts] = {}
-        if len({(group.product_slug, group.daily_price_micros) for group in groups}) > len(
-            {group.product_slug for group in groups}
-        ):  # some product has several daily prices: count its keys over all of them
-            for slug, assigned, keys in await self._connection.execute(_product_counts(partner_id, month)):
-                counts = product_counts.get(slug, LicenseCounts())
-                product_counts[slug] = counts + (
-                    LicenseCounts(keys, 0) if assigned else LicenseCounts(0, keys)
+        # Keys held twice in the month: the earlier holding left by transfer within the month.
+        again = select(c.key).where(c.state == TRANSFERRED).scalar_subquery()
+        held_again = [
+            HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
+            for row in await self._connection.execute(
+                select(c.id, c.key, c.product_slug, assigned, c.held_from, *group[1:3]).where(
+                    c.key.in_(again)
                 )
-        sums = sum_month(groups, product_counts, book, month, zone, currency_exponent)
+            )
+        ]
+        sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
         assigned_at_cut: dict[tuple[str, int], int] = {}
         if sums.cut_lines():
-            rows = await self._connection.execute(_assigned_at_cut(lines, sums, self._bytewise))
-            assigned_at_cut = {(slug, price): int(count) for slug, price, count in rows}
+            rows = await self._connection.execute(_assigned_at_cut(spans, sums, self._bytewise))
+            cut = sums.cut_lines()
+            assigned_at_cut = {
+                (cut[line].line.product_slug, cut[line].line.daily_price_micros): int(count)
+                for line, count in rows
+            }
         return sums, sums.statement(assigned_at_cut)
 
     async def day_lines(
@@ -207,7 +220,8 @@ def _spans(partner_id: str, month: BillingMonth) -> Select[Any]:
         c.key,
         c.product_slug,
         c.site,
-        c.held_from,
+        c.state,
+        raw_instant(c.held_from).label("held_from"),
         greatest(c.first_billed_day, first).label("lo"),
         least(until, last).label("hi"),
     ).where(
@@ -281,50 +295,6 @@ def _holding_lines(partner_id: str, book: PriceBook, month: BillingMonth) -> Any
     )
 
 
-def _day_line_groups(lines: Any, month: BillingMonth) -> Select[Any]:
-    """`DayLineGroup` rows: day-lines counted by (product, price, days, assigned)."""
-    c = lines.c
-    recency = func.row_number().over(
-        partition_by=[c.product_slug, c.price, c.key], order_by=[c.held_from.desc(), c.id.desc()]
-    )
-    ranked = select(
-        c.product_slug,
-        c.price,
-        c.days,
-        c.site.is_not(None).label("assigned"),
-        c.start,
-        recency.label("recency"),
-    ).subquery("ranked")
-    r = ranked.c
-    return select(
-        r.product_slug,
-        r.price,
-        r.days,
-        r.assigned,
-        func.count(),
-        func.sum(case((r.recency == 1, 1), else_=0)),
-        func.min(r.start) - month.first_day.toordinal(),
-    ).group_by(r.product_slug, r.price, r.days, r.assigned)
-
-
-def _product_counts(partner_id: str, month: BillingMonth) -> Select[Any]:
-    """Each product's billed keys by whether their latest billed holding is on a site."""
-    spans = _spans(partner_id, month).subquery("spans")
-    c = spans.c
-    recency = func.row_number().over(
-        partition_by=[c.product_slug, c.key], order_by=[c.held_from.desc(), c.id.desc()]
-    )
-    ranked = select(
-        c.product_slug, c.site.is_not(None).label("assigned"), recency.label("recency")
-    ).subquery()
-    r = ranked.c
-    return (
-        select(r.product_slug, r.assigned, func.count())
-        .where(r.recency == 1)
-        .group_by(r.product_slug, r.assigned)
-    )
-
-
 def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
     """Whether a day-line is among those its line ranks for the last units (its days are at the cut)."""
     c = lines.c
@@ -340,33 +310,31 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
 
 
 def _assigned_at_cut(
-    lines: Any, sums: MonthSums, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
+    spans: CTE, sums: MonthSums, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
 ) -> Select[Any]:
-    """Per cut line: how many of its first `cut_units` day-lines at the cut (by key, then holding) are
-    on a site."""
-    c = lines.c
-    rank = func.row_number().over(
-        partition_by=[c.product_slug, c.price], order_by=[bytewise(c.key), bytewise(c.id)]
-    )
-    ranked = (
-        select(c.product_slug, c.price, c.site, rank.label("rank")).where(_at_cut(lines, sums)).subquery()
-    )
-    r = ranked.c
-    within = or_(
+    """Per cut line (by its index in `sums.cut_lines()`): how many of its first `cut_units` day-lines
+    at the cut, ranked by key then holding, are on a site."""
+    c = spans.c
+    month_first = sums.month.first_day.toordinal()
+    cut = sums.cut_lines()
+    ranked = union_all(
         *(
-            and_(
-                r.product_slug == plan.line.product_slug,
-                r.price == plan.line.daily_price_micros,
-                r.rank <= plan.allocation.cut_units,
+            select(
+                literal(index, Integer).label("line"),
+                c.site.is_not(None).label("assigned"),
+                func.row_number().over(order_by=[bytewise(c.key), bytewise(c.id)]).label("rank"),
+            ).where(
+                c.product_slug == plan.line.product_slug,
+                tuple_(c.lo, c.hi).in_(
+                    [(month_first + first, month_first + last) for first, last in sums.spans_at_cut(plan)]
+                ),
             )
-            for plan in sums.cut_lines()
+            for index, plan in enumerate(cut)
         )
-    )
-    return (
-        select(r.product_slug, r.price, func.count())
-        .where(within, r.site.is_not(None))
-        .group_by(r.product_slug, r.price)
-    )
+    ).subquery("ranked")
+    r = ranked.c
+    units = case(*((r.line == index, plan.allocation.cut_units) for index, plan in enumerate(cut)), else_=0)
+    return select(r.line, func.count()).where(r.assigned, r.rank <= units).group_by(r.line)
 
 
 def raw_instant(column: ColumnElement[datetime]) -> ColumnElement[str]:

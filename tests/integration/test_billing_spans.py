@@ -147,7 +147,9 @@ async def compare(
         async with UnitOfWork(database) as uow:  # keep the session's catalog small
             slugs = [prefix + suffix for suffix in PRODUCT_SUFFIXES]
             await uow.connection.execute(delete(licenses).where(licenses.c.partner_id == partner_id))
-            await uow.connection.execute(delete(product_prices).where(product_prices.c.product_slug.in_(slugs)))
+            await uow.connection.execute(
+                delete(product_prices).where(product_prices.c.product_slug.in_(slugs))
+            )
             await uow.connection.execute(delete(products).where(products.c.slug.in_(slugs)))
             await uow.connection.execute(delete(partners).where(partners.c.id == partner_id))
     finally:

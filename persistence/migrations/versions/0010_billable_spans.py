@@ -31,7 +31,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_licenses_partner_id_billed_days",
         "licenses",
-        ["partner_id", "first_billed_day", "last_billed_day"],
+        ["partner_id", "first_billed_day", "last_billed_day", "product_slug", "state", "site", "key", "id"],
     )
 
 
