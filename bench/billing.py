@@ -28,6 +28,7 @@ from app.http import tune_garbage_collection
 from app.settings import Settings
 from domain.billing import BillingMonth, billable_span
 from domain.clock import SettableClock
+from domain.partners import Partner
 from domain.principals import Principal
 from domain.support import SupportContact
 from persistence import migrate
@@ -96,6 +97,17 @@ async def seed(database: Database, count: int) -> str:
     return partner_id
 
 
+async def seeded_partner(url: str, count: int) -> tuple[Database, Partner]:
+    """A migrated database at `url` with a partner holding `count` random licenses."""
+    await migrate.upgrade_async(url)
+    database = Database(url)
+    partner_id = await seed(database, count)
+    async with UnitOfWork(database, read_only=True) as uow:
+        partner = await uow.partners.get(partner_id)
+    assert partner is not None
+    return database, partner
+
+
 async def timed(runs: int, action: Callable[[], Awaitable[object]]) -> float:
     """Median wall time in milliseconds."""
     samples = []
@@ -107,12 +119,8 @@ async def timed(runs: int, action: Callable[[], Awaitable[object]]) -> float:
 
 
 async def measure(url: str, count: int, runs: int) -> None:
-    await migrate.upgrade_async(url)
-    database = Database(url)
-    partner_id = await seed(database, count)
-    async with UnitOfWork(database, read_only=True) as uow:
-        partner = await uow.partners.get(partner_id)
-    assert partner is not None
+    database, partner = await seeded_partner(url, count)
+    partner_id = partner.id
     start, end = JULY.bounds(ZONE)
 
     async def bare_select() -> None:

@@ -11,12 +11,16 @@ and on PostgreSQL too when DATABASE_URL points at a scratch database. Goal: afte
 
 from __future__ import annotations
 
-from billing import JULY, ZONE, run_on_each_database, seed, timed  # bench/billing.py: the same histories
+from billing import (
+    JULY,
+    ZONE,
+    run_on_each_database,
+    seeded_partner,
+    timed,
+)  # bench/billing.py: the same histories
 from sqlalchemy import func, select
 
-from persistence import migrate
 from persistence.billing import greatest, least
-from persistence.database import Database
 from persistence.licenses import licenses
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import estimated_statement, live_statement
@@ -26,12 +30,8 @@ GOAL_RATIO = 2.0
 
 
 async def measure(url: str, count: int, runs: int) -> None:
-    await migrate.upgrade_async(url)
-    database = Database(url)
-    partner_id = await seed(database, count)
-    async with UnitOfWork(database, read_only=True) as uow:
-        partner = await uow.partners.get(partner_id)
-    assert partner is not None
+    database, partner = await seeded_partner(url, count)
+    partner_id = partner.id
     first = JULY.first_day.toordinal()
     last = first + JULY.days - 1
 
