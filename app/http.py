@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -307,12 +307,16 @@ def create_app(
             bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
         )
         try:
-            invoice, text = await invoice_day_lines_csv(context, invoice_id=request.path_params["invoice_id"])
+            invoice, chunks = await invoice_day_lines_csv(
+                context, invoice_id=request.path_params["invoice_id"]
+            )
         except DomainError as error:
             return refusal(error)
         filename = f"{invoice.number}-day-lines.csv"
-        return Response(
-            text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        return StreamingResponse(
+            chunks,
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
     async def invoice_pdf(request: Request) -> Response:

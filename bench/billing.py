@@ -26,8 +26,9 @@ from sqlalchemy import String, delete, func, or_, select, type_coerce
 from app.demo import DEMO_CATALOG
 from app.http import tune_garbage_collection
 from app.settings import Settings
-from domain.billing import BillingMonth
+from domain.billing import BillingMonth, billable_span
 from domain.clock import SettableClock
+from domain.partners import Partner
 from domain.principals import Principal
 from domain.support import SupportContact
 from persistence import migrate
@@ -59,7 +60,10 @@ def random_holding(i: int, partner_id: str, rng: random.Random) -> dict[str, obj
         held_until, state = held_from + timedelta(minutes=rng.randrange(1, 40 * 24 * 60)), "revoked"
     elif fate < 0.4:
         held_until, state = held_from + timedelta(minutes=rng.randrange(1, 40 * 24 * 60)), "transferred"
+    span = billable_span(held_from, held_until, state == "transferred", ZONE)
     return {
+        "first_billed_day": span.first,
+        "last_billed_day": span.last,
         "id": f"lic_{i:012x}",
         "key": f"{product}_{secrets.token_hex(16)}",
         "partner_id": partner_id,
@@ -93,6 +97,17 @@ async def seed(database: Database, count: int) -> str:
     return partner_id
 
 
+async def seeded_partner(url: str, count: int) -> tuple[Database, Partner]:
+    """A migrated database at `url` with a partner holding `count` random licenses."""
+    await migrate.upgrade_async(url)
+    database = Database(url)
+    partner_id = await seed(database, count)
+    async with UnitOfWork(database, read_only=True) as uow:
+        partner = await uow.partners.get(partner_id)
+    assert partner is not None
+    return database, partner
+
+
 async def timed(runs: int, action: Callable[[], Awaitable[object]]) -> float:
     """Median wall time in milliseconds."""
     samples = []
@@ -104,12 +119,8 @@ async def timed(runs: int, action: Callable[[], Awaitable[object]]) -> float:
 
 
 async def measure(url: str, count: int, runs: int) -> None:
-    await migrate.upgrade_async(url)
-    database = Database(url)
-    partner_id = await seed(database, count)
-    async with UnitOfWork(database, read_only=True) as uow:
-        partner = await uow.partners.get(partner_id)
-    assert partner is not None
+    database, partner = await seeded_partner(url, count)
+    partner_id = partner.id
     start, end = JULY.bounds(ZONE)
 
     async def bare_select() -> None:

@@ -1,96 +1,88 @@
-"""How long a month's statement takes for a partner with 100k licenses with random histories.
+"""The month's estimate for a partner with 100k licenses: before (every holding fetched, the statement
+built in Python) and after (SQL sums over the stored billed-day spans), beside the floor measured in the
+same run: one SQL aggregation of the same rows (license-days per product, spans clipped to the month).
 
-Builds the holdings in memory (about 9 products; issues, revokes and transfer chains around July 2026,
-Europe/Paris), times `build_statement` (median of several runs) and compares it with a plain Python loop
-that only touches the same 100k rows: the floor any per-license pass in Python pays. Target: <= 0.5 s.
+Seeds bench/billing.py's partner (random histories, Europe/Paris, July 2026) on a temporary SQLite file,
+and on PostgreSQL too when DATABASE_URL points at a scratch database. Goal: after <= 250 ms on SQLite and
+<= 2x the floor on both.
 
-Run: .venv/bin/python bench/billing_estimate.py [licenses]
+    .venv/bin/python bench/billing_estimate.py [--licenses 100000] [--runs 5]
 """
 
 from __future__ import annotations
 
-import random
-import statistics
-import sys
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from billing import (
+    JULY,
+    ZONE,
+    run_on_each_database,
+    seeded_partner,
+    timed,
+)  # bench/billing.py: the same histories
+from sqlalchemy import func, select
 
-from domain.billing import BillingMonth, Holding, build_statement
+from persistence.billing import greatest, least
+from persistence.licenses import licenses
+from persistence.unit_of_work import UnitOfWork
+from resolvers.billing import estimated_statement, live_statement
 
-ZONE = "Europe/Paris"
-MONTH = BillingMonth(2026, 7)
-RUNS = 7
-PRICES = {
-    f"product-{index}": price
-    for index, price in enumerate([328767, 136986, 54794, 273972, 684931, 95890, 410958, 1353425, 19178])
-}
+GOAL_MS = 250
+GOAL_RATIO = 2.0
 
 
-def random_holdings(count: int, seed: int = 2026) -> list[Holding]:
-    """`count` holdings: most issued before or during the month, some revoked, some passed on by transfer."""
-    rng = random.Random(seed)
-    start = datetime(2026, 5, 1, tzinfo=UTC)
-    span = int(timedelta(days=110).total_seconds())
-    products = list(PRICES)
-    holdings: list[Holding] = []
-    key_number = 0
-    while len(holdings) < count:
-        key_number += 1
-        key = f"key-{key_number:07d}"
-        product = rng.choice(products)
-        held_from = start + timedelta(seconds=rng.randrange(span))
-        # A chain of 1-3 holdings of the same key: transfers, then maybe a revoke.
-        for link in range(rng.choice((1, 1, 1, 2, 3))):
-            site = f"https://site-{rng.randrange(50_000)}.example" if rng.random() < 0.7 else None
-            ends = rng.random() < 0.5
-            held_until = held_from + timedelta(seconds=rng.randrange(1, 40 * 86400)) if ends else None
-            by_transfer = ends and rng.random() < 0.5
-            holdings.append(
-                Holding(f"hld-{key_number}-{link}", key, product, site, held_from, held_until, by_transfer)
+async def measure(url: str, count: int, runs: int) -> None:
+    database, partner = await seeded_partner(url, count)
+    partner_id = partner.id
+    first = JULY.first_day.toordinal()
+    last = first + JULY.days - 1
+
+    async def floor() -> None:
+        """License-days per product over the same rows: the least any SQL answer of the month costs."""
+        c = licenses.c
+        until = func.coalesce(c.last_billed_day, last)
+        days = least(until, last) - greatest(c.first_billed_day, first) + 1
+        async with UnitOfWork(database, read_only=True) as uow:
+            rows = await uow.connection.execute(
+                select(c.product_slug, func.sum(days))
+                .where(
+                    c.partner_id == partner_id,
+                    c.first_billed_day <= last,
+                    until >= first,
+                    until >= c.first_billed_day,
+                )
+                .group_by(c.product_slug)
             )
-            if not by_transfer or held_until is None or len(holdings) >= count:
-                break
-            held_from = held_until
-    return holdings
+            rows.all()
 
+    totals = []
 
-def timings(work: Callable[[], object]) -> list[float]:
-    seconds = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        work()
-        seconds.append(time.perf_counter() - started)
-    return seconds
+    async def before() -> None:
+        async with UnitOfWork(database, read_only=True) as uow:
+            totals.append((await live_statement(uow, partner, JULY)).total)
 
+    async def after() -> None:
+        async with UnitOfWork(database, read_only=True) as uow:
+            totals.append((await estimated_statement(uow, partner, JULY))[1].total)
 
-def touch_rows(holdings: list[Holding]) -> int:
-    """The baseline: one pass reading each row's fields, doing nothing with them."""
-    touched = 0
-    for holding in holdings:
-        if holding.held_from is not None and holding.product_slug:
-            touched += 1
-    return touched
+    floor_ms = await timed(runs, floor)
+    before_ms = await timed(runs, before)
+    after_ms = await timed(runs, after)
+    await database.dispose()
+    assert len(set(totals)) == 1, f"the two paths disagree: {sorted(set(totals))}"
+
+    kind = url.split(":", 1)[0]
+    print(f"[{kind}] {count:,} licenses, {JULY} ({ZONE}), total {totals[0]} cents; medians of {runs}:")
+    print(f"  floor: SQL aggregation of the rows     {floor_ms:8.1f} ms")
+    print(
+        f"  before: fetch + build_statement        {before_ms:8.1f} ms   {before_ms / floor_ms:5.2f}x floor"
+    )
+    print(
+        f"  after: SQL sums over billed-day spans  {after_ms:8.1f} ms   {after_ms / floor_ms:5.2f}x floor"
+        f"   (goal <= {GOAL_MS} ms on SQLite, <= {GOAL_RATIO:.0f}x floor)"
+    )
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    holdings = random_holdings(count)
-    statement = build_statement(holdings, PRICES, MONTH, ZONE, 2)
-    assert statement.total == sum(line.amount for line in statement.day_lines)
-    statement_runs = timings(lambda: build_statement(holdings, PRICES, MONTH, ZONE, 2))
-    statement_s = statistics.median(statement_runs)
-    baseline_s = statistics.median(timings(lambda: touch_rows(holdings)))
-    print(
-        f"holdings: {len(holdings)}, day-lines: {len(statement.day_lines)}, "
-        f"license-days: {statement.license_days}, total: {statement.total} cents"
-    )
-    print(
-        f"build_statement: {statement_s * 1000:.1f} ms median, {min(statement_runs) * 1000:.1f} ms best "
-        f"of {RUNS} (target <= 500 ms)"
-    )
-    print(f"plain loop touching the rows: {baseline_s * 1000:.1f} ms")
-    print(f"ratio build_statement / plain loop: {statement_s / baseline_s:.1f}x")
+    run_on_each_database(measure, __doc__, 5)
 
 
 if __name__ == "__main__":

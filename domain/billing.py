@@ -179,55 +179,68 @@ class Holding(_HoldingFields):
         return self.site is not None
 
 
-def _billed_day_range(holding: Holding, midnights: Sequence[datetime]) -> tuple[int, int]:
-    """Indices [first, last) of the month's days billed to the holding; first >= last means none."""
-    day_count = len(midnights) - 1
-    # bisect_right(...) - 1 is the index of the day containing the instant (-1 before the month,
-    # day_count after it); a midnight itself starts its day.
-    first = max(bisect_right(midnights, holding.held_from) - 1, 0)
-    if holding.held_until is None:
-        return first, day_count
-    last = bisect_right(midnights, holding.held_until) - holding.ended_by_transfer
-    return first, min(last, day_count)
+class BillableSpan(NamedTuple):
+    """A holding's billed local days as day numbers (`date.toordinal()`): `first` to `last`, both
+    included; `last` None while the holding is active (billed through the end of any month asked);
+    `last < first` when no day is billed (issued and transferred out on one day)."""
+
+    first: int
+    last: int | None
+
+
+def billable_span(
+    held_from: datetime, held_until: datetime | None, ended_by_transfer: bool, zone: str
+) -> BillableSpan:
+    """The day rule for one holding: its first and last billed calendar day in `zone`.
+
+    The day of an instant is the local day whose [midnight, next midnight) contains it, which is the
+    instant's local date (see `_midnights` for midnights across DST). The issue (or acceptance) day
+    and the revoke day count; a transfer-out day does not (the receiver is billed for it). Stored per
+    holding (`licenses.first_billed_day`, `last_billed_day`) so that a month's counts are SQL sums.
+    """
+    tz = ZoneInfo(zone)
+    first = held_from.astimezone(tz).toordinal()
+    if held_until is None:
+        return BillableSpan(first, None)
+    return BillableSpan(first, held_until.astimezone(tz).toordinal() - ended_by_transfer)
+
+
+def holding_span(holding: Holding, zone: str) -> BillableSpan:
+    """`billable_span` of a holding as billing reads it."""
+    return billable_span(holding.held_from, holding.held_until, holding.ended_by_transfer, zone)
 
 
 def billed_days(holding: Holding, month: BillingMonth, zone: str) -> list[date]:
     """The calendar days of the month billed to the holding (for explanations and tests)."""
-    first, last = _billed_day_range(holding, month.midnights(zone))
+    ((first, last),) = _day_ranges([holding], month, zone)
     return [month.first_day + timedelta(days=index) for index in range(first, last)]
 
 
 def license_days(holding: Holding, month: BillingMonth, zone: str) -> int:
     """How many of the month's calendar days are billed to the holding."""
-    first, last = _billed_day_range(holding, month.midnights(zone))
+    ((first, last),) = _day_ranges([holding], month, zone)
     return max(last - first, 0)
 
 
 def count_license_days(holdings: Sequence[Holding], month: BillingMonth, zone: str) -> list[int]:
-    """`license_days` for many holdings in one pass: the month's day boundaries are computed once."""
-    return _count_days(holdings, month.midnights(zone))
+    """`license_days` for many holdings in one pass."""
+    return [last - first if last > first else 0 for first, last in _day_ranges(holdings, month, zone)]
 
 
-def _count_days(holdings: Sequence[Holding], midnights: Sequence[datetime]) -> list[int]:
-    return [last - first if last > first else 0 for first, last in _day_ranges(holdings, midnights)]
-
-
-def _day_ranges(holdings: Sequence[Holding], midnights: Sequence[datetime]) -> list[tuple[int, int]]:
-    """`_billed_day_range` for many holdings; [first, last) with first >= last when nothing is billed."""
-    day_count = len(midnights) - 1
+def _day_ranges(holdings: Sequence[Holding], month: BillingMonth, zone: str) -> list[tuple[int, int]]:
+    """Each holding's `billable_span` clipped to the month, as indices [first, last) of the month's
+    days; first >= last when nothing is billed."""
+    month_first = month.first_day.toordinal()
+    day_count = month.days
     ranges = []
-    for holding in holdings:  # _billed_day_range inlined: this loop runs once per license
-        first = bisect_right(midnights, holding.held_from) - 1
-        if first < 0:
-            first = 0
-        until = holding.held_until
-        if until is None:
-            last = day_count
-        else:
-            last = bisect_right(midnights, until) - holding.ended_by_transfer
-            if last > day_count:
-                last = day_count
-        ranges.append((first, last))
+    for holding in holdings:
+        first, last = holding_span(holding, zone)
+        ranges.append(
+            (
+                max(first - month_first, 0),
+                day_count if last is None else min(last - month_first + 1, day_count),
+            )
+        )
     return ranges
 
 
@@ -245,35 +258,45 @@ def price_in_minor_units(license_days: int, daily_price_micros: int, currency_ex
     return round_half_up(license_days * daily_price_micros * 10**currency_exponent, MICROS_PER_UNIT)
 
 
-def allocate_largest_remainder(
-    total: int, weights: Sequence[int], tie_breakers: Sequence[str] | None = None
-) -> list[int]:
-    """Split `total` in proportion to `weights` into integers that add up to exactly `total`.
+class RemainderPlan(NamedTuple):
+    """How largest remainder splits a total over lines grouped by weight (lines of equal weight get equal
+    shares and remainders): each line of weight w gets `shares[w]`, one more unit if w is in
+    `rounded_up`, and the first `cut_units` lines whose weight is in `cut_weights` (in tie-breaker
+    order: the smaller key, then holding) get one more unit too."""
+
+    shares: dict[int, int]
+    rounded_up: frozenset[int]
+    cut_weights: frozenset[int]
+    cut_units: int
+
+    def amount(self, weight: int, rank_at_cut: int) -> int:
+        """The share of a line of `weight`; `rank_at_cut` is its 1-based rank among the cut's lines."""
+        extra = weight in self.rounded_up or (weight in self.cut_weights and rank_at_cut <= self.cut_units)
+        return self.shares[weight] + extra
+
+
+def plan_largest_remainder(total: int, lines_per_weight: Mapping[int, int]) -> RemainderPlan:
+    """`allocate_largest_remainder`'s arithmetic on the count of lines of each weight (not on each line).
 
     Each share is floor(total * weight / sum of weights); the units left over go one each to the largest
-    remainders. Equal remainders go to the smallest tie breaker (e.g. the license key), then position.
+    remainders; the remainder group that cannot all get one is the cut, ranked by the caller's tie breaker.
     """
-    if total < 0 or any(weight < 0 for weight in weights):
+    if total < 0 or any(weight < 0 for weight in lines_per_weight):
         raise ValueError("total and weights must not be negative")
-    weight_sum = sum(weights)
+    weight_sum = sum(weight * lines for weight, lines in lines_per_weight.items())
     if weight_sum == 0:
         if total != 0:
             raise ValueError("cannot allocate a non-zero total over zero weights")
-        return [0] * len(weights)
-    # Equal weights get equal shares and remainders, and a statement's weights are day counts (at most
-    # 31 distinct values), so the arithmetic and the ranking work per distinct weight, not per line.
-    share_of: dict[int, int] = {}
+        return RemainderPlan(dict.fromkeys(lines_per_weight, 0), frozenset(), frozenset(), 0)
+    shares: dict[int, int] = {}
     weights_by_remainder: dict[int, set[int]] = defaultdict(set)
-    lines_per_weight = Counter(weights)
     for weight in lines_per_weight:
-        share_of[weight], remainder = divmod(total * weight, weight_sum)
+        shares[weight], remainder = divmod(total * weight, weight_sum)
         if remainder:
             weights_by_remainder[remainder].add(weight)
-    shares = [share_of[weight] for weight in weights]
     # Fewer units are left over than there are lines, since each share lost less than one unit.
-    left_over = total - sum(shares)
-    rounded_up: set[int] = set()  # weights whose lines all get one more unit
-    at_the_cut: list[int] = []  # positions competing for the last units, ranked by tie breaker
+    left_over = total - sum(shares[weight] * lines for weight, lines in lines_per_weight.items())
+    rounded_up: set[int] = set()
     for remainder in sorted(weights_by_remainder, reverse=True):
         if not left_over:
             break
@@ -282,17 +305,32 @@ def allocate_largest_remainder(
         if group_size <= left_over:
             rounded_up |= group
             left_over -= group_size
-        else:
-            at_the_cut = [position for position, weight in enumerate(weights) if weight in group]
-            ties = tie_breakers
-            if ties is not None:
-                at_the_cut.sort(key=lambda position: (ties[position], position))
-            at_the_cut = at_the_cut[:left_over]
-            left_over = 0
-    if rounded_up:
+        else:  # lines of several weights can share a remainder: they are ranked together
+            return RemainderPlan(shares, frozenset(rounded_up), frozenset(group), left_over)
+    return RemainderPlan(shares, frozenset(rounded_up), frozenset(), 0)
+
+
+def allocate_largest_remainder(
+    total: int, weights: Sequence[int], tie_breakers: Sequence[str] | None = None
+) -> list[int]:
+    """Split `total` in proportion to `weights` into integers that add up to exactly `total`.
+
+    Each share is floor(total * weight / sum of weights); the units left over go one each to the largest
+    remainders. Equal remainders go to the smallest tie breaker (e.g. the license key), then position.
+    """
+    # A statement's weights are day counts (at most 31 distinct values): the plan works per weight.
+    plan = plan_largest_remainder(total, Counter(weights))
+    shares = [plan.shares[weight] for weight in weights]
+    if plan.rounded_up:
+        rounded_up = plan.rounded_up
         shares = [share + (weight in rounded_up) for share, weight in zip(shares, weights, strict=True)]
-    for position in at_the_cut:
-        shares[position] += 1
+    if plan.cut_units:
+        at_the_cut = [position for position, weight in enumerate(weights) if weight in plan.cut_weights]
+        ties = tie_breakers
+        if ties is not None:
+            at_the_cut.sort(key=lambda position: (ties[position], position))
+        for position in at_the_cut[: plan.cut_units]:
+            shares[position] += 1
     return shares
 
 
@@ -410,6 +448,11 @@ class PriceBook:
             (ProductPrice(slug, currency, EARLIEST_PRICE_DATE, micros) for slug, micros in prices.items()),
         )
 
+    @property
+    def product_slugs(self) -> list[str]:
+        """The products with a price in this currency."""
+        return sorted(self._dates)
+
     def price_on(self, product_slug: str, day: date) -> int | None:
         """The daily price in force on the local day `day`, or None if there is none yet."""
         dates = self._dates.get(product_slug)
@@ -467,9 +510,8 @@ def build_statement(
     day-lines, so they add up too. A billed day with no price in force is PRICE_NOT_AVAILABLE.
     """
     book = prices if isinstance(prices, PriceBook) else PriceBook.constant(prices)
-    midnights = month.midnights(zone)
     billed_by_product: dict[str, tuple[list[Holding], list[tuple[int, int]]]] = defaultdict(lambda: ([], []))
-    for holding, day_range in zip(holdings, _day_ranges(holdings, midnights), strict=True):
+    for holding, day_range in zip(holdings, _day_ranges(holdings, month, zone), strict=True):
         if day_range[1] > day_range[0]:
             line_holdings, line_ranges = billed_by_product[holding.product_slug]
             line_holdings.append(holding)
@@ -585,3 +627,186 @@ def _count_licenses(
             latest[holding.key] = holding
     assigned = sum(1 for holding in latest.values() if holding.site is not None)
     return LicenseCounts(assigned, len(latest) - assigned)
+
+
+class SpanGroup(NamedTuple):
+    """Holdings of one product whose billed days in the month are the same [first, last] (indices from
+    the month's first day, both included) and that are on the same side of assigned/unassigned: what
+    the database sums a month's billed-day spans into."""
+
+    product_slug: str
+    first: int
+    last: int
+    assigned: bool
+    holdings: int
+
+
+class HeldAgain(NamedTuple):
+    """A holding of a key the partner held more than once in the month (it left by transfer and came
+    back): only the latest holding of a key classifies it, so these are read one by one."""
+
+    id: str
+    key: str
+    product_slug: str
+    assigned: bool
+    held_from: datetime
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    """One invoice line and how its amount is allocated to its day-lines."""
+
+    line: ProductLine
+    allocation: RemainderPlan
+    assigned_before_cut: int  # the amount of its assigned day-lines, without the cut's extra units
+
+
+@dataclass(frozen=True)
+class MonthSums:
+    """A month's statement from summed day-line groups: lines, counts and costs, without the day-lines
+    themselves (they are paged from the database with the same allocation)."""
+
+    month: BillingMonth
+    zone: str
+    currency_exponent: int
+    lines: tuple[LinePlan, ...]
+    counts: LicenseCounts
+    periods: Mapping[str, Sequence[PricePeriod]]  # each billed product's prices in the month
+
+    def cut_lines(self) -> list[LinePlan]:
+        """The lines whose allocation has a cut, ranked by the smaller key then holding."""
+        return [plan for plan in self.lines if plan.allocation.cut_units]
+
+    def spans_at_cut(self, plan: LinePlan) -> list[tuple[int, int]]:
+        """The [first, last] day spans (indices) whose days at the line's price are a cut weight."""
+        line = plan.line
+        periods = self.periods[line.product_slug]
+        return [
+            (first, last)
+            for first in range(self.month.days)
+            for last in range(first, self.month.days)
+            for found, days, _ in _days_at_prices(
+                periods, SpanGroup(line.product_slug, first, last, False, 1)
+            )
+            if found[1] == line.daily_price_micros and days in plan.allocation.cut_weights
+        ]
+
+    def statement(self, assigned_at_cut: Mapping[tuple[str, int], int]) -> Statement:
+        """The statement, given the assigned day-lines among each cut line's first `cut_units`."""
+        assigned = sum(
+            plan.assigned_before_cut
+            + assigned_at_cut.get((plan.line.product_slug, plan.line.daily_price_micros), 0)
+            for plan in self.lines
+        )
+        total = sum(plan.line.amount for plan in self.lines)
+        return Statement(
+            month=self.month,
+            zone=self.zone,
+            currency_exponent=self.currency_exponent,
+            product_lines=tuple(plan.line for plan in self.lines),
+            day_lines=(),
+            counts=self.counts,
+            costs=Costs(assigned, total - assigned),
+        )
+
+
+def sum_month(
+    groups: Iterable[SpanGroup],
+    held_again: Sequence[HeldAgain],
+    book: PriceBook,
+    month: BillingMonth,
+    zone: str,
+    currency_exponent: int,
+) -> MonthSums:
+    """`build_statement`'s lines, counts and allocation, from span groups summed by the database.
+
+    Each group's days are split at the month's price changes (`PriceBook.periods`) exactly as
+    `build_statement` splits a holding's, so a group is one weight of each line it has days in.
+    """
+    periods = {slug: book.periods(slug, month) for slug in {group.product_slug for group in groups}}
+    weights: dict[tuple[str, int | None], Counter[int]] = defaultdict(Counter)
+    assigned_weights: dict[tuple[str, int | None], Counter[int]] = defaultdict(Counter)
+    keys: dict[tuple[str, int | None], Counter[bool]] = defaultdict(Counter)
+    first_days: dict[tuple[str, int | None], int] = {}
+    product_keys: dict[str, Counter[bool]] = defaultdict(Counter)
+    for group in groups:
+        product_keys[group.product_slug][group.assigned] += group.holdings
+        for line, days, first_day in _days_at_prices(periods[group.product_slug], group):
+            weights[line][days] += group.holdings
+            if group.assigned:
+                assigned_weights[line][days] += group.holdings
+            keys[line][group.assigned] += group.holdings
+            first_days[line] = min(first_days.get(line, first_day), first_day)
+    for line_keys, counter in _not_latest(held_again, periods):
+        if line_keys[1] == _PRODUCT:
+            product_keys[line_keys[0]] -= counter
+        else:
+            keys[line_keys] -= counter
+    unpriced = [(slug, first_days[slug, price]) for slug, price in first_days if price is None]
+    if unpriced:
+        slug, first_day = min(unpriced)
+        raise book.missing_price(slug, month.first_day + timedelta(days=first_day), "product")
+    plans = []
+    counts = LicenseCounts()
+    for slug, price in sorted(first_days, key=lambda line: (line[0], first_days[line])):
+        assert price is not None  # unpriced lines were refused above
+        lines_per_weight = weights[slug, price]
+        line_days = sum(days * lines for days, lines in lines_per_weight.items())
+        amount = price_in_minor_units(line_days, price, currency_exponent)
+        allocation = plan_largest_remainder(amount, lines_per_weight)
+        assigned_before_cut = sum(
+            lines * (allocation.shares[days] + (days in allocation.rounded_up))
+            for days, lines in assigned_weights[slug, price].items()
+        )
+        line_counts = LicenseCounts(keys[slug, price][True], keys[slug, price][False])
+        plans.append(
+            LinePlan(
+                ProductLine(slug, line_days, price, amount, line_counts), allocation, assigned_before_cut
+            )
+        )
+    for product in product_keys.values():
+        counts += LicenseCounts(product[True], product[False])
+    return MonthSums(month, zone, currency_exponent, tuple(plans), counts, periods)
+
+
+_PRODUCT = -1  # not a daily price: marks a product-wide key count in `_not_latest`
+
+
+def _days_at_prices(
+    periods: Sequence[PricePeriod], span: SpanGroup | HeldAgain
+) -> list[tuple[tuple[str, int | None], int, int]]:
+    """A span's days at each daily price, as ((product, price), days, first day at that price), prices
+    in the order they first apply (a price that comes back adds up)."""
+    days_at: dict[int | None, list[int]] = {}
+    for period in periods:
+        first, last = max(span.first, period.first), min(span.last + 1, period.last)
+        if last > first:
+            found = days_at.setdefault(period.daily_price_micros, [0, first])
+            found[0] += last - first
+    return [((span.product_slug, price), days, first) for price, (days, first) in days_at.items()]
+
+
+def _not_latest(
+    held_again: Sequence[HeldAgain], periods: Mapping[str, Sequence[PricePeriod]]
+) -> list[tuple[tuple[str, int | None], Counter[bool]]]:
+    """Holdings counted in the groups that do not classify their key (an earlier holding of the same key
+    in the same line, or in the product when `price` is `_PRODUCT`), by assigned."""
+    latest_in: dict[tuple[str, int | None, str], HeldAgain] = {}
+    seen: list[tuple[tuple[str, int | None, str], HeldAgain]] = []
+    for holding in sorted(held_again, key=lambda h: (h.key, h.id)):
+        places = [(holding.product_slug, _PRODUCT, holding.key)] + [
+            (line[0], line[1], holding.key)
+            for line, _, _ in _days_at_prices(periods[holding.product_slug], holding)
+        ]
+        for place in places:
+            seen.append((place, holding))
+            current = latest_in.get(place)
+            if current is None or holding.held_from >= current.held_from:
+                latest_in[place] = holding
+    not_latest: dict[tuple[str, int | None], Counter[bool]] = defaultdict(Counter)
+    for place, holding in seen:
+        if latest_in[place] is not holding:
+            not_latest[place[0], place[1]][holding.assigned] += 1
+    return list(not_latest.items())

@@ -11,7 +11,7 @@ once, and dunning retries it on later days; a zero invoice is paid at finalizati
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,7 +20,7 @@ from typing import Any
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
-from domain.billing import BillingMonth, Costs, DayLine, LicenseCounts, ProductLine, Statement
+from domain.billing import BillingMonth, Costs, LicenseCounts, ProductLine, Statement
 from domain.errors import DomainError, ErrorCode
 from domain.events import DomainEvent
 from domain.partners import SUPPORTED_CURRENCIES
@@ -187,14 +187,15 @@ def finalize_invoice(draft: Invoice, *, at: datetime) -> tuple[Invoice, list[Dom
     return replace(invoice, status=paid.status, paid_at=at), [opened.event, paid.event]
 
 
-def invoiced_statement(invoice: Invoice, day_lines: Sequence[DayLine]) -> Statement:
-    """The statement as it was invoiced (a closed month answers what was billed)."""
+def invoiced_statement(invoice: Invoice) -> Statement:
+    """The statement as it was invoiced, from its stored totals (a closed month answers what was
+    billed); its day-lines are paged from storage, never loaded all at once."""
     return Statement(
         month=invoice.month,
         zone=invoice.zone,
         currency_exponent=SUPPORTED_CURRENCIES[invoice.currency],
         product_lines=invoice.lines,
-        day_lines=tuple(day_lines),
+        day_lines=(),
         counts=invoice.counts,
         costs=invoice.costs,
     )

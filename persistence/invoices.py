@@ -233,7 +233,9 @@ class InvoiceRepository:
             total_count=rows.total_count,
         )
 
-    async def day_lines(self, invoice_id: str, *, first: int | None, after: str | None) -> Page[DayLine]:
+    async def day_lines(
+        self, invoice_id: str, *, first: int | None, after: str | None, count_total: bool = True
+    ) -> Page[DayLine]:
         return await keyset_page(
             self._connection,
             select(invoice_day_lines).where(invoice_day_lines.c.invoice_id == invoice_id),
@@ -242,15 +244,18 @@ class InvoiceRepository:
             after=after,
             to_item=_to_day_line,
             cursor_values=lambda row: [row.position],
+            count_total=count_total,
         )
 
-    async def all_day_lines(self, invoice_id: str) -> list[DayLine]:
+    async def day_lines_after(self, invoice_id: str, position: int, limit: int) -> list[tuple[int, DayLine]]:
+        """Up to `limit` stored day-lines after `position` (-1: from the first), with their positions."""
         rows = await self._connection.execute(
             select(invoice_day_lines)
-            .where(invoice_day_lines.c.invoice_id == invoice_id)
+            .where(invoice_day_lines.c.invoice_id == invoice_id, invoice_day_lines.c.position > position)
             .order_by(invoice_day_lines.c.position)
+            .limit(limit)
         )
-        return [_to_day_line(row) for row in rows]
+        return [(row.position, _to_day_line(row)) for row in rows]
 
     async def set_status(
         self,

@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.billing import billable_span
 from domain.errors import DomainError, ErrorCode
 from domain.licenses import (
     LIVE_STATES,
@@ -44,10 +45,12 @@ from domain.licenses import (
     LicenseFilter,
     LicenseOrder,
     LicenseOrderField,
+    LicenseState,
     Transfer,
 )
 from persistence.metadata import metadata
 from persistence.pagination import CursorCodec, Page, SortKey, cursor_instant, cursor_key, keyset_page
+from persistence.partners import partners
 from persistence.products import products
 from persistence.types import UTCDateTime
 
@@ -67,6 +70,11 @@ licenses = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("transferred_at", UTCDateTime(), nullable=True),
     Column("version", Integer, nullable=False),
+    # The holding's billed local days in its partner's zone, as day numbers (date.toordinal()), from
+    # domain.billing.billable_span; last NULL while the holding is active. A month's estimate sums
+    # these spans clipped to the month in SQL (persistence/billing.py).
+    Column("first_billed_day", Integer, nullable=False),
+    Column("last_billed_day", Integer, nullable=True),
     # One live holding per key; one assigned license per product per site (money depends on it:
     # docs/rules.md, "Concurrency").
     Index(
@@ -88,6 +96,19 @@ licenses = Table(
     Index("ix_licenses_partner_id_held_until", "partner_id", "held_until"),
     Index("ix_licenses_partner_id_issued_at", "partner_id", "issued_at", "id"),
     Index("ix_licenses_partner_id_key", "partner_id", "key"),
+    # Covers everything the month's estimate reads (persistence/billing.py), so SQLite sums the spans
+    # from the index alone instead of visiting each row.
+    Index(
+        "ix_licenses_partner_id_billed_days",
+        "partner_id",
+        "first_billed_day",
+        "last_billed_day",
+        "product_slug",
+        "state",
+        "site",
+        "key",
+        "id",
+    ),
 )
 license_transfers = Table(
     "license_transfers",
@@ -124,6 +145,7 @@ _ORDER_COLUMNS = {
 class LicenseRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._zones: dict[str, str] = {}  # partner id -> billing zone, for the billed-day spans
 
     async def add_many(self, holdings: Sequence[License]) -> None:
         """Insert new holdings in one statement (their version becomes 1)."""
@@ -131,7 +153,10 @@ class LicenseRepository:
             return
         for holding in holdings:
             holding.version = 1
-        await self._guarded(licenses.insert(), [_to_row(holding) for holding in holdings])
+        await self._guarded(
+            licenses.insert(),
+            [_to_row(holding, await self._zone_of(holding.partner_id)) for holding in holdings],
+        )
 
     async def held_by(self, partner_id: str, key: str, *, for_update: bool = False) -> License | None:
         """The partner's current holding of `key` (its latest one); None when it never held the key."""
@@ -186,7 +211,7 @@ class LicenseRepository:
 
     async def save(self, holding: License) -> None:
         """Write a holding the state machine changed; CONFLICT when someone else changed it first."""
-        values = _to_row(holding)
+        values = _to_row(holding, await self._zone_of(holding.partner_id))
         values["version"] = holding.version + 1
         result = await self._guarded(
             update(licenses).where(licenses.c.id == holding.id, licenses.c.version == holding.version),
@@ -230,6 +255,15 @@ class LicenseRepository:
             cursor_values=lambda row: [row.sort_value, row.id],
             count_total=count_total,
         )
+
+    async def _zone_of(self, partner_id: str) -> str:
+        zone = self._zones.get(partner_id)
+        if zone is None:
+            found = await self._connection.execute(
+                select(partners.c.billing_zone).where(partners.c.id == partner_id)
+            )
+            zone = self._zones[partner_id] = found.scalar_one()
+        return zone
 
     async def has_held_any(self, partner_id: str) -> bool:
         """Whether the partner has ever held a license (issued or received)."""
@@ -355,8 +389,19 @@ def _violates(error: IntegrityError, constraint: str, sqlite_columns: str) -> bo
     return constraint in message or sqlite_columns in message
 
 
-def _to_row(holding: License) -> dict[str, Any]:
+def _span_columns(
+    held_from: datetime | None, held_until: datetime | None, state: str | None, zone: str
+) -> dict[str, int | None]:
+    """The holding's billed days (the day rule, domain.billing.billable_span) as stored columns."""
+    if held_from is None:
+        raise ValueError("a stored holding has a held_from instant")
+    span = billable_span(held_from, held_until, state == LicenseState.TRANSFERRED, zone)
+    return {"first_billed_day": span.first, "last_billed_day": span.last}
+
+
+def _to_row(holding: License, zone: str) -> dict[str, Any]:
     return {
+        **_span_columns(holding.held_from, holding.held_until, holding.state, zone),
         "id": holding.id,
         "key": holding.key,
         "partner_id": holding.partner_id,

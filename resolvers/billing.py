@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from domain.access import Permission
-from domain.billing import BillingMonth, DayLine, Statement, build_statement
+from domain.billing import BillingMonth, DayLine, MonthSums, Statement, build_statement
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import (
     Invoice,
@@ -43,8 +43,9 @@ class Estimate:
 
     partner: Partner
     month: BillingMonth
-    statement: Statement
+    statement: Statement  # without day-lines: they are paged from the database (`day_lines_page`)
     invoice: Invoice | None
+    sums: MonthSums | None = None  # an open month's allocation, to price the paged day-lines
 
     @property
     def currency(self) -> str:
@@ -68,15 +69,24 @@ async def billing_estimate(ctx: RequestContext, *, month: str | None) -> Estimat
         )
         invoice = await uow.invoices.for_month(partner_id, billing_month)
         if invoice is not None:
-            # A closed month answers what was billed, not a recomputation over today's data.
-            day_lines = await uow.invoices.all_day_lines(invoice.id)
-            statement = invoiced_statement(invoice, day_lines)
-        else:
-            statement = await live_statement(uow, partner, billing_month)
-    return Estimate(partner, billing_month, statement, invoice)
+            # A closed month answers what was billed (its stored totals), not a recomputation.
+            return Estimate(partner, billing_month, invoiced_statement(invoice), invoice)
+        sums, statement = await estimated_statement(uow, partner, billing_month)
+    return Estimate(partner, billing_month, statement, None, sums)
+
+
+async def estimated_statement(
+    uow: UnitOfWork, partner: Partner, month: BillingMonth
+) -> tuple[MonthSums, Statement]:
+    """An open month's statement as SQL sums over the stored billed-day spans (no day-lines)."""
+    prices = await uow.billing.price_book(partner.currency)
+    return await uow.billing.month_sums(
+        partner.id, prices, month, partner.billing_zone, SUPPORTED_CURRENCIES[partner.currency]
+    )
 
 
 async def live_statement(uow: UnitOfWork, partner: Partner, month: BillingMonth) -> Statement:
+    """The month's full statement with every day-line, computed in Python (what a month close stores)."""
     start, end = month.bounds(partner.billing_zone)
     holdings = await uow.billing.holdings(partner.id, start, end)
     prices = await uow.billing.price_book(partner.currency)
@@ -85,19 +95,36 @@ async def live_statement(uow: UnitOfWork, partner: Partner, month: BillingMonth)
     )
 
 
-def day_lines_page(statement: Statement, *, first: int | None, after: str | None) -> Page[DayLine]:
-    """Page through a computed statement's day-lines; the cursor is the position in its fixed order."""
-    size = page_size(first)
-    start = 0 if after is None else DAY_LINE_CURSOR.decode(after)[0] + 1
-    lines = statement.day_lines
+async def day_lines_page(
+    ctx: RequestContext, estimate: Estimate, *, first: int | None, after: str | None, count_total: bool
+) -> Page[DayLine]:
+    """A page of the estimate's day-lines, read from the database: an invoice's stored ones, or an open
+    month's computed by SQL with the estimate's allocation. The cursor is the position in their order."""
+    async with ctx.reader() as uow:
+        if estimate.invoice is not None:
+            return await uow.invoices.day_lines(
+                estimate.invoice.id, first=first, after=after, count_total=count_total
+            )
+        if estimate.sums is None:
+            raise ValueError("an open month's estimate carries its sums")
+        size = page_size(first)
+        start = 0 if after is None else DAY_LINE_CURSOR.decode(after)[0] + 1
+        prices = await uow.billing.price_book(estimate.partner.currency)
+        lines = await uow.billing.day_lines(
+            estimate.partner.id, prices, estimate.sums, offset=start, limit=size + 1
+        )
+        total = (
+            await uow.billing.day_line_count(estimate.partner.id, prices, estimate.month)
+            if count_total
+            else None
+        )
     return Page(
         items=[
-            (DAY_LINE_CURSOR.encode([position]), lines[position])
-            for position in range(start, min(start + size, len(lines)))
+            (DAY_LINE_CURSOR.encode([position]), line) for position, line in enumerate(lines[:size], start)
         ],
-        has_next_page=start + size < len(lines),
+        has_next_page=len(lines) > size,
         has_previous_page=after is not None,
-        total_count=len(lines),
+        total_count=total,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from domain.billing import DayLine
@@ -81,6 +81,7 @@ async def invoice_document(ctx: RequestContext, *, invoice_id: str) -> InvoiceDo
     )
 
 
+CSV_BATCH = 2_000  # day-lines read and sent at a time
 CSV_HEADER = (
     "invoice",
     "month",
@@ -98,30 +99,45 @@ CSV_HEADER = (
 )
 
 
-async def invoice_day_lines_csv(ctx: RequestContext, *, invoice_id: str) -> tuple[Invoice, str]:
-    """Every day-line of an invoice as CSV; the amount column adds up exactly to the invoice total."""
+async def invoice_day_lines_csv(
+    ctx: RequestContext, *, invoice_id: str
+) -> tuple[Invoice, AsyncIterator[str]]:
+    """Every day-line of an invoice as CSV text, streamed in batches (each read in its own short
+    transaction: stored day-lines never change); the amount column adds up exactly to the total."""
     owner = ctx.records_owner()
     async with ctx.reader() as uow:
         invoice = await owned_invoice(uow, owner, invoice_id)
-        lines = await uow.invoices.all_day_lines(invoice_id)
+    return invoice, _csv_chunks(ctx, invoice)
+
+
+async def _csv_chunks(ctx: RequestContext, invoice: Invoice) -> AsyncIterator[str]:
     exponent = SUPPORTED_CURRENCIES[invoice.currency]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
-    for line in lines:
-        writer.writerow(
-            (
-                invoice.number,
-                str(invoice.month),
-                line.key,
-                line.product_slug,
-                line.site or "",
-                line.days,
-                line.amount,
-                format_minor_units(line.amount, exponent),
-                invoice.currency,
-                line.holding_id,
-                format_micros(line.daily_price_micros),
+    position = -1
+    while True:
+        async with ctx.reader() as uow:
+            batch = await uow.invoices.day_lines_after(invoice.id, position, CSV_BATCH)
+        for _, line in batch:
+            writer.writerow(
+                (
+                    invoice.number,
+                    str(invoice.month),
+                    line.key,
+                    line.product_slug,
+                    line.site or "",
+                    line.days,
+                    line.amount,
+                    format_minor_units(line.amount, exponent),
+                    invoice.currency,
+                    line.holding_id,
+                    format_micros(line.daily_price_micros),
+                )
             )
-        )
-    return invoice, out.getvalue()
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if len(batch) < CSV_BATCH:
+            return
+        position = batch[-1][0]

@@ -10,7 +10,6 @@ from domain.billing import Costs as DomainCosts
 from domain.billing import DayLine as DomainDayLine
 from domain.billing import LicenseCounts as DomainLicenseCounts
 from domain.billing import ProductLine as DomainProductLine
-from domain.billing import Statement
 from domain.money import format_micros, format_minor_units
 from domain.partners import SUPPORTED_CURRENCIES
 from resolvers import billing, licenses
@@ -18,7 +17,7 @@ from resolvers.products import products_by_slug
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.licenses import License
-from schema.pagination import After, Connection, First, connection
+from schema.pagination import After, Connection, First, connection, selects_total_count
 from schema.products import Product
 
 
@@ -142,7 +141,7 @@ async def product_of(info: Info, slug: str) -> Product:
 
 @strawberry.type(description="A month's bill: live while the month is open, as invoiced once it is closed.")
 class BillingEstimate:
-    statement: strawberry.Private[Statement]
+    estimate: strawberry.Private[billing.Estimate]
     month: str = strawberry.field(description="The month, YYYY-MM, in the partner's billing zone.")
     zone: str = strawberry.field(description="IANA zone whose calendar days were counted.")
     currency: str = strawberry.field(description="ISO 4217 code, lower case.")
@@ -153,8 +152,10 @@ class BillingEstimate:
     products: list[BillingProductLine] = strawberry.field(description="One line per product.")
 
     @strawberry.field(description="Per-license day-lines, in product then key order.")
-    def day_lines(self, first: First = None, after: After = None) -> Connection[DayLine]:
-        page = billing.day_lines_page(self.statement, first=first, after=after)
+    async def day_lines(self, info: Info, first: First = None, after: After = None) -> Connection[DayLine]:
+        page = await billing.day_lines_page(
+            info.context, self.estimate, first=first, after=after, count_total=selects_total_count(info)
+        )
         return connection(page, lambda line: DayLine.from_domain(line, self.currency))
 
 
@@ -194,7 +195,7 @@ class BillingQuery:
         estimate = await billing.billing_estimate(info.context, month=month)
         statement, currency = estimate.statement, estimate.currency
         return BillingEstimate(
-            statement=statement,
+            estimate=estimate,
             month=str(estimate.month),
             zone=estimate.zone,
             currency=currency,

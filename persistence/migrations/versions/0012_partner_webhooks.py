@@ -11,7 +11,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision = "0012_partner_webhooks"
-down_revision = "0008_access"
+down_revision = "0010_billable_spans"
 branch_labels = None
 depends_on = None
 
