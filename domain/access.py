@@ -45,6 +45,8 @@ class Permission(Enum):
     SANDBOX_CLOCK = "sandbox:clock"
     # Voiding, writing off and refunding invoices: money movement, staff_admin only.
     INVOICE_ADJUST = "invoices:adjust"
+    # The audit log (who did what): a partner admin its own partner's, staff any partner's.
+    AUDIT_READ = "audit:read"
 
 
 STAFF_ROLES = frozenset({Role.STAFF_ADMIN, Role.STAFF_SUPPORT})
@@ -67,6 +69,7 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.MONTH_CLOSE: frozenset({Role.STAFF_ADMIN}),
     Permission.SANDBOX_CLOCK: frozenset({Role.STAFF_ADMIN}),
     Permission.INVOICE_ADJUST: frozenset({Role.STAFF_ADMIN}),
+    Permission.AUDIT_READ: frozenset({Role.ADMIN, Role.STAFF_ADMIN, Role.STAFF_SUPPORT}),
 }
 
 # Which roles a token of each role may mint or manage: never above its own.

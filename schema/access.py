@@ -29,6 +29,7 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "eventCursor": P.PARTNER_READ,
         "apiTokens": P.TOKENS_READ,
         "validateLicense": P.PUBLIC,
+        "auditLog": P.AUDIT_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,
@@ -62,6 +63,7 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "licenseEvents": P.PARTNER_READ,
         "standingChanged": P.PARTNER_READ,
         "invoiceUpdated": P.PARTNER_READ,
+        "licenseStatus": P.PUBLIC,
     },
 }
 

@@ -30,7 +30,7 @@ from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 from tests.conftest import ON_POSTGRES, POSTGRES_URL, scratch_database_url
-from tests.integration.conftest import Api, GraphQLSocket
+from tests.integration.conftest import TEST_FIXTURE, Api, GraphQLSocket
 from tests.integration.license_operations import REVOKE, UNASSIGN, assign, fresh_site, issue, mutate
 from tests.integration.test_subscriptions import LICENSE_EVENTS, auth, connected, event_cursor, items
 
@@ -130,7 +130,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                     uow, name="Two Workers", billing_zone="UTC", currency="usd", now=START
                 )
                 token = await mint_token(uow, partner_id=partner.id, role=Role.ADMIN, label="test", at=START)
-            async with UnitOfWork(database) as uow:
+            async with UnitOfWork(database, actor=TEST_FIXTURE) as uow:
                 await apply_standing_event(
                     uow, partner_id=partner.id, event=StandingEvent.PAYMENT_METHOD_ADDED, at=START
                 )
