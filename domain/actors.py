@@ -40,6 +40,7 @@ MONTH_CLOSE = SystemJob("month-close")
 DUNNING = SystemJob("dunning")
 STRIPE_WEBHOOK = SystemJob("stripe-webhook")
 DEMO_SEED = SystemJob("demo-seed")
+OPERATOR_CLI = SystemJob("operator-cli")  # an operator at the `licensing` command line
 
 
 class ActorKind(StrEnum):

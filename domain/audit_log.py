@@ -6,8 +6,8 @@ domain.access holds `audit:read`). Entries are listed newest first, in the order
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from domain.errors import DomainError, ErrorCode
 
@@ -34,10 +34,8 @@ class AuditFilter:
 
     def checked(self) -> AuditFilter:
         """This filter, if it makes sense (INVALID_INPUT naming the part that does not)."""
-        for name, instant in (("since", self.since), ("until", self.until)):
-            if instant is not None and instant.tzinfo is None:
-                raise DomainError(ErrorCode.INVALID_INPUT, f"'{name}' needs a UTC offset.", name)
-        if self.since is not None and self.until is not None and self.until <= self.since:
+        since, until = _utc(self.since, "since"), _utc(self.until, "until")
+        if since is not None and until is not None and until <= since:
             raise DomainError(ErrorCode.INVALID_INPUT, "'until' must be after 'since'.", "until")
         for name, names in (("kinds", self.kinds), ("actions", self.actions)):
             if names is not None and (
@@ -50,4 +48,18 @@ class AuditFilter:
                 )
         if self.actor_job is not None and not 0 < len(self.actor_job) <= MAX_NAME_LENGTH:
             raise DomainError(ErrorCode.INVALID_INPUT, "'actorJob' is not a job name.", "actorJob")
-        return self
+        return replace(self, since=since, until=until)
+
+
+def _utc(instant: datetime | None, name: str) -> datetime | None:
+    """An instant with its offset, in UTC; one outside the calendar in UTC (year 0 or 10000) is refused."""
+    if instant is None:
+        return None
+    if instant.tzinfo is None:
+        raise DomainError(ErrorCode.INVALID_INPUT, f"'{name}' needs a UTC offset.", name)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError as error:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"'{name}' is outside the calendar in UTC.", name
+        ) from error

@@ -58,6 +58,7 @@ def test_a_partner_sees_its_own_tokens_but_of_staff_and_other_partners_only_the_
         (AuditFilter(kinds=frozenset()), "kinds"),
         (AuditFilter(actions=frozenset({"x" * 33})), "actions"),
         (AuditFilter(actor_job=""), "actorJob"),
+        (AuditFilter(since=datetime.fromisoformat("0001-01-01T00:00:00+05:00")), "since"),
     ],
 )
 def test_an_audit_filter_that_makes_no_sense_is_invalid_input_on_its_field(
