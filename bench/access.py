@@ -35,6 +35,7 @@ REVOKE = "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { errors { code 
 STATUS = """subscription($key: String!, $site: String!) {
   licenseStatus(key: $key, site: $site) { valid reason change } }"""
 SITE = "https://bench-client.example.com"
+WATCHED = "https://bench-watched.example.com"  # the licenseStatus scenario's own site (sites are unique)
 TRIVIAL = "{ __typename }"
 
 
@@ -136,13 +137,13 @@ async def status_moves(url: str, count: int) -> None:
                 httpx.AsyncClient(base_url=f"http://{write_side}", timeout=30)
             )
             key = (await post(client, ISSUE, partner.token))["issueLicenses"]["licenses"][0]["key"]
-            await post(client, ASSIGN, partner.token, key=key, site=SITE)
+            await post(client, ASSIGN, partner.token, key=key, site=WATCHED)
             ws = await stack.enter_async_context(
                 websockets.connect(f"ws://{socket_side}/graphql", subprotocols=["graphql-transport-ws"])
             )
             await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
-            variables = {"key": key, "site": SITE}
+            variables = {"key": key, "site": WATCHED}
             await ws.send(
                 json.dumps(
                     {"id": "1", "type": "subscribe", "payload": {"query": STATUS, "variables": variables}}
@@ -150,7 +151,7 @@ async def status_moves(url: str, count: int) -> None:
             )
             assert json.loads(await ws.recv())["payload"]["data"]["licenseStatus"]["valid"]
             for run_number in range(count):
-                site = SITE if run_number % 2 else "https://bench-elsewhere.example.com"
+                site = WATCHED if run_number % 2 else "https://bench-elsewhere.example.com"
                 sent = time.perf_counter()
                 await post(client, ASSIGN, partner.token, key=key, site=site)
                 while True:
