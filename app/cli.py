@@ -18,7 +18,8 @@ from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
 from app.observability import logging_config
 from app.settings import InsecureSettings, Settings
-from domain.access import Role
+from domain.access import Role, TokenChange, token_event
+from domain.actors import OPERATOR_CLI, Actor
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
 from domain.errors import DomainError
@@ -296,12 +297,13 @@ def _create_partner(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _in_transaction(settings: Settings, step: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run one administrative step in its own transaction (all of it or nothing)."""
+    """Run one administrative step in its own transaction (all of it or nothing); what it records is the
+    operator's (the `operator-cli` job)."""
 
     async def run() -> T:
         database = Database(settings.database_url)
         try:
-            async with UnitOfWork(database) as uow:
+            async with UnitOfWork(database, actor=Actor.system(OPERATOR_CLI)) as uow:
                 return await step(uow)
         finally:
             await database.dispose()
@@ -383,9 +385,9 @@ def _create_token(args: argparse.Namespace, settings: Settings) -> int:
     async def create(uow: UnitOfWork) -> str:
         if args.partner and await uow.partners.get(args.partner) is None:
             raise SystemExit(f"error: no partner '{args.partner}'")
-        token = await mint_token(
-            uow, partner_id=args.partner, role=role, label=args.label, at=SystemClock().now()
-        )
+        now = SystemClock().now()
+        token = await mint_token(uow, partner_id=args.partner, role=role, label=args.label, at=now)
+        uow.collect(token_event(token, TokenChange.CREATED, now))  # on the partner's feed and audit log
         return token.secret
 
     print(_in_transaction(settings, create))
@@ -407,7 +409,13 @@ def _list_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 def _revoke_token(args: argparse.Namespace, settings: Settings) -> int:
     async def revoke(uow: UnitOfWork) -> bool:
-        return await uow.tokens.revoke(args.token_id, SystemClock().now())
+        now = SystemClock().now()
+        if not await uow.tokens.revoke(args.token_id, now):
+            return False
+        revoked = await uow.tokens.get(args.token_id)
+        assert revoked is not None
+        uow.collect(token_event(revoked, TokenChange.REVOKED, now))
+        return True
 
     if not _in_transaction(settings, revoke):
         raise SystemExit(f"error: no active token '{args.token_id}'")

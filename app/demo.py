@@ -8,6 +8,7 @@ from pathlib import Path
 
 from app.catalog import packaged_catalog
 from domain.access import Role
+from domain.actors import DEMO_SEED, Actor
 from domain.clock import Clock
 from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner
@@ -50,6 +51,7 @@ async def seed_demo(
         request_id="demo-seed",
         support=support,
         gateway=gateway,
+        system_job=DEMO_SEED,  # its events (the demo card) are the seed's, not a token's
     )
     await ensure_demo_card(ctx, access.partner_id)
     return access
@@ -69,9 +71,9 @@ async def ensure_demo_card(ctx: RequestContext, partner_id: str) -> None:
         except (DomainError, GatewayRefused) as error:
             if isinstance(error, DomainError) and error.code is not ErrorCode.PAYMENT_METHOD_NOT_FOUND:
                 raise
-        await forget_customer(ctx.database, partner_id, ctx.clock.now())
+        await forget_customer(ctx.database, partner_id, ctx.clock.now(), Actor.system(DEMO_SEED))
     elif customer is not None:
-        await forget_customer(ctx.database, partner_id, ctx.clock.now())
+        await forget_customer(ctx.database, partner_id, ctx.clock.now(), Actor.system(DEMO_SEED))
     await add_payment_method(ctx, payment_method_id=DEMO_CARD, make_primary=True)
 
 

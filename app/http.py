@@ -25,6 +25,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.audit_export import audit_filter
 from app.graphiql import GraphiQLPage
 from app.invoice_pdf import render_invoice_pdf
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
@@ -40,6 +41,7 @@ from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from persistence.feed import PostgresListener
 from persistence.tokens import TOKEN_SIGNAL_PREFIX
+from resolvers.audit_log import audit_log_csv as export_audit_log
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
@@ -122,8 +124,12 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         return self.graphiql_page.response()
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
-        """Authenticate a websocket from `connection_params.authorization`; refuse it (4403) otherwise."""
+        """Authenticate a websocket from `connection_params.authorization`; refuse it (4403) when that is
+        malformed, unknown, revoked or expired. Without one the socket is anonymous: only what needs no
+        token runs on it (licenseStatus, validateLicense, support); the rest answers UNAUTHENTICATED."""
         params = context.connection_params or {}
+        if not any(name in params for name in ("authorization", "Authorization")):
+            return UNSET
         raw = params.get("authorization") or params.get("Authorization")
         token = bearer_token(raw) if isinstance(raw, str) and " " in raw else raw
         principal = (
@@ -205,9 +211,13 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
 
 
 def refusal(error: DomainError) -> JSONResponse:
-    """A download refused: 401 without a valid token, 404 for an invoice the caller may not see."""
-    status = {ErrorCode.UNAUTHENTICATED: 401, ErrorCode.NOT_FOUND: 404}.get(error.code, 403)
-    return JSONResponse({"code": error.code.value, "message": error.message}, status_code=status)
+    """A download refused: 401 without a valid token, 404 for an invoice the caller may not see, 400 for
+    bad parameters."""
+    statuses = {ErrorCode.UNAUTHENTICATED: 401, ErrorCode.NOT_FOUND: 404, ErrorCode.INVALID_INPUT: 400}
+    body = {"code": error.code.value, "message": error.message}
+    if error.field is not None:
+        body["field"] = error.field
+    return JSONResponse(body, status_code=statuses.get(error.code, 403))
 
 
 def cors_middleware(settings: Settings) -> list[Middleware]:
@@ -334,6 +344,21 @@ def create_app(
             headers={"Content-Disposition": f'inline; filename="{document.invoice.number}.pdf"'},
         )
 
+    async def audit_log_csv(request: Request) -> Response:
+        """The audit log as CSV for the same filter as auditLog (query parameters), streamed in batches."""
+        context = await graphql.context_for(
+            bearer_token(request.headers.get("authorization")), request_id_for(request.scope)
+        )
+        try:
+            lines = await export_audit_log(context, where=audit_filter(request.query_params))
+        except DomainError as error:
+            return refusal(error)
+        return StreamingResponse(
+            lines,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'},
+        )
+
     async def stripe_webhook(request: Request) -> Response:
         """Verify the signature on the raw body first: a bad or stale one, or a signed body that is not
         an event, is a 400 in the error model (`code`, `message`) and nothing is applied."""
@@ -352,6 +377,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/invoices/{invoice_id}/day-lines.csv", invoice_csv),
             Route("/invoices/{invoice_id}.pdf", invoice_pdf),
+            Route("/audit-log.csv", audit_log_csv),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readiness.endpoint),

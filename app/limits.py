@@ -73,6 +73,7 @@ class RequestEdge:
             await self.app(scope, receive, send)
             return
         started = False
+        budget: asyncio.Timeout | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
@@ -80,10 +81,14 @@ class RequestEdge:
                 started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
+                if budget is not None and not any(k.lower() == b"content-length" for k, _ in headers):
+                    # A streamed body (the audit log export) reads in short batches of its own; the
+                    # budget covers the time to its first byte, not how fast the client reads.
+                    budget.reschedule(None)
             await send(message)
 
         try:
-            async with asyncio.timeout(self.timeout_seconds):
+            async with asyncio.timeout(self.timeout_seconds) as budget:
                 body = await self._read_body(scope, receive)
                 await self.app(scope, _replay(body, receive), send_with_id)
         except BodyTooLarge:

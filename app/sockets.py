@@ -42,7 +42,9 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             self._watcher = asyncio.create_task(self._watch_token(self.context.principal.token_id))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if self.connection_acknowledged and not await self._token_works():
+        # An anonymous socket (no token) has nothing to revoke: what it may run needs no caller.
+        anonymous = self.context.principal is None
+        if self.connection_acknowledged and not anonymous and not await self._token_works():
             await self._end()
             return
         await super().handle_subscribe(message)

@@ -37,6 +37,7 @@ import websockets
 
 from app.demo import DEMO_CATALOG
 from domain.access import Role
+from domain.actors import Actor, SystemJob
 from domain.standing import StandingEvent
 from persistence import migrate
 from persistence.database import Database
@@ -111,7 +112,7 @@ async def seed_partners(url: str, count: int) -> list[Partner]:
         async with UnitOfWork(database) as uow:
             await import_catalog(uow, DEMO_CATALOG)
         for number in range(count):
-            async with UnitOfWork(database) as uow:
+            async with UnitOfWork(database, actor=Actor.system(SystemJob("bench"))) as uow:
                 partner = await enrol_partner(
                     uow, name=f"Bench Agency {number}", billing_zone="UTC", currency="usd", now=START
                 )

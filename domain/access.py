@@ -50,6 +50,8 @@ class Permission(Enum):
     # Partner webhooks: every partner role reads endpoints and deliveries; only admins change them.
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    # The audit log (who did what): a partner admin its own partner's, staff any partner's.
+    AUDIT_READ = "audit:read"
 
 
 STAFF_ROLES = frozenset({Role.STAFF_ADMIN, Role.STAFF_SUPPORT})
@@ -75,6 +77,7 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.NODES_READ: EVERY_ROLE,
     Permission.WEBHOOKS_READ: PARTNER_ROLES,
     Permission.WEBHOOKS_MANAGE: frozenset({Role.ADMIN}),
+    Permission.AUDIT_READ: frozenset({Role.ADMIN, Role.STAFF_ADMIN, Role.STAFF_SUPPORT}),
 }
 
 # Which roles a token of each role may mint or manage: never above its own.

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.actors import UNKNOWN_ACTOR, Actor
 from persistence.metadata import metadata
 from persistence.partners import PartnerRepository
 from persistence.types import UTCDateTime
@@ -46,11 +47,18 @@ events = Table(
     Column("from_state", String(32), nullable=True),
     Column("to_state", String(32), nullable=True),
     Column("at", UTCDateTime(), nullable=False),
+    # Who did it (domain.actors): a token (its id, its label then, its partner: null for staff) or a job.
     Column("actor_token_id", String(32), nullable=True),
+    Column("actor_label", String(200), nullable=True),
+    Column("actor_partner_id", String(32), nullable=True),
+    Column("actor_job", String(32), nullable=True),
     Column("request_id", String(64), nullable=True),
     Column("payload", Text, nullable=False, server_default="{}"),
     UniqueConstraint("partner_id", "seq", name="uq_events_partner_seq"),
     Index("ix_events_stream_subject", "stream", "subject"),
+    # The audit log: newest first per partner, or by the token that acted.
+    Index("ix_events_partner_id", "partner_id", "id"),
+    Index("ix_events_actor_token", "actor_token_id", "id"),
 )
 
 
@@ -68,6 +76,7 @@ class RecordedEvent:
     actor_token_id: str | None
     request_id: str | None
     payload: dict[str, Any]
+    actor: Actor = UNKNOWN_ACTOR
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class NewEvent:
     at: datetime
     from_state: str | None = None
     to_state: str | None = None
-    actor_token_id: str | None = None
+    actor: Actor = UNKNOWN_ACTOR
     request_id: str | None = None
     payload: dict[str, Any] | None = None
 
@@ -105,7 +114,10 @@ class EventLog:
                 from_state=event.from_state,
                 to_state=event.to_state,
                 at=event.at,
-                actor_token_id=event.actor_token_id,
+                actor_token_id=event.actor.token_id,
+                actor_label=event.actor.label,
+                actor_partner_id=event.actor.token_partner_id,
+                actor_job=event.actor.job,
                 request_id=event.request_id,
                 payload=json.dumps(event.payload or {}, sort_keys=True),
             )
@@ -129,7 +141,7 @@ class EventLog:
             )
             .order_by(events.c.seq)
         )
-        return [_to_event(row) for row in rows]
+        return [to_event(row) for row in rows]
 
     async def after(self, partner_id: str, seq: int, limit: int = 500) -> list[RecordedEvent]:
         """The partner's events with a sequence number above `seq`, in order (the feed's cursor read)."""
@@ -139,7 +151,7 @@ class EventLog:
             .order_by(events.c.seq)
             .limit(limit)
         )
-        return [_to_event(row) for row in rows]
+        return [to_event(row) for row in rows]
 
     async def latest_seq(self, partner_id: str) -> int:
         result = await self._connection.execute(
@@ -148,7 +160,8 @@ class EventLog:
         return int(result.scalar_one())
 
 
-def _to_event(row: Row[Any]) -> RecordedEvent:
+def to_event(row: Row[Any]) -> RecordedEvent:
+    """A row of the event table (every column selected) as a recorded event."""
     return RecordedEvent(
         id=row.id,
         partner_id=row.partner_id,
@@ -162,4 +175,5 @@ def _to_event(row: Row[Any]) -> RecordedEvent:
         actor_token_id=row.actor_token_id,
         request_id=row.request_id,
         payload=json.loads(row.payload),
+        actor=Actor(row.actor_token_id, row.actor_label, row.actor_partner_id, row.actor_job),
     )

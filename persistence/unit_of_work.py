@@ -1,5 +1,9 @@
 """One unit of work per use case: one connection, one transaction, the repositories bound to it, and
-the events its transitions produced, stored with the change at commit (in the order collected)."""
+the events its transitions produced, stored with the change at commit (in the order collected).
+
+Every event records its actor (domain.actors): the unit of work that writes is opened with one, the
+request's token (`RequestContext.unit_of_work`) or a system job (`actor=Actor.system(DUNNING)`).
+Collecting an event in a unit of work without an actor is a programming error, refused at once."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.actors import Actor
 from domain.events import DomainEvent
+from persistence.audit_log import AuditLogReader
 from persistence.billing import BillingReader
 from persistence.database import Database
 from persistence.dunning import DunningRepository
@@ -47,10 +53,21 @@ class UnitOfWork:
     webhook_events: WebhookEventLog
     dunning: DunningRepository
     webhooks: WebhookRepository
+    audit_log: AuditLogReader
 
-    def __init__(self, database: Database, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        read_only: bool = False,
+        actor: Actor | None = None,
+        request_id: str | None = None,
+    ) -> None:
         self._database = database
         self._read_only = read_only
+        # Who the events collected here are recorded as made by, and in which request (if any).
+        self.actor = actor
+        self.request_id = request_id
         self._connection: AsyncConnection | None = None
         self._collected: list[NewEvent] = []
 
@@ -60,14 +77,18 @@ class UnitOfWork:
             raise RuntimeError("the unit of work is not open")
         return self._connection
 
-    def collect(
-        self, event: DomainEvent | None, *, actor_token_id: str | None = None, request_id: str | None = None
-    ) -> None:
-        """Keep the event a transition produced (None: it changed nothing worth telling) for the commit."""
+    def collect(self, event: DomainEvent | None, *, request_id: str | None = None) -> None:
+        """Keep the event a transition produced (None: it changed nothing worth telling) for the commit,
+        recorded as made by this unit of work's actor."""
         if event is None:
             return
         if self._read_only:
             raise RuntimeError("a read-only unit of work changes nothing, so it records no event")
+        if self.actor is None:
+            raise RuntimeError(
+                f"an event ({event.stream} {event.action}) needs its actor: open the unit of work with "
+                "actor=... (the request's token, or Actor.system(<job>) for a system job)"
+            )
         self._collected.append(
             NewEvent(
                 partner_id=event.partner_id,
@@ -77,8 +98,8 @@ class UnitOfWork:
                 at=event.at,
                 from_state=event.from_state,
                 to_state=event.to_state,
-                actor_token_id=actor_token_id,
-                request_id=request_id,
+                actor=self.actor,
+                request_id=request_id or self.request_id,
                 payload=dict(event.payload),
             )
         )
@@ -109,6 +130,7 @@ class UnitOfWork:
         self.webhook_events = WebhookEventLog(connection)
         self.dunning = DunningRepository(connection)
         self.webhooks = WebhookRepository(connection)
+        self.audit_log = AuditLogReader(connection)
 
     async def __aexit__(
         self,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from domain.access import Permission
+from domain.actors import MONTH_CLOSE, Actor
 from domain.billing import BillingMonth, DayLine, MonthSums, Statement, build_statement
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import (
@@ -35,6 +36,8 @@ from resolvers.idempotency import idempotent_call, replay_race, staff_scope, sto
 
 # The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.
 EARLIEST_ZONE = "Pacific/Kiritimati"
+# Finalizing a month without a token (the CLI, a scheduled run) is this system job's work.
+MONTH_CLOSE_ACTOR = Actor.system(MONTH_CLOSE)
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ async def close_billing_month(
             collection=CollectionReport(**outcome["collection"]),
         )
     report = await close_month(
-        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id),
+        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id, ctx.actor),
         billing_month,
     )
     async with replay_race(), ctx.unit_of_work() as uow:
@@ -195,14 +198,23 @@ async def close_month(
     collector: Collector, month: BillingMonth, *, progress: Callable[[int, int], None] | None = None
 ) -> CloseReport:
     """Finalize `month` for every partner (one transaction each; `progress(done, total)` after each),
-    then charge each open invoice of the month."""
+    then charge each open invoice of the month. Its events are the month-close job's (run by the
+    collector's token, if it has one)."""
+    collector = collector.acting_as(MONTH_CLOSE)
     now, database = collector.now, collector.database
     month.require_over(now, EARLIEST_ZONE)
     partner_ids = await partners_to_close(database, month)
     outcomes = []
     for done, partner_id in enumerate(partner_ids, 1):
         outcomes.append(
-            await close_partner_month(database, partner_id, month, now=now, request_id=collector.request_id)
+            await close_partner_month(
+                database,
+                partner_id,
+                month,
+                now=now,
+                request_id=collector.request_id,
+                actor=collector.actor or MONTH_CLOSE_ACTOR,
+            )
         )
         if progress is not None:
             progress(done, len(partner_ids))
@@ -223,11 +235,17 @@ async def partners_to_close(database: Database, month: BillingMonth) -> list[str
 
 
 async def close_partner_month(
-    database: Database, partner_id: str, month: BillingMonth, *, now: datetime, request_id: str | None = None
+    database: Database,
+    partner_id: str,
+    month: BillingMonth,
+    *,
+    now: datetime,
+    request_id: str | None = None,
+    actor: Actor = MONTH_CLOSE_ACTOR,
 ) -> CloseOutcome:
     """Finalize one partner's month in its own transaction (a crash leaves others to a re-run)."""
     try:
-        async with UnitOfWork(database) as uow:
+        async with UnitOfWork(database, actor=actor) as uow:
             await uow.partners.lock(partner_id)
             partner = await uow.partners.get(partner_id)
             if partner is None or not month.is_over(now, partner.billing_zone):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from domain.actors import Actor, SystemJob
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import UNPAID_STATUSES, Invoice
 from domain.payments import (
@@ -77,13 +78,24 @@ class _Plan:
 
 @dataclass(frozen=True)
 class Collector:
-    """What collection needs besides the invoice: where to store, whom to call, the policy and the time."""
+    """What collection needs besides the invoice: where to store, whom to call, the policy, the time, and
+    who is collecting (the events record it: a partner's token paying, or a job such as dunning)."""
 
     database: Database
     gateway: PaymentGateway
     policy: CollectionPolicy
     now: datetime
     request_id: str | None = None
+    actor: Actor | None = None
+
+    def writer(self) -> UnitOfWork:
+        """A unit of work whose events name this collector's actor."""
+        return UnitOfWork(self.database, actor=self.actor, request_id=self.request_id)
+
+    def acting_as(self, job: SystemJob) -> Collector:
+        """This collector running `job`: its token through the job, or (no token) the job itself."""
+        actor = Actor.system(job) if self.actor is None else self.actor.via(job)
+        return dataclasses.replace(self, actor=actor)
 
 
 async def collect_invoice(
@@ -145,7 +157,7 @@ async def _plan_attempt(
     resumed: set[str],
 ) -> _Plan:
     """Step (a): decide the next attempt and commit it as pending before Stripe hears of it."""
-    async with UnitOfWork(collector.database) as uow:
+    async with collector.writer() as uow:
         await uow.partners.lock(partner_id)
         invoice = await owned_invoice(uow, partner_id, invoice_id, for_update=True)
         if invoice.status not in UNPAID_STATUSES:
@@ -213,7 +225,7 @@ async def _send(
 
 async def _link_intent(collector: Collector, attempt: PaymentAttempt, intent_id: str) -> None:
     """Store the PaymentIntent's id before confirming it: from now on a lost answer is resumed by id."""
-    async with UnitOfWork(collector.database) as uow:
+    async with collector.writer() as uow:
         await uow.partners.lock(attempt.partner_id)
         current = await uow.payment_attempts.get(attempt.id)
         if current is None or current.payment_intent_id not in (None, intent_id):
@@ -225,7 +237,7 @@ async def _link_intent(collector: Collector, attempt: PaymentAttempt, intent_id:
 
 
 async def _record_unknown(collector: Collector, attempt: PaymentAttempt) -> PaymentAttempt:
-    async with UnitOfWork(collector.database) as uow:
+    async with collector.writer() as uow:
         await uow.partners.lock(attempt.partner_id)
         current = await uow.payment_attempts.get(attempt.id)
         if current is not None and current.status is AttemptStatus.PENDING:
@@ -241,7 +253,7 @@ async def _settle(
     collector: Collector, attempt: PaymentAttempt, answer: ChargeOutcome
 ) -> tuple[Invoice, PaymentAttempt]:
     """Step (d): record Stripe's answer; a success pays the invoice (and may settle standing)."""
-    async with UnitOfWork(collector.database) as uow:
+    async with collector.writer() as uow:
         await uow.partners.lock(attempt.partner_id)
         invoice = await owned_invoice(uow, attempt.partner_id, attempt.invoice_id, for_update=True)
         current = await uow.payment_attempts.get(attempt.id)
@@ -260,13 +272,15 @@ async def _settle(
             invoice = payment.invoice
         recorded = await uow.payment_attempts.get(attempt.id)
     if payment is not None and payment.duplicate is not None:
-        await refund_duplicate(collector.database, collector.gateway, payment.duplicate, now=collector.now)
+        await refund_duplicate(
+            collector.database, collector.gateway, payment.duplicate, now=collector.now, actor=collector.actor
+        )
     assert recorded is not None
     return invoice, recorded
 
 
 async def _mark_past_due(collector: Collector, partner_id: str, invoice_id: str) -> Invoice:
-    async with UnitOfWork(collector.database) as uow:
+    async with collector.writer() as uow:
         await uow.partners.lock(partner_id)
         invoice = await owned_invoice(uow, partner_id, invoice_id, for_update=True)
         return await mark_past_due(uow, invoice, at=collector.now, request_id=collector.request_id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from domain.access import Permission
+from domain.actors import Actor, SystemJob
 from domain.clock import Clock, SettableClock
 from domain.errors import DomainError, ErrorCode
 from domain.payments import CollectionPolicy
@@ -49,10 +50,22 @@ class RequestContext:
     license_checks: CheckLimiter | None = None
     # How webhook endpoint hosts resolve (DNS, or the operator's fixed answers) when they are registered.
     webhook_lookup: AddressLookup | None = None
+    # Set when a system job drives use cases itself (the demo seed): its events name the job, not a token.
+    system_job: SystemJob | None = None
+
+    @property
+    def actor(self) -> Actor | None:
+        """Who the events this request causes are recorded as made by: the job, else the API token."""
+        if self.system_job is not None:
+            return Actor.system(self.system_job)
+        principal = self.principal
+        if principal is None:
+            return None
+        return Actor.token(principal.token_id, principal.label, principal.partner_id)
 
     @property
     def actor_token_id(self) -> str | None:
-        """The API token behind this request, recorded on the events it causes."""
+        """The API token behind this request."""
         return None if self.principal is None else self.principal.token_id
 
     def caller(self) -> Principal:
@@ -95,7 +108,8 @@ class RequestContext:
         return self.gateway
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.database)
+        """A writing unit of work whose events name this request's actor and request id."""
+        return UnitOfWork(self.database, actor=self.actor, request_id=self.request_id)
 
     def reader(self) -> UnitOfWork:
         return UnitOfWork(self.database, read_only=True)

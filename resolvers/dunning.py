@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.actors import DUNNING, Actor
 from domain.errors import DomainError
 from domain.invoices import InvoiceStatus, invoice_fact
 from domain.payments import ChargeTrigger, CollectionPolicy, DunningStep, dunning_decision
@@ -18,6 +19,8 @@ from resolvers.charging import Collection, CollectionOutcome, Collector, collect
 from resolvers.licenses import revoke_for_nonpayment
 
 log = logging.getLogger("licensing.dunning")
+
+DUNNING_ACTOR = Actor.system(DUNNING)
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,11 @@ async def run_dunning(
     now: datetime,
     policy: CollectionPolicy,
     request_id: str | None = None,
+    actor: Actor = DUNNING_ACTOR,
 ) -> DunningReport:
-    """Due collection work. Safe to run as often as you like, and after a crash mid-way."""
-    collector = Collector(database, gateway, policy, now, request_id)
+    """Due collection work. Safe to run as often as you like, and after a crash mid-way. Its events are
+    recorded as the dunning job's (`actor`)."""
+    collector = Collector(database, gateway, policy, now, request_id, actor)
     collected = await collect_open_invoices(collector, ChargeTrigger.DUNNING)
     retried = CollectionReport()
     licenses_revoked = partners_revoked = 0
@@ -102,7 +107,12 @@ async def run_dunning(
             )
         elif decision.step is DunningStep.REVOKE:
             revoked, finished = await revoke_licenses_for_nonpayment(
-                database, dunning, now=now, batch_size=policy.revoke_batch_size, request_id=request_id
+                database,
+                dunning,
+                now=now,
+                batch_size=policy.revoke_batch_size,
+                request_id=request_id,
+                actor=actor,
             )
             licenses_revoked += revoked
             partners_revoked += finished
@@ -117,6 +127,7 @@ async def revoke_licenses_for_nonpayment(
     batch_size: int,
     max_batches: int | None = None,
     request_id: str | None = None,
+    actor: Actor = DUNNING_ACTOR,
 ) -> tuple[int, bool]:
     """Revoke the partner's live licenses `batch_size` at a time, each batch its own transaction (so the
     partner's lock is held briefly), until none is left; then mark the invoice's dunning done and record
@@ -125,7 +136,7 @@ async def revoke_licenses_for_nonpayment(
     revoked = batches = 0
     while max_batches is None or batches < max_batches:
         batches += 1
-        async with UnitOfWork(database) as uow:
+        async with UnitOfWork(database, actor=actor) as uow:
             await uow.partners.lock(dunning.partner_id)
             current = await uow.dunning.dunning(dunning.invoice_id)
             invoice = await uow.invoices.get(dunning.partner_id, dunning.invoice_id)

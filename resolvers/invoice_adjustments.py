@@ -79,7 +79,7 @@ async def _write_off(
         now = ctx.clock.now()
         moved = move_invoice(invoice, event, at=now, payload={"reason": reason})
         await uow.invoices.set_status(invoice.id, moved.status, reason=reason)
-        uow.collect(moved.event, actor_token_id=ctx.actor_token_id, request_id=ctx.request_id)
+        uow.collect(moved.event, request_id=ctx.request_id)
         if invoice.status is InvoiceStatus.PAST_DUE:
             await settle_standing(uow, invoice, now, ctx.request_id)
         await store_outcome(uow, call, {"invoice_id": invoice.id}, now)
@@ -227,9 +227,7 @@ async def _send_refund(
             failure_code=answered.failure_code,
             failure_message=answered.failure_message,
         )
-        uow.collect(
-            refund_event(current, answered, now), actor_token_id=ctx.actor_token_id, request_id=ctx.request_id
-        )
+        uow.collect(refund_event(current, answered, now), request_id=ctx.request_id)
     return refusal
 
 

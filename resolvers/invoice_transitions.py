@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.actors import Actor
 from domain.invoices import UNPAID_STATUSES, Invoice, InvoiceEvent, InvoiceStatus, invoice_fact, move_invoice
 from domain.payments import AttemptStatus, PaymentAttempt
 from domain.standing import StandingEvent, StandingState
@@ -155,6 +156,7 @@ async def refund_duplicate(
     duplicate: DuplicatePayment,
     *,
     now: datetime,
+    actor: Actor | None,
     webhook: WebhookEvent | None = None,
 ) -> bool:
     """Refund a second payment of an invoice through Stripe and record it (`duplicate_refunded`, or
@@ -189,7 +191,7 @@ async def refund_duplicate(
             duplicate.payment_intent_id,
             payload["reason"],
         )
-    async with UnitOfWork(database) as uow:
+    async with UnitOfWork(database, actor=actor) as uow:
         await uow.partners.lock(duplicate.partner_id)
         if webhook is not None:
             if await uow.webhook_events.seen(webhook.id):

@@ -164,7 +164,7 @@ async def revoke_for_nonpayment(
 
     Call it inside an open unit of work that holds the partner's lock.
     """
-    origin = Origin(None, request_id)
+    origin = Origin(request_id)
     revoked = []
     for holding in await uow.licenses.live(partner_id, for_update=True, limit=limit):
         transitions = await _revoke(uow, origin, holding, at)
@@ -429,30 +429,26 @@ async def _stored_transfer(uow: UnitOfWork, outcome: dict[str, Any]) -> Transfer
 def _record(
     uow: UnitOfWork, origin: Origin, transition: Transition, extra: dict[str, Any] | None = None
 ) -> None:
-    uow.collect(transition.event(extra), actor_token_id=origin.actor_token_id, request_id=origin.request_id)
+    uow.collect(transition.event(extra), request_id=origin.request_id)
 
 
 def _note(
     uow: UnitOfWork, origin: Origin, holding: License, action: str, at: datetime, extra: dict[str, Any]
 ) -> None:
     """Record something that happened to a license without changing its state (transfer offers)."""
-    uow.collect(
-        license_fact(holding, action, at, extra),
-        actor_token_id=origin.actor_token_id,
-        request_id=origin.request_id,
-    )
+    uow.collect(license_fact(holding, action, at, extra), request_id=origin.request_id)
 
 
 @dataclass(frozen=True)
 class Origin:
-    """Who made a change (the API token) and in which request; both None for the system's own work."""
+    """In which request a change was made (None for the system's own work); who made it is the unit of
+    work's actor."""
 
-    actor_token_id: str | None = None
     request_id: str | None = None
 
 
 def _origin(ctx: RequestContext) -> Origin:
-    return Origin(ctx.actor_token_id, ctx.request_id)
+    return Origin(ctx.request_id)
 
 
 async def licenses_by_ids(ctx: RequestContext, license_ids: list[str]) -> list[License | None]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.access import Permission
+from domain.actors import Actor
 from domain.errors import DomainError, ErrorCode
 from domain.payments import CardChange, PaymentMethod, card_event, next_primary, validate_payment_method_id
 from domain.standing import StandingEvent
@@ -141,22 +142,17 @@ async def add_payment_method(
                 created_at=now,
             )
             await uow.payment_methods.add(method)
-            uow.collect(
-                card_event(method, CardChange.ADDED, now),
-                actor_token_id=ctx.actor_token_id,
-                request_id=ctx.request_id,
-            )
+            uow.collect(card_event(method, CardChange.ADDED, now), request_id=ctx.request_id)
             if not on_file:
                 await apply_standing_event(
                     uow,
                     partner_id=partner_id,
                     event=StandingEvent.PAYMENT_METHOD_ADDED,
                     at=now,
-                    actor_token_id=ctx.actor_token_id,
                     request_id=ctx.request_id,
                 )
         if make_primary or not on_file:
-            await _make_primary(uow, method, now, ctx.actor_token_id, ctx.request_id)
+            await _make_primary(uow, method, now, ctx.request_id)
         await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         return await _current(uow, method.id)
 
@@ -185,7 +181,7 @@ async def set_primary_payment_method(
             return await _stored_method(uow, outcome)
         method = await _owned(uow, partner_id, payment_method_id)
         now = ctx.clock.now()
-        await _make_primary(uow, method, now, ctx.actor_token_id, ctx.request_id)
+        await _make_primary(uow, method, now, ctx.request_id)
         await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         return await _current(uow, method.id)
 
@@ -221,9 +217,7 @@ async def remove_payment_method(
         current = await uow.payment_methods.get(method.id)
         change = None
         if current is not None and current.is_active:
-            change = await forget_card(
-                uow, current, now, actor_token_id=ctx.actor_token_id, request_id=ctx.request_id
-            )
+            change = await forget_card(uow, current, now, request_id=ctx.request_id)
         await store_outcome(uow, call, {"payment_method_id": method.id}, now)
         removed = await _current(uow, method.id)
     if change is not None and change.primary_changed and customer is not None:
@@ -231,10 +225,10 @@ async def remove_payment_method(
     return removed
 
 
-async def forget_customer(database: Database, partner_id: str, now: datetime) -> None:
+async def forget_customer(database: Database, partner_id: str, now: datetime, actor: Actor) -> None:
     """Drop our mirror of a Stripe customer Stripe no longer knows (a restarted localstripe in the demo):
     its cards are removed, so standing pauses issuing until a card is added again."""
-    async with UnitOfWork(database) as uow:
+    async with UnitOfWork(database, actor=actor) as uow:
         await uow.partners.lock(partner_id)
         for method in await uow.payment_methods.active(partner_id):
             current = await uow.payment_methods.get(method.id)
@@ -254,7 +248,6 @@ async def forget_card(
     method: PaymentMethod,
     at: datetime,
     *,
-    actor_token_id: str | None = None,
     request_id: str | None = None,
 ) -> CardRemoval:
     """Mark a card removed, promote the next one if it was primary, and pause issuing with none left.
@@ -263,35 +256,26 @@ async def forget_card(
     """
     on_file = await uow.payment_methods.active(method.partner_id)
     await uow.payment_methods.remove(method.id, at)
-    uow.collect(
-        card_event(method, CardChange.REMOVED, at), actor_token_id=actor_token_id, request_id=request_id
-    )
+    uow.collect(card_event(method, CardChange.REMOVED, at), request_id=request_id)
     promoted = next_primary(on_file, method.id) if method.is_primary else None
     if promoted is not None:
-        await _make_primary(uow, promoted, at, actor_token_id, request_id)
+        await _make_primary(uow, promoted, at, request_id)
     if not [m for m in on_file if m.id != method.id]:
         await apply_standing_event(
             uow,
             partner_id=method.partner_id,
             event=StandingEvent.LAST_PAYMENT_METHOD_REMOVED,
             at=at,
-            actor_token_id=actor_token_id,
             request_id=request_id,
         )
     return CardRemoval(primary_changed=method.is_primary, new_primary=promoted)
 
 
-async def _make_primary(
-    uow: UnitOfWork, method: PaymentMethod, at: datetime, actor_token_id: str | None, request_id: str | None
-) -> None:
+async def _make_primary(uow: UnitOfWork, method: PaymentMethod, at: datetime, request_id: str | None) -> None:
     """`method` becomes the card charged first; a change of primary is an event, a no-op is not."""
     await uow.payment_methods.make_primary(method.partner_id, method.id)
     if not method.is_primary:
-        uow.collect(
-            card_event(method, CardChange.MADE_PRIMARY, at),
-            actor_token_id=actor_token_id,
-            request_id=request_id,
-        )
+        uow.collect(card_event(method, CardChange.MADE_PRIMARY, at), request_id=request_id)
 
 
 async def mirror_default(gateway: PaymentGateway, customer: str, method: PaymentMethod | None) -> None:

@@ -52,7 +52,6 @@ async def apply_standing_event(
     at: datetime,
     invoice_id: str | None = None,
     has_payment_method: bool = False,
-    actor_token_id: str | None = None,
     request_id: str | None = None,
 ) -> Standing:
     """Move a partner's standing inside an open unit of work; record a "standing" event when its state
@@ -72,5 +71,5 @@ async def apply_standing_event(
     )
     if move.event is not None:
         await uow.standing.save(partner_id, move.standing)
-        uow.collect(move.event, actor_token_id=actor_token_id, request_id=request_id)
+        uow.collect(move.event, request_id=request_id)
     return move.standing

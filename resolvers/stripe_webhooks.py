@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
 
+from domain.actors import STRIPE_WEBHOOK, Actor
 from domain.invoices import Invoice
 from domain.payments import AttemptStatus, PaymentAttempt
 from payments.gateway import ChargeOutcome, PaymentGateway, WebhookEvent
@@ -40,6 +41,9 @@ class WebhookOutcome(StrEnum):
     REFUND_FAILED = "refund_failed"  # a second payment Stripe would not refund: staff refund it by hand
 
 
+# Whatever a webhook changes is recorded as done by this system job.
+WEBHOOK_ACTOR = Actor.system(STRIPE_WEBHOOK)
+
 HANDLED_EVENTS = frozenset(
     {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_method.detached"}
 )
@@ -58,7 +62,7 @@ async def apply_webhook(
 ) -> WebhookOutcome:
     """Apply a verified Stripe event once (deduplicated by its id) through the same state machines."""
     try:
-        async with UnitOfWork(database) as uow:
+        async with UnitOfWork(database, actor=WEBHOOK_ACTOR) as uow:
             partner_id = await _partner_of(uow, event)
             if partner_id is not None:
                 await uow.partners.lock(partner_id)
@@ -72,7 +76,9 @@ async def apply_webhook(
         # A concurrent delivery of the same event committed first.
         return WebhookOutcome.DUPLICATE
     if verdict.duplicate is not None:
-        refunded = await refund_duplicate(database, gateway, verdict.duplicate, now=now, webhook=event)
+        refunded = await refund_duplicate(
+            database, gateway, verdict.duplicate, now=now, actor=WEBHOOK_ACTOR, webhook=event
+        )
         return WebhookOutcome.REFUNDED if refunded else WebhookOutcome.REFUND_FAILED
     removal = verdict.removal
     if removal is not None and removal.primary_changed and customer is not None:

@@ -155,7 +155,7 @@ async def create_api_token(
         token = await mint_token(
             uow, partner_id=partner_id, role=granted, label=label, at=now, expires_at=expires_at
         )
-        uow.collect(token_event(token, TokenChange.CREATED, now), **_origin(ctx))
+        uow.collect(token_event(token, TokenChange.CREATED, now))
         await store_outcome(uow, call, {"token_id": token.id, "label": token.label}, now)
         return TokenGrant(token.id, token.secret, token.partner_id, token.role, token.label, expires_at)
 
@@ -181,7 +181,7 @@ async def revoke_api_token(ctx: RequestContext, *, token_id: str) -> ApiToken:
         await uow.tokens.revoke(token_id, now)
         revoked = await uow.tokens.get(token_id)
         assert revoked is not None
-        uow.collect(token_event(revoked, TokenChange.REVOKED, now), **_origin(ctx))
+        uow.collect(token_event(revoked, TokenChange.REVOKED, now))
     return revoked
 
 
@@ -198,13 +198,9 @@ async def rotate_api_token(ctx: RequestContext, *, token_id: str) -> TokenGrant:
             uow, partner_id=old.partner_id, role=old.role, label=old.label, at=now, expires_at=old.expires_at
         )
         await uow.tokens.expire_by(old.id, now + ROTATION_GRACE)
-        origin = _origin(ctx)
-        uow.collect(token_event(token, TokenChange.CREATED, now, rotated_from=old.id), **origin)
+        uow.collect(token_event(token, TokenChange.CREATED, now, rotated_from=old.id))
         valid_until = min(now + ROTATION_GRACE, old.expires_at or now + ROTATION_GRACE).isoformat()
-        uow.collect(
-            token_event(old, TokenChange.ROTATED, now, replaced_by=token.id, valid_until=valid_until),
-            **origin,
-        )
+        uow.collect(token_event(old, TokenChange.ROTATED, now, replaced_by=token.id, valid_until=valid_until))
     return TokenGrant(token.id, token.secret, token.partner_id, token.role, token.label, token.expires_at)
 
 
@@ -236,8 +232,3 @@ async def mint_token(
         expires_at=expires_at,
     )
     return token
-
-
-def _origin(ctx: RequestContext) -> dict[str, str | None]:
-    """Who caused a token change, as the event records it."""
-    return {"actor_token_id": ctx.actor_token_id, "request_id": ctx.request_id}

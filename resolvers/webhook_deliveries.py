@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from domain.actors import PARTNER_WEBHOOKS, Actor
 from domain.clock import Clock
 from domain.webhooks import (
     SIGNATURE_HEADER,
@@ -186,7 +187,8 @@ async def _queue_new_events(
 
 
 async def _record(delivery: WebhookDelivery, claimed: Claimed, result: SendResult, now: datetime) -> None:
-    async with UnitOfWork(delivery.database) as uow:
+    # Giving up disables the endpoint: an event the partner sees as made by the delivery job.
+    async with UnitOfWork(delivery.database, actor=Actor.system(PARTNER_WEBHOOKS)) as uow:
         await uow.partners.lock(claimed.delivery.partner_id)
         current = await uow.webhooks.delivery(claimed.delivery.id)
         if current is None or current.claim != claimed.claim:

@@ -34,6 +34,7 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "nodes": P.NODES_READ,
         "webhookEndpoints": P.WEBHOOKS_READ,
         "webhookDeliveries": P.WEBHOOKS_READ,
+        "auditLog": P.AUDIT_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,
@@ -73,6 +74,7 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "licenseEvents": P.PARTNER_READ,
         "standingChanged": P.PARTNER_READ,
         "invoiceUpdated": P.PARTNER_READ,
+        "licenseStatus": P.PUBLIC,
     },
 }
 

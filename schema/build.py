@@ -12,12 +12,13 @@ from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
 from schema.access import describe_access
+from schema.audit_log import AuditLogQuery
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
-from schema.license_checks import LicenseCheckQuery
+from schema.license_checks import LicenseCheckQuery, LicenseCheckSubscription
 from schema.licenses import LicenseMutation, LicenseQuery
 from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
 from schema.nodes import NodeQuery
@@ -45,6 +46,7 @@ class Query(
     LicenseCheckQuery,
     NodeQuery,
     WebhookQuery,
+    AuditLogQuery,
 ):
     pass
 
@@ -65,9 +67,10 @@ class Mutation(
 
 
 @strawberry.type(
-    description="Live updates over graphql-transport-ws on /graphql (connection_params.authorization)."
+    description="Live updates over graphql-transport-ws on /graphql (connection_params.authorization; "
+    "licenseStatus needs no token)."
 )
-class Subscription(FeedSubscription):
+class Subscription(FeedSubscription, LicenseCheckSubscription):
     pass
 
 

@@ -15,9 +15,11 @@ from typing import Annotated, TypeVar
 
 import strawberry
 
+from domain.actors import Actor as RecordedActor
 from domain.invoices import InvoiceStatus
 from domain.standing import StandingState
 from resolvers import feed
+from schema.actors import Actor, actor_for
 from schema.context import Info
 from schema.invoices import Invoice
 from schema.licenses import LicenseEvent
@@ -46,6 +48,11 @@ class StandingChange:
     to_state: StandingState | None = strawberry.field(description="Standing right after the event.")
     at: datetime | None = strawberry.field(description="When the event happened.")
     standing: Standing = strawberry.field(description="The standing, read when this item was delivered.")
+    recorded_actor: strawberry.Private[RecordedActor | None]
+
+    @strawberry.field(description="Who made the change (null on the first item sent without `since`).")
+    def actor(self, info: Info) -> Actor | None:
+        return None if self.recorded_actor is None else actor_for(info, self.recorded_actor)
 
     @classmethod
     def from_domain(cls, change: feed.StandingChange, partner_id: str) -> StandingChange:
@@ -57,6 +64,7 @@ class StandingChange:
             to_state=None if event is None else _state(StandingState, event.to_state),
             at=None if event is None else event.at,
             standing=Standing.from_domain(change.standing, partner_id),
+            recorded_actor=None if event is None else event.actor,
         )
 
 
@@ -71,6 +79,13 @@ class InvoiceUpdate:
     to_status: InvoiceStatus | None = strawberry.field(description="Status right after the event.")
     at: datetime = strawberry.field(description="When the event happened.")
     invoice: Invoice = strawberry.field(description="The invoice, read when this item was delivered.")
+    recorded_actor: strawberry.Private[RecordedActor]
+
+    @strawberry.field(
+        description="Who made the change: a token, or a system job (month-close, dunning, stripe-webhook)."
+    )
+    def actor(self, info: Info) -> Actor:
+        return actor_for(info, self.recorded_actor)
 
     @classmethod
     def from_domain(cls, update: feed.InvoiceUpdate) -> InvoiceUpdate:
@@ -82,6 +97,7 @@ class InvoiceUpdate:
             to_status=_state(InvoiceStatus, event.to_state),
             at=event.at,
             invoice=Invoice.from_domain(update.invoice),
+            recorded_actor=event.actor,
         )
 
 

@@ -1,12 +1,16 @@
-"""`validateLicense`: what a product plugin on a client's site asks, with only the license key."""
+"""`validateLicense` and `licenseStatus`: what a product plugin on a client's site asks, with only the
+license key."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Annotated
 
 import strawberry
 
-from domain.license_checks import CheckReason, LicenseCheck
+from domain.license_checks import CheckReason, LicenseCheck, StatusChange
+from domain.license_checks import LicenseStatus as DomainStatus
 from domain.licenses import LicenseState
 from resolvers import license_checks
 from schema.context import Info
@@ -48,6 +52,49 @@ class LicenseValidity:
         )
 
 
+described_enum(
+    StatusChange,
+    name="LicenseStatusChange",
+    description="Why licenseStatus sent a message.",
+    values={
+        StatusChange.ASSIGNED: "The license was put on a site.",
+        StatusChange.MOVED: "The license was re-assigned from one site to another.",
+        StatusChange.UNASSIGNED: "The license was taken off its site.",
+        StatusChange.REVOKED: "The license was revoked: final, the subscription ends.",
+        StatusChange.TRANSFERRED: "The license is now held by another partner (which one is never said).",
+    },
+)
+
+
+@strawberry.type(
+    description="A message of licenseStatus: validateLicense's answer for the key on the site, and why it "
+    "was sent. It never names the partner or another site."
+)
+class LicenseStatus:
+    valid: bool = strawberry.field(description="Whether the key is valid on the site asked about.")
+    state: LicenseState | None = strawberry.field(description="The license's state (null: unknown key).")
+    product_slug: str | None = strawberry.field(description="The licensed product (null: unknown key).")
+    reason: CheckReason | None = strawberry.field(description="Why it is not valid (null when valid).")
+    retry_after_seconds: int | None = strawberry.field(
+        description="RATE_LIMITED only: subscribe again after this many seconds."
+    )
+    change: StatusChange | None = strawberry.field(
+        description="What changed for this site; null on the first message (the status when subscribing)."
+    )
+
+    @classmethod
+    def of(cls, status: DomainStatus) -> LicenseStatus:
+        answer = LicenseValidity.of(status.check)
+        return cls(
+            valid=answer.valid,
+            state=answer.state,
+            product_slug=answer.product_slug,
+            reason=answer.reason,
+            retry_after_seconds=answer.retry_after_seconds,
+            change=status.change,
+        )
+
+
 @strawberry.type
 class LicenseCheckQuery:
     @strawberry.field(
@@ -61,3 +108,31 @@ class LicenseCheckQuery:
         site: Annotated[str, strawberry.argument(description="The URL of the site the plugin runs on.")],
     ) -> LicenseValidity:
         return LicenseValidity.of(await license_checks.validate_license(info.context, key=key, site=site))
+
+
+@strawberry.type
+class LicenseCheckSubscription:
+    @strawberry.subscription(
+        description="A key's status on a site, live, authenticated by the key itself (no token: the socket's "
+        "connection_params may be empty). First the status now (as validateLicense answers it), then a "
+        "message each time it changes for this site: revoked, moved, unassigned, assigned, or transferred "
+        "while valid here. Ends after a final answer (NOT_FOUND, REVOKED, RATE_LIMITED). Counted with "
+        "validateLicense per client address and overall. A site URL that does not normalize is refused "
+        "with INVALID_SITE."
+    )
+    async def license_status(
+        self,
+        info: Info,
+        key: Annotated[str, strawberry.argument(description="The license key the site holds.")],
+        site: Annotated[
+            str, strawberry.argument(description="The site's URL (normalized like assignLicense).")
+        ],
+    ) -> AsyncGenerator[LicenseStatus, None]:
+        statuses = await license_checks.license_status(info.context, key=key, site=site)
+
+        async def mapped() -> AsyncGenerator[LicenseStatus, None]:
+            async with contextlib.aclosing(statuses):
+                async for status in statuses:
+                    yield LicenseStatus.of(status)
+
+        return mapped()

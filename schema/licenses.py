@@ -12,6 +12,7 @@ from typing import Annotated, Any, cast
 
 import strawberry
 
+from domain.actors import Actor as RecordedActor
 from domain.licenses import (
     IssueItem,
     LicenseFilter,
@@ -27,6 +28,7 @@ from persistence.events import RecordedEvent
 from resolvers import licenses
 from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
+from schema.actors import Actor, actor_for
 from schema.context import Info, request_loader
 from schema.enums import described_enum
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
@@ -89,8 +91,16 @@ class LicenseEvent:
     at: datetime = strawberry.field(description="When it happened.")
     site: str | None = strawberry.field(description="The site the license was on afterwards.")
     previous_site: str | None = strawberry.field(description="The site before, when it changed.")
-    actor_token_id: str | None = strawberry.field(description="The API token that made the change.")
     request_id: str | None = strawberry.field(description="The request that made the change.")
+    recorded_actor: strawberry.Private[RecordedActor]
+
+    @strawberry.field(description="Who made the change: an API token or a system job.")
+    def actor(self, info: Info) -> Actor:
+        return actor_for(info, self.recorded_actor)
+
+    @strawberry.field(description="The API token that made the change (as `actor.tokenId`).")
+    def actor_token_id(self, info: Info) -> str | None:
+        return actor_for(info, self.recorded_actor).token_id
 
     @classmethod
     def from_recorded(cls, event: RecordedEvent) -> LicenseEvent:
@@ -104,8 +114,8 @@ class LicenseEvent:
             at=event.at,
             site=event.payload.get("site"),
             previous_site=event.payload.get("previous_site"),
-            actor_token_id=event.actor_token_id,
             request_id=event.request_id,
+            recorded_actor=event.actor,
         )
 
 

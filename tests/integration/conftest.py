@@ -27,6 +27,7 @@ from app.devstripe import LocalStripe, free_port
 from app.http import create_app
 from app.settings import Settings
 from domain.access import Role
+from domain.actors import Actor, SystemJob
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
 from payments.stripe_gateway import StripeGateway
@@ -75,6 +76,9 @@ async def catalog(database: Database) -> None:
     async with UnitOfWork(database) as uow:
         await import_catalog(uow, DEMO_CATALOG)
 
+
+# What tests set up behind the API's back (a standing moved directly) is recorded as this job's work.
+TEST_FIXTURE = Actor.system(SystemJob("test-fixture"))
 
 STRIPE_API_KEY = "sk_test_licensing"
 STRIPE_WEBHOOK_SECRET = "whsec_licensing_tests"
@@ -283,8 +287,9 @@ def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStrip
 async def move_standing(
     database: Database, partner_id: str, event: StandingEvent, at: datetime, **details: Any
 ) -> None:
-    """Move a partner's standing through its domain event, as payments and invoices will."""
-    async with UnitOfWork(database) as uow:
+    """Move a partner's standing through its domain event, as payments and invoices do (recorded as the
+    tests' own system job)."""
+    async with UnitOfWork(database, actor=TEST_FIXTURE) as uow:
         await apply_standing_event(uow, partner_id=partner_id, event=event, at=at, **details)
 
 

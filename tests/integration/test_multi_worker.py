@@ -30,8 +30,9 @@ from resolvers.products import import_catalog
 from resolvers.standing import apply_standing_event
 from resolvers.tokens import mint_token
 from tests.conftest import ON_POSTGRES, POSTGRES_URL, scratch_database_url
-from tests.integration.conftest import Api, GraphQLSocket
+from tests.integration.conftest import TEST_FIXTURE, Api, GraphQLSocket
 from tests.integration.license_operations import REVOKE, UNASSIGN, assign, fresh_site, issue, mutate
+from tests.integration.test_license_status import AT_ONCE, STATUS
 from tests.integration.test_subscriptions import LICENSE_EVENTS, auth, connected, event_cursor, items
 
 pytestmark = pytest.mark.skipif(
@@ -130,7 +131,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                     uow, name="Two Workers", billing_zone="UTC", currency="usd", now=START
                 )
                 token = await mint_token(uow, partner_id=partner.id, role=Role.ADMIN, label="test", at=START)
-            async with UnitOfWork(database) as uow:
+            async with UnitOfWork(database, actor=TEST_FIXTURE) as uow:
                 await apply_standing_event(
                     uow, partner_id=partner.id, event=StandingEvent.PAYMENT_METHOD_ADDED, at=START
                 )
@@ -218,3 +219,22 @@ async def test_revoking_a_token_on_one_worker_closes_its_socket_on_the_other_wit
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await socket.receive(timeout=1)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_a_site_watching_its_key_on_one_worker_sees_a_move_through_the_other_at_once(
+    cluster: Cluster,
+) -> None:
+    token = cluster.partner_token
+    async with httpx.AsyncClient(base_url=f"http://{cluster.mutation_side.address}", timeout=30) as client:
+        other = Api(client)
+        [key] = await issue(other, token)
+        site = fresh_site()
+        await assign(other, token, key, site)
+        async with GraphQLSocket.open(cluster.subscriber_side.address, {}) as socket:  # no token
+            await connected(socket)
+            await socket.subscribe("1", STATUS, {"key": key, "site": site})
+            now = (await socket.receive())["payload"]["data"]["licenseStatus"]
+            await assign(other, token, key, fresh_site("elsewhere"))
+            moved = (await socket.receive(timeout=AT_ONCE))["payload"]["data"]["licenseStatus"]
+    assert (now["valid"], now["change"]) == (True, None)
+    assert (moved["valid"], moved["reason"], moved["change"]) == (False, "WRONG_SITE", "MOVED")

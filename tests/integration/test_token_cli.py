@@ -9,6 +9,8 @@ import httpx
 from app.devstripe import LocalStripe
 from app.http import create_app
 from domain.clock import SettableClock
+from persistence.database import Database
+from persistence.unit_of_work import UnitOfWork
 from tests.conftest import scratch_database_url
 from tests.integration.conftest import Api, stripe_settings
 from tests.integration.test_fresh_install import licensing
@@ -36,3 +38,12 @@ async def test_an_operator_mints_lists_and_revokes_a_read_only_token(
     await app.state.services.database.dispose()
     assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert "revoked 20" in licensing(url, "token", "list")
+    # Both changes are on the partner's feed and audit log, made by the operator at the command line.
+    database = Database(url)
+    async with UnitOfWork(database, read_only=True) as uow:
+        recorded = await uow.events.after(partner_id, 0)
+    await database.dispose()
+    assert [(e.stream, e.action, e.subject, e.actor.kind.value, e.actor.job) for e in recorded] == [
+        ("api_token", "created", token_id, "system", "operator-cli"),
+        ("api_token", "revoked", token_id, "system", "operator-cli"),
+    ]

@@ -14,7 +14,7 @@ from domain.billing import billable_span
 from persistence.types import UTCDateTime
 
 revision = "0010_billable_spans"
-down_revision = "0008_access"
+down_revision = "0009_attribution"
 branch_labels = None
 depends_on = None
 
