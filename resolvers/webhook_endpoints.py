@@ -72,7 +72,7 @@ async def create_webhook_endpoint(ctx: RequestContext, *, url: str, events: list
             )
         # From the feed's position now: only what happens after registering is delivered.
         await uow.webhooks.add_endpoint(endpoint, secret, await uow.events.latest_seq(partner_id))
-        uow.collect(endpoint_event(endpoint, EndpointChange.CREATED, now), **_origin(ctx))
+        uow.collect(endpoint_event(endpoint, EndpointChange.CREATED, now))
     return EndpointGrant(endpoint, secret)
 
 
@@ -92,9 +92,7 @@ async def disable_webhook_endpoint(ctx: RequestContext, *, endpoint_id: str) -> 
         if stored.endpoint.status is EndpointStatus.DISABLED:
             return stored.endpoint
         await uow.webhooks.disable(endpoint_id, now, "Disabled by the partner.")
-        uow.collect(
-            endpoint_event(stored.endpoint, EndpointChange.DISABLED, now, reason="partner"), **_origin(ctx)
-        )
+        uow.collect(endpoint_event(stored.endpoint, EndpointChange.DISABLED, now, reason="partner"))
         changed = await uow.webhooks.endpoint(endpoint_id)
     assert changed is not None
     return changed.endpoint
@@ -108,7 +106,7 @@ async def delete_webhook_endpoint(ctx: RequestContext, *, endpoint_id: str) -> W
         await uow.partners.lock(partner_id)
         stored = await _own_endpoint(uow, partner_id, endpoint_id)
         await uow.webhooks.delete_endpoint(endpoint_id)
-        uow.collect(endpoint_event(stored.endpoint, EndpointChange.DELETED, now), **_origin(ctx))
+        uow.collect(endpoint_event(stored.endpoint, EndpointChange.DELETED, now))
     return stored.endpoint
 
 
@@ -121,7 +119,7 @@ async def rotate_webhook_secret(ctx: RequestContext, *, endpoint_id: str) -> End
         await uow.partners.lock(partner_id)
         stored = await _own_endpoint(uow, partner_id, endpoint_id)
         await uow.webhooks.set_secret(endpoint_id, secret)
-        uow.collect(endpoint_event(stored.endpoint, EndpointChange.SECRET_ROTATED, now), **_origin(ctx))
+        uow.collect(endpoint_event(stored.endpoint, EndpointChange.SECRET_ROTATED, now))
     return EndpointGrant(stored.endpoint, secret)
 
 
@@ -174,7 +172,3 @@ async def _own_endpoint(uow: UnitOfWork, partner_id: str, endpoint_id: str) -> S
     if stored is None or stored.endpoint.partner_id != partner_id:
         raise DomainError(ErrorCode.NOT_FOUND, f"No webhook endpoint '{endpoint_id}'.", "id")
     return stored
-
-
-def _origin(ctx: RequestContext) -> dict[str, str | None]:
-    return {"actor_token_id": ctx.actor_token_id, "request_id": ctx.request_id}
