@@ -26,6 +26,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.graphiql import GraphiQLPage
 from app.invoice_pdf import render_invoice_pdf
+from app.jobs import JobServices, job_engine
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
 from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
@@ -62,6 +63,18 @@ class Services:
         )
         # PostgreSQL: the NOTIFY listener while the app runs (readiness and metrics look at it).
         self.feed_listener: PostgresListener | None = None
+        # Background jobs: procrastinate on PostgreSQL, in-process on SQLite (app/jobs.py).
+        self.jobs = job_engine(
+            settings.database_url,
+            JobServices(database, gateway, clock, self.collection),
+            embedded_worker=settings.embedded_worker,
+            periodic=settings.periodic_jobs,
+        )
+
+    async def start_jobs(self) -> None:
+        """SQLite: the in-process runner (and its periodic tasks); PostgreSQL: a worker if embedded."""
+        if self.database.is_sqlite or self.settings.embedded_worker:
+            await self.jobs.start()
 
     def feed_listener_up(self) -> bool:
         return self.database.is_sqlite or (
@@ -193,6 +206,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             gateway=services.gateway,
             collection=services.collection,
             license_checks=services.license_checks,
+            jobs=services.jobs,
         )
 
 
@@ -265,9 +279,11 @@ def create_app(
             )
             listener.start()
             services.feed_listener = listener
+        await services.start_jobs()
         try:
             yield
         finally:
+            await services.jobs.close()
             if listener is not None:
                 await listener.stop()
             if owns_gateway:

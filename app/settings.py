@@ -86,6 +86,10 @@ class Settings:
     dunning_revoke_batch_size: int = DEFAULT_REVOKE_BATCH_SIZE
     # A charge still pending after this long was abandoned by a crash and is re-sent with its key.
     charge_in_flight_minutes: int = DEFAULT_IN_FLIGHT_MINUTES
+    # Background jobs (app/jobs.py). PostgreSQL: also run a job worker inside each server process
+    # (besides `licensing worker`). Periodic tasks (daily dunning): off for servers that must not run them.
+    embedded_worker: bool = False
+    periodic_jobs: bool = True
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -155,6 +159,8 @@ class Settings:
             dunning_revoke_after_days=int(os.environ.get("LICENSING_DUNNING_REVOKE_AFTER_DAYS", "28")),
             dunning_revoke_batch_size=int(os.environ.get("LICENSING_DUNNING_REVOKE_BATCH_SIZE", "200")),
             charge_in_flight_minutes=int(os.environ.get("LICENSING_CHARGE_IN_FLIGHT_MINUTES", "15")),
+            embedded_worker=_flag("LICENSING_EMBEDDED_WORKER"),
+            periodic_jobs=_flag("LICENSING_PERIODIC_JOBS", default=True),
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import DomainEvent
 from persistence.billing import BillingReader
+from persistence.billing_runs import BillingRunRepository
 from persistence.database import Database
 from persistence.dunning import DunningRepository
 from persistence.events import EventLog, NewEvent
@@ -45,6 +46,7 @@ class UnitOfWork:
     refunds: RefundRepository
     webhook_events: WebhookEventLog
     dunning: DunningRepository
+    billing_runs: BillingRunRepository
 
     def __init__(self, database: Database, *, read_only: bool = False) -> None:
         self._database = database
@@ -106,6 +108,7 @@ class UnitOfWork:
         self.refunds = RefundRepository(connection)
         self.webhook_events = WebhookEventLog(connection)
         self.dunning = DunningRepository(connection)
+        self.billing_runs = BillingRunRepository(connection)
 
     async def __aexit__(
         self,

@@ -14,6 +14,7 @@ from domain.support import SupportContact
 from payments.gateway import GatewayUnavailable, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.jobs import JobQueue
 
 
 class CheckLimiter(Protocol):
@@ -46,6 +47,8 @@ class RequestContext:
     # Where the request came from (the peer address) and the limits on license checks per address.
     client_address: str | None = None
     license_checks: CheckLimiter | None = None
+    # Where background work is deferred (app/jobs.py: procrastinate on PostgreSQL, in-process on SQLite).
+    jobs: JobQueue | None = None
 
     @property
     def actor_token_id(self) -> str | None:
@@ -90,6 +93,11 @@ class RequestContext:
         if self.gateway is None:
             raise GatewayUnavailable("No payment provider is configured.")
         return self.gateway
+
+    def job_queue(self) -> JobQueue:
+        if self.jobs is None:
+            raise RuntimeError("no job queue is configured")
+        return self.jobs
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.database)

@@ -29,6 +29,9 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "eventCursor": P.PARTNER_READ,
         "apiTokens": P.TOKENS_READ,
         "validateLicense": P.PUBLIC,
+        # Billing runs (closeBillingMonth starts one): staff follow them.
+        "billingRun": P.BILLING_RUNS_READ,
+        "billingRuns": P.BILLING_RUNS_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,
@@ -62,6 +65,7 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "licenseEvents": P.PARTNER_READ,
         "standingChanged": P.PARTNER_READ,
         "invoiceUpdated": P.PARTNER_READ,
+        "billingRunProgress": P.BILLING_RUNS_READ,
     },
 }
 

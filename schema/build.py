@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from schema.access import describe_access
 from schema.billing import BillingMutation, BillingQuery
+from schema.billing_runs import BillingRunQuery, BillingRunSubscription
 from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
@@ -36,6 +37,7 @@ class Query(
     ProductQuery,
     LicenseQuery,
     BillingQuery,
+    BillingRunQuery,
     InvoiceQuery,
     SupportQuery,
     FeedQuery,
@@ -62,7 +64,7 @@ class Mutation(
 @strawberry.type(
     description="Live updates over graphql-transport-ws on /graphql (connection_params.authorization)."
 )
-class Subscription(FeedSubscription):
+class Subscription(FeedSubscription, BillingRunSubscription):
     pass
 
 
