@@ -280,7 +280,9 @@ def _close_month(args: argparse.Namespace, settings: Settings) -> int:
 
     async def close() -> BillingRun:
         services = _job_services(settings)
-        engine = job_engine(settings.database_url, services, periodic=False)
+        engine = job_engine(
+            settings.database_url, services, periodic=False, queue_prefix=settings.job_queue_prefix
+        )
         worker: asyncio.Task[None] | None = None
         try:
             now = services.clock.now()
@@ -325,7 +327,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work() -> None:
         services = _job_services(settings)
-        engine = ProcrastinateJobs(settings.database_url, services, periodic=settings.periodic_jobs)
+        engine = ProcrastinateJobs(
+            settings.database_url,
+            services,
+            periodic=settings.periodic_jobs,
+            queue_prefix=settings.job_queue_prefix,
+        )
         running = asyncio.current_task()
         assert running is not None
         loop = asyncio.get_running_loop()

@@ -69,6 +69,7 @@ class Services:
             JobServices(database, gateway, clock, self.collection),
             embedded_worker=settings.embedded_worker,
             periodic=settings.periodic_jobs,
+            queue_prefix=settings.job_queue_prefix,
         )
 
     async def start_jobs(self) -> None:

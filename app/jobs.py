@@ -205,6 +205,7 @@ class ProcrastinateJobs:
         *,
         periodic: bool = True,
         embedded_worker: bool = False,
+        queue_prefix: str = "",
     ) -> None:
         import procrastinate
 
@@ -212,6 +213,7 @@ class ProcrastinateJobs:
         self.registry = registry
         self.periodic = periodic
         self.embedded_worker = embedded_worker
+        self.queue_prefix = queue_prefix
         self.app = procrastinate.App(
             connector=procrastinate.PsycopgConnector(conninfo=psycopg_conninfo(database_url))
         )
@@ -234,9 +236,14 @@ class ProcrastinateJobs:
             job = self.services.job(spec, self, str(context.job.id))
             await spec.function(job, **arguments)
 
-        task = self.app.task(name=spec.name, queue=spec.queue, retry=retry, pass_context=True)(run)
+        task = self.app.task(name=spec.name, queue=self.queue(spec.queue), retry=retry, pass_context=True)(
+            run
+        )
         if spec.cron is not None and self.periodic:
             self.app.periodic(cron=spec.cron, periodic_id=spec.name)(task)
+
+    def queue(self, name: str) -> str:
+        return self.queue_prefix + name
 
     async def _open(self) -> None:
         if not self._opened:
@@ -245,15 +252,19 @@ class ProcrastinateJobs:
 
     async def defer(self, task: str, **arguments: JsonValue) -> None:
         await self._open()
+        await self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue)).defer_async(
+            **arguments
+        )
         if self.embedded_worker:
             await self.start()
-        await self.app.configure_task(task, queue=self.registry.spec(task).queue).defer_async(**arguments)
 
     async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None:
         await self._open()
-        deferrer = self.app.configure_task(task, queue=self.registry.spec(task).queue)
+        deferrer = self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue))
         for start in range(0, len(arguments), 1000):
             await deferrer.batch_defer_async(*arguments[start : start + 1000])
+        if self.embedded_worker:
+            await self.start()
 
     async def retry_stalled_jobs(self, seconds_since_heartbeat: float = 30) -> int:
         """Put back the jobs of workers that died (no heartbeat): they run again elsewhere."""
@@ -266,7 +277,12 @@ class ProcrastinateJobs:
         return len(stalled)
 
     async def run_worker(
-        self, *, name: str | None = None, concurrency: int = 1, queues: list[str] | None = None
+        self,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        queues: list[str] | None = None,
+        polling_seconds: float = 5.0,
     ) -> None:
         """Work until cancelled; every minute, jobs of dead workers are put back."""
         await self._open()
@@ -275,14 +291,19 @@ class ProcrastinateJobs:
             await self.app.run_worker_async(
                 name=name or f"worker-{int(time.time())}",
                 concurrency=concurrency,
-                queues=queues,
+                queues=[self.queue(queue) for queue in queues or self.queue_names()],
                 install_signal_handlers=False,
                 wait=True,
+                # LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
+                fetch_job_polling_interval=polling_seconds,
             )
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+
+    def queue_names(self) -> list[str]:
+        return sorted({spec.queue for spec in self.registry.tasks.values()})
 
     async def _sweep_stalled(self) -> None:
         while True:
@@ -295,7 +316,9 @@ class ProcrastinateJobs:
     async def start(self) -> None:
         """Run a worker inside this process too (LICENSING_EMBEDDED_WORKER; the tests do)."""
         if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self.run_worker(name="embedded"))
+            self._worker = asyncio.get_running_loop().create_task(
+                self.run_worker(name="embedded", polling_seconds=0.5)
+            )
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -309,9 +332,16 @@ class ProcrastinateJobs:
 
 
 def job_engine(
-    database_url: str, services: JobServices, *, periodic: bool = True, embedded_worker: bool = False
+    database_url: str,
+    services: JobServices,
+    *,
+    periodic: bool = True,
+    embedded_worker: bool = False,
+    queue_prefix: str = "",
 ) -> InProcessJobs | ProcrastinateJobs:
     """procrastinate on PostgreSQL, the in-process runner on SQLite."""
     if make_url(database_url).get_backend_name() == "sqlite":
         return InProcessJobs(services, periodic=periodic)
-    return ProcrastinateJobs(database_url, services, periodic=periodic, embedded_worker=embedded_worker)
+    return ProcrastinateJobs(
+        database_url, services, periodic=periodic, embedded_worker=embedded_worker, queue_prefix=queue_prefix
+    )

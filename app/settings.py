@@ -90,6 +90,9 @@ class Settings:
     # (besides `licensing worker`). Periodic tasks (daily dunning): off for servers that must not run them.
     embedded_worker: bool = False
     periodic_jobs: bool = True
+    # Prefixed to every job queue's name: deployments (or test apps) sharing one database each run
+    # only their own jobs.
+    job_queue_prefix: str = ""
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -161,6 +164,7 @@ class Settings:
             charge_in_flight_minutes=int(os.environ.get("LICENSING_CHARGE_IN_FLIGHT_MINUTES", "15")),
             embedded_worker=_flag("LICENSING_EMBEDDED_WORKER"),
             periodic_jobs=_flag("LICENSING_PERIODIC_JOBS", default=True),
+            job_queue_prefix=os.environ.get("LICENSING_JOB_QUEUE_PREFIX", ""),
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",
