@@ -43,7 +43,7 @@ class Permission(Enum):
     CATALOG_MANAGE = "catalog:manage"
     MONTH_CLOSE = "billing:close"
     # Billing runs: their progress, counts and failures (staff only).
-    BILLING_RUNS_READ = "billing:runs"
+    BILLING_RUNS_READ = "billing_runs:read"
     SANDBOX_CLOCK = "sandbox:clock"
     # Voiding, writing off and refunding invoices: money movement, staff_admin only.
     INVOICE_ADJUST = "invoices:adjust"
