@@ -224,11 +224,9 @@ class ProcrastinateJobs:
 
     def _register(self, procrastinate: Any, spec: TaskSpec) -> None:
         retry = (
-            procrastinate.RetryStrategy(
-                max_attempts=spec.retries, wait=spec.retry_seconds, exponential_wait=2
-            )
+            procrastinate.RetryStrategy(max_attempts=spec.retries, exponential_wait=spec.retry_seconds)
             if spec.retries
-            else None
+            else False
         )
 
         async def run(context: Any, **arguments: JsonValue) -> None:
@@ -240,7 +238,7 @@ class ProcrastinateJobs:
             run
         )
         if spec.cron is not None and self.periodic:
-            self.app.periodic(cron=spec.cron, periodic_id=spec.name)(task)
+            self.app.periodic(cron=spec.cron, periodic_id=spec.name)(task)  # type: ignore[arg-type]
 
     def queue(self, name: str) -> str:
         return self.queue_prefix + name
@@ -262,7 +260,8 @@ class ProcrastinateJobs:
         await self._open()
         deferrer = self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue))
         for start in range(0, len(arguments), 1000):
-            await deferrer.batch_defer_async(*arguments[start : start + 1000])
+            batch: list[Any] = list(arguments[start : start + 1000])
+            await deferrer.batch_defer_async(*batch)
         if self.embedded_worker:
             await self.start()
 
