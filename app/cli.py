@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -16,11 +19,13 @@ from app.catalog import load_catalog
 from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
+from app.jobs import BILLING, InProcessJobs, JobServices, ProcrastinateJobs, job_engine
 from app.observability import logging_config
 from app.settings import InsecureSettings, Settings
 from domain.access import Role, TokenChange, token_event
 from domain.actors import OPERATOR_CLI, Actor
 from domain.billing import BillingMonth
+from domain.billing_runs import BillingRun
 from domain.clock import SystemClock
 from domain.errors import DomainError
 from domain.money import format_micros
@@ -29,8 +34,8 @@ from payments.gateway import GatewayUnavailable
 from persistence import migrate
 from persistence.database import Database, masked_url
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import CloseReport, close_month
-from resolvers.charging import Collector
+from resolvers.billing import EARLIEST_ZONE
+from resolvers.billing_runs import DISPATCH_RUN, start_run, watch_run
 from resolvers.dunning import run_dunning
 from resolvers.partners import enrol_partner
 from resolvers.products import ImportReport, add_product, import_catalog, price_product, retire_in_catalog
@@ -83,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     billing = commands.add_parser("billing", help="month close and collection").add_subparsers()
     close = billing.add_parser("close", help="finalize every partner's invoice for a month, then charge them")
     close.add_argument("--month", required=True, help="YYYY-MM, a month that has ended")
+    close.add_argument(
+        "--watch-only",
+        action="store_true",
+        help="PostgreSQL: only show the run's progress (by default this command also works on it)",
+    )
     close.set_defaults(run=_close_month)
     dunning = billing.add_parser(
         "dunning",
@@ -91,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     dunning.add_argument("--at", help="ISO instant to run as (default: now, or the sandbox start)")
     dunning.set_defaults(run=_dunning)
+
+    worker = commands.add_parser(
+        "worker", help="PostgreSQL: run background jobs (month close, charging, dunning) until stopped"
+    )
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs run at once by this process")
+    worker.add_argument("--name", help="shown in logs and procrastinate's tables")
+    worker.add_argument("--queue", action="append", dest="queues", help="only these queues (repeatable)")
+    worker.set_defaults(run=_worker)
 
     diagrams = commands.add_parser("diagrams", help="write the state machines as Mermaid into README.md")
     diagrams.add_argument("--readme", type=Path, default=README)
@@ -247,26 +265,89 @@ def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _job_services(settings: Settings) -> JobServices:
+    return JobServices(
+        Database(settings.database_url),
+        make_gateway(settings),
+        make_clock(settings),
+        settings.collection_policy(),
+    )
+
+
 def _close_month(args: argparse.Namespace, settings: Settings) -> int:
+    """Start (or join) the month's billing run and show it until it finishes. On SQLite this process
+    runs the jobs; on PostgreSQL it works alongside `licensing worker` processes (unless --watch-only)."""
     month = BillingMonth.parse(args.month)
 
-    async def close() -> CloseReport:
-        database = Database(settings.database_url)
-        gateway = make_gateway(settings)
-        collector = Collector(database, gateway, settings.collection_policy(), make_clock(settings).now())
+    async def close() -> BillingRun:
+        services = _job_services(settings)
+        engine = job_engine(
+            settings.database_url, services, periodic=False, queue_prefix=settings.job_queue_prefix
+        )
+        worker: asyncio.Task[None] | None = None
         try:
-            return await close_month(collector, month, progress=_progress_bar)
+            now = services.clock.now()
+            month.require_over(now, EARLIEST_ZONE)
+            run, started = await start_run(services.database, month, as_of=now, started_by=None)
+            if started or isinstance(engine, InProcessJobs):
+                await engine.defer(DISPATCH_RUN, run_id=run.id)
+            if isinstance(engine, ProcrastinateJobs) and not args.watch_only:
+                worker = asyncio.create_task(engine.run_worker(name="billing-close", queues=[BILLING]))
+            async for current in watch_run(services.database, run.id):
+                counts = current.counts
+                _progress_bar(counts.partners_total - counts.pending, counts.partners_total)
+                run = current
+            return run
         finally:
-            await gateway.close()
-            await database.dispose()
+            if worker is not None:
+                worker.cancel()
+            await engine.close()
+            await services.gateway.close()
+            await services.database.dispose()
 
-    report = asyncio.run(close())
-    collected = report.collection
+    run = asyncio.run(close())
+    counts = run.counts
     print(
-        f"\n{report.month}: {report.closed} closed, {report.already_closed} already closed, "
-        f"{report.pending} pending (month not over in their zone)\n"
-        f"charged: paid {collected.paid}, past due {collected.past_due}, uncollected {collected.uncollected}"
+        f"\n{run.month}: {counts.closed} closed, {counts.already_closed} already closed, "
+        f"{counts.not_over} pending (month not over in their zone)\n"
+        f"charged: paid {counts.paid}, past due {counts.past_due}, uncollected {counts.uncollected}\n"
+        f"run {run.id}: {counts.failed} failed"
     )
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        print(
+            "error: on SQLite the background jobs run inside `licensing serve`; `licensing worker` is for "
+            "PostgreSQL (DATABASE_URL=postgresql+asyncpg://...)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+    async def work() -> None:
+        services = _job_services(settings)
+        engine = ProcrastinateJobs(
+            settings.database_url,
+            services,
+            periodic=settings.periodic_jobs,
+            queue_prefix=settings.job_queue_prefix,
+        )
+        running = asyncio.current_task()
+        assert running is not None
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, running.cancel)
+        try:
+            await engine.run_worker(name=args.name, concurrency=args.concurrency, queues=args.queues)
+        finally:
+            await engine.close()
+            await services.gateway.close()
+            await services.database.dispose()
+
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(work())
     return 0
 
 

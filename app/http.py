@@ -28,6 +28,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from app.audit_export import audit_filter
 from app.graphiql import GraphiQLPage
 from app.invoice_pdf import render_invoice_pdf
+from app.jobs import JobServices, job_engine
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
 from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
@@ -71,6 +72,19 @@ class Services:
         # Webhook endpoint hosts resolve through DNS or fixed answers (LICENSING_WEBHOOK_RESOLVE).
         self.webhook_lookup = AddressLookup(dict(settings.webhook_resolve))
         self.webhook_dispatcher: WebhookDispatcher | None = None
+        # Background jobs: procrastinate on PostgreSQL, in-process on SQLite (app/jobs.py).
+        self.jobs = job_engine(
+            settings.database_url,
+            JobServices(database, gateway, clock, self.collection),
+            embedded_worker=settings.embedded_worker,
+            periodic=settings.periodic_jobs,
+            queue_prefix=settings.job_queue_prefix,
+        )
+
+    async def start_jobs(self) -> None:
+        """SQLite: the in-process runner (and its periodic tasks); PostgreSQL: a worker if embedded."""
+        if self.database.is_sqlite or self.settings.embedded_worker:
+            await self.jobs.start()
 
     def feed_listener_up(self) -> bool:
         return self.database.is_sqlite or (
@@ -207,6 +221,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             collection=services.collection,
             license_checks=services.license_checks,
             webhook_lookup=services.webhook_lookup,
+            jobs=services.jobs,
         )
 
 
@@ -300,9 +315,11 @@ def create_app(
                 delivery, poll_seconds=settings.webhook_poll_seconds
             )
             services.webhook_dispatcher.start()
+        await services.start_jobs()
         try:
             yield
         finally:
+            await services.jobs.close()
             if services.webhook_dispatcher is not None:
                 await services.webhook_dispatcher.stop()
             await sender.close()

@@ -110,6 +110,13 @@ class Settings:
     webhook_poll_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
     webhook_resolve: tuple[tuple[str, str], ...] = ()
+    # Background jobs (app/jobs.py). PostgreSQL: also run a job worker inside each server process
+    # (besides `licensing worker`). Periodic tasks (daily dunning): off for servers that must not run them.
+    embedded_worker: bool = False
+    periodic_jobs: bool = True
+    # Prefixed to every job queue's name: deployments (or test apps) sharing one database each run
+    # only their own jobs.
+    job_queue_prefix: str = ""
     support: SupportContact = field(
         default_factory=lambda: SupportContact(
             message="Contact partner support, or reach out to your Agency & Pro manager.",
@@ -183,6 +190,9 @@ class Settings:
             webhook_poll_seconds=float(os.environ.get("LICENSING_WEBHOOK_POLL_SECONDS", "5")),
             webhook_timeout_seconds=float(os.environ.get("LICENSING_WEBHOOK_TIMEOUT_SECONDS", "10")),
             webhook_resolve=_fixed_answers("LICENSING_WEBHOOK_RESOLVE"),
+            embedded_worker=_flag("LICENSING_EMBEDDED_WORKER"),
+            periodic_jobs=_flag("LICENSING_PERIODIC_JOBS", default=True),
+            job_queue_prefix=os.environ.get("LICENSING_JOB_QUEUE_PREFIX", ""),
             support=SupportContact(
                 message=os.environ.get(
                     "LICENSING_SUPPORT_MESSAGE",

@@ -42,6 +42,8 @@ class Permission(Enum):
     TOKENS_MANAGE = "tokens:manage"
     CATALOG_MANAGE = "catalog:manage"
     MONTH_CLOSE = "billing:close"
+    # Billing runs: their progress, counts and failures (staff only).
+    BILLING_RUNS_READ = "billing_runs:read"
     SANDBOX_CLOCK = "sandbox:clock"
     # Voiding, writing off and refunding invoices: money movement, staff_admin only.
     INVOICE_ADJUST = "invoices:adjust"
@@ -72,6 +74,7 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.TOKENS_MANAGE: frozenset({Role.ADMIN, Role.STAFF_ADMIN}),
     Permission.CATALOG_MANAGE: frozenset({Role.STAFF_ADMIN}),
     Permission.MONTH_CLOSE: frozenset({Role.STAFF_ADMIN}),
+    Permission.BILLING_RUNS_READ: STAFF_ROLES,
     Permission.SANDBOX_CLOCK: frozenset({Role.STAFF_ADMIN}),
     Permission.INVOICE_ADJUST: frozenset({Role.STAFF_ADMIN}),
     Permission.NODES_READ: EVERY_ROLE,

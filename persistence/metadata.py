@@ -13,3 +13,9 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def managed_here(name: str | None, type_: str, parent_names: object) -> bool:
+    """Whether Alembic compares this object with the metadata: the job engine's own tables
+    (procrastinate_*, created by migration 0011 on PostgreSQL) are its, not ours."""
+    return not (type_ == "table" and (name or "").startswith("procrastinate_"))

@@ -1,5 +1,6 @@
 """Imports every feature's tables so the metadata is complete (for Alembic and schema checks)."""
 
+from persistence.billing_runs import billing_run_partners, billing_runs
 from persistence.dunning import invoice_dunning
 from persistence.events import events
 from persistence.idempotency import idempotency_keys
@@ -16,6 +17,8 @@ from persistence.webhooks import webhook_attempts, webhook_deliveries, webhook_e
 
 __all__ = [
     "api_tokens",
+    "billing_run_partners",
+    "billing_runs",
     "events",
     "idempotency_keys",
     "invoice_day_lines",

@@ -15,6 +15,7 @@ from domain.actors import Actor
 from domain.events import DomainEvent
 from persistence.audit_log import AuditLogReader
 from persistence.billing import BillingReader
+from persistence.billing_runs import BillingRunRepository
 from persistence.database import Database
 from persistence.dunning import DunningRepository
 from persistence.events import EventLog, NewEvent
@@ -54,6 +55,7 @@ class UnitOfWork:
     dunning: DunningRepository
     webhooks: WebhookRepository
     audit_log: AuditLogReader
+    billing_runs: BillingRunRepository
 
     def __init__(
         self,
@@ -131,6 +133,7 @@ class UnitOfWork:
         self.dunning = DunningRepository(connection)
         self.webhooks = WebhookRepository(connection)
         self.audit_log = AuditLogReader(connection)
+        self.billing_runs = BillingRunRepository(connection)
 
     async def __aexit__(
         self,

@@ -1,17 +1,15 @@
-"""Billing use cases: the live estimate of a month, and closing a month into invoices (then charging them)."""
+"""Billing use cases: the live estimate of a month, and closing one partner's month into its invoice
+(resolvers/billing_runs.py does it for every partner, in background jobs, then charges them)."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from domain.access import Permission
 from domain.actors import MONTH_CLOSE, Actor
 from domain.billing import BillingMonth, DayLine, MonthSums, Statement, build_statement
 from domain.errors import DomainError, ErrorCode
@@ -24,15 +22,11 @@ from domain.invoices import (
     invoiced_statement,
 )
 from domain.partners import SUPPORTED_CURRENCIES, Partner
-from domain.payments import ChargeTrigger
 from persistence.database import Database
 from persistence.invoices import DAY_LINE_CURSOR
 from persistence.pagination import Page, page_size
 from persistence.unit_of_work import UnitOfWork
-from resolvers.charging import Collector
 from resolvers.context import RequestContext
-from resolvers.dunning import CollectionReport, collect_open_invoices
-from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
 
 # The earliest zone on Earth (UTC+14): before the month is over there, no partner's month is.
 EARLIEST_ZONE = "Pacific/Kiritimati"
@@ -135,103 +129,6 @@ class CloseOutcome(StrEnum):
     CLOSED = "closed"
     ALREADY_CLOSED = "already_closed"
     PENDING = "pending"  # the month has not ended yet in the partner's zone
-
-
-@dataclass(frozen=True)
-class CloseReport:
-    month: BillingMonth
-    closed: int
-    already_closed: int
-    pending: int
-    collection: CollectionReport = field(default_factory=CollectionReport)
-
-    def outcome(self) -> dict[str, Any]:
-        """The report as an idempotency record."""
-        return {
-            "closed": self.closed,
-            "already_closed": self.already_closed,
-            "pending": self.pending,
-            "collection": {
-                "paid": self.collection.paid,
-                "past_due": self.collection.past_due,
-                "uncollected": self.collection.uncollected,
-            },
-        }
-
-
-async def close_billing_month(
-    ctx: RequestContext, *, month: str, idempotency_key: str | None = None
-) -> CloseReport:
-    """Staff: finalize every partner's month into an invoice, then charge each open invoice of the month.
-
-    Safe to re-run: each partner's finalization commits alone, and each charge is its own attempt. With
-    an idempotency key, a replay answers the first run's report instead of running again.
-    """
-    staff = ctx.require_staff(Permission.MONTH_CLOSE)
-    call = idempotent_call(
-        staff_scope(staff),
-        idempotency_key,
-        "closeBillingMonth",
-        {"month": month},
-    )
-    billing_month = BillingMonth.parse(month)
-    async with ctx.reader() as uow:
-        outcome = await stored_outcome(uow, call)
-    if outcome is not None:
-        return CloseReport(
-            month=billing_month,
-            closed=outcome["closed"],
-            already_closed=outcome["already_closed"],
-            pending=outcome["pending"],
-            collection=CollectionReport(**outcome["collection"]),
-        )
-    report = await close_month(
-        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id, ctx.actor),
-        billing_month,
-    )
-    async with replay_race(), ctx.unit_of_work() as uow:
-        await store_outcome(uow, call, report.outcome(), ctx.clock.now())
-    return report
-
-
-async def close_month(
-    collector: Collector, month: BillingMonth, *, progress: Callable[[int, int], None] | None = None
-) -> CloseReport:
-    """Finalize `month` for every partner (one transaction each; `progress(done, total)` after each),
-    then charge each open invoice of the month. Its events are the month-close job's (run by the
-    collector's token, if it has one)."""
-    collector = collector.acting_as(MONTH_CLOSE)
-    now, database = collector.now, collector.database
-    month.require_over(now, EARLIEST_ZONE)
-    partner_ids = await partners_to_close(database, month)
-    outcomes = []
-    for done, partner_id in enumerate(partner_ids, 1):
-        outcomes.append(
-            await close_partner_month(
-                database,
-                partner_id,
-                month,
-                now=now,
-                request_id=collector.request_id,
-                actor=collector.actor or MONTH_CLOSE_ACTOR,
-            )
-        )
-        if progress is not None:
-            progress(done, len(partner_ids))
-    collection = await collect_open_invoices(collector, ChargeTrigger.MONTH_CLOSE, [str(month)])
-    return CloseReport(
-        month=month,
-        closed=outcomes.count(CloseOutcome.CLOSED),
-        already_closed=outcomes.count(CloseOutcome.ALREADY_CLOSED),
-        pending=outcomes.count(CloseOutcome.PENDING),
-        collection=collection,
-    )
-
-
-async def partners_to_close(database: Database, month: BillingMonth) -> list[str]:
-    """Partners enrolled before the month ended anywhere (the latest zone ends last)."""
-    async with UnitOfWork(database, read_only=True) as uow:
-        return await uow.partners.ids_created_before(month.next().bounds("Etc/GMT+12")[0])
 
 
 async def close_partner_month(

@@ -15,6 +15,7 @@ from domain.support import SupportContact
 from payments.gateway import GatewayUnavailable, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.jobs import JobQueue
 from resolvers.webhook_sending import AddressLookup
 
 
@@ -63,6 +64,9 @@ class RequestContext:
             return None
         return Actor.token(principal.token_id, principal.label, principal.partner_id)
 
+    # Where background work is deferred (app/jobs.py: procrastinate on PostgreSQL, in-process on SQLite).
+    jobs: JobQueue | None = None
+
     @property
     def actor_token_id(self) -> str | None:
         """The API token behind this request."""
@@ -106,6 +110,11 @@ class RequestContext:
         if self.gateway is None:
             raise GatewayUnavailable("No payment provider is configured.")
         return self.gateway
+
+    def job_queue(self) -> JobQueue:
+        if self.jobs is None:
+            raise RuntimeError("no job queue is configured")
+        return self.jobs
 
     def unit_of_work(self) -> UnitOfWork:
         """A writing unit of work whose events name this request's actor and request id."""

@@ -16,11 +16,15 @@ from persistence.database import Database
 from persistence.dunning import Dunning
 from persistence.unit_of_work import UnitOfWork
 from resolvers.charging import Collection, CollectionOutcome, Collector, collect_invoice
+from resolvers.jobs import Job, JobQueue
 from resolvers.licenses import revoke_for_nonpayment
 
 log = logging.getLogger("licensing.dunning")
 
 DUNNING_ACTOR = Actor.system(DUNNING)
+# Task names, as registered in app/jobs.py.
+DAILY_DUNNING = "dunning.daily"
+REVOKE_FOR_NONPAYMENT = "dunning.revoke_for_nonpayment"
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,11 @@ async def run_dunning(
     policy: CollectionPolicy,
     request_id: str | None = None,
     actor: Actor = DUNNING_ACTOR,
+    queue: JobQueue | None = None,
 ) -> DunningReport:
     """Due collection work. Safe to run as often as you like, and after a crash mid-way. Its events are
-    recorded as the dunning job's (`actor`)."""
+    recorded as the dunning job's (`actor`). With a job `queue`, each partner's non-payment revocation is
+    its own job instead of being done here."""
     collector = Collector(database, gateway, policy, now, request_id, actor)
     collected = await collect_open_invoices(collector, ChargeTrigger.DUNNING)
     retried = CollectionReport()
@@ -104,6 +110,10 @@ async def run_dunning(
                 await _collect_quietly(
                     collector, dunning.partner_id, dunning.invoice_id, ChargeTrigger.DUNNING
                 )
+            )
+        elif decision.step is DunningStep.REVOKE and queue is not None:
+            await queue.defer(
+                REVOKE_FOR_NONPAYMENT, partner_id=dunning.partner_id, invoice_id=dunning.invoice_id
             )
         elif decision.step is DunningStep.REVOKE:
             revoked, finished = await revoke_licenses_for_nonpayment(
@@ -158,3 +168,37 @@ async def revoke_licenses_for_nonpayment(
                 uow.collect(invoice_fact(invoice, "licenses_revoked", now), request_id=request_id)
                 return revoked, True
     return revoked, False
+
+
+# --- tasks (registered in app/jobs.py) ---
+
+
+async def daily_dunning(job: Job) -> None:
+    """The periodic dunning run: collect, retry on the dunning days, queue non-payment revocations."""
+    report = await run_dunning(
+        job.database,
+        job.gateway,
+        now=job.clock.now(),
+        policy=job.policy,
+        request_id=job.request_id,
+        actor=job.recorded_as,
+        queue=job.queue,
+    )
+    log.info("dunning: %s", report)
+
+
+async def revoke_for_nonpayment_job(job: Job, *, partner_id: str, invoice_id: str) -> None:
+    """Revoke a past-due partner's licenses in batches; a job that dies mid-way is resumed where it
+    stopped (the invoice's dunning is marked done only once nothing is left)."""
+    async with UnitOfWork(job.database, read_only=True) as uow:
+        dunning = await uow.dunning.dunning(invoice_id)
+    if dunning is None or dunning.partner_id != partner_id:
+        return
+    await revoke_licenses_for_nonpayment(
+        job.database,
+        dunning,
+        now=job.clock.now(),
+        batch_size=job.policy.revoke_batch_size,
+        request_id=job.request_id,
+        actor=job.recorded_as,
+    )

@@ -35,6 +35,9 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "webhookEndpoints": P.WEBHOOKS_READ,
         "webhookDeliveries": P.WEBHOOKS_READ,
         "auditLog": P.AUDIT_READ,
+        # Billing runs (closeBillingMonth starts one): staff follow them.
+        "billingRun": P.BILLING_RUNS_READ,
+        "billingRuns": P.BILLING_RUNS_READ,
     },
     "Mutation": {
         "createPartner": P.PARTNERS_MANAGE,
@@ -75,6 +78,7 @@ ROOT_FIELD_PERMISSIONS: dict[str, dict[str, Permission]] = {
         "standingChanged": P.PARTNER_READ,
         "invoiceUpdated": P.PARTNER_READ,
         "licenseStatus": P.PUBLIC,
+        "billingRunProgress": P.BILLING_RUNS_READ,
     },
 }
 

@@ -1,4 +1,5 @@
-"""Billing in the API: `billingEstimate`, the shared money and line types, and staff's `closeBillingMonth`."""
+"""Billing in the API: `billingEstimate`, the shared money and line types, and staff's `closeBillingMonth`
+(which starts a billing run: schema/billing_runs.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from domain.billing import Costs as DomainCosts
 from domain.billing import DayLine as DomainDayLine
 from domain.billing import LicenseCounts as DomainLicenseCounts
 from domain.billing import ProductLine as DomainProductLine
+from domain.billing_runs import BillingRun as DomainBillingRun
+from domain.billing_runs import RunCounts
 from domain.money import format_micros, format_minor_units
 from domain.partners import SUPPORTED_CURRENCIES
-from resolvers import billing, licenses
+from resolvers import billing, billing_runs, licenses
 from resolvers.products import products_by_slug
+from schema.billing_runs import BillingRun
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.licenses import License
@@ -165,20 +169,51 @@ class CloseBillingMonthInput:
     idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY_DESCRIPTION)
 
 
-@strawberry.type(description="The result of closeBillingMonth; re-running it closes only what is left.")
+LEGACY_COUNT = "The run's count when this answer was made (read `run`, which keeps counting)."
+
+
+@strawberry.type(
+    description="The billing run closing the month (started now, or the one already running it); it "
+    "goes on in the background: follow it with `billingRun(id)` or `billingRunProgress(id)`."
+)
 class CloseBillingMonthPayload:
-    month: str | None = strawberry.field(description="The month closed.")
-    closed: int = strawberry.field(description="Invoices finalized by this call.")
-    already_closed: int = strawberry.field(description="Partners whose month was already invoiced.")
-    pending: int = strawberry.field(description="Partners whose month has not ended yet in their zone.")
-    paid: int = strawberry.field(description="Invoices of the month charged successfully by this call.")
+    run: BillingRun | None = strawberry.field(description="The run closing the month.")
+    month: str | None = strawberry.field(description="The month being closed.")
+    closed: int = strawberry.field(
+        description="Invoices finalized. " + LEGACY_COUNT, deprecation_reason="Use run.closed."
+    )
+    already_closed: int = strawberry.field(
+        description="Partners already invoiced. " + LEGACY_COUNT, deprecation_reason="Use run.alreadyClosed."
+    )
+    pending: int = strawberry.field(
+        description="Partners whose month has not ended in their zone. " + LEGACY_COUNT,
+        deprecation_reason="Use run.notOver (run.pending counts partners still to do).",
+    )
+    paid: int = strawberry.field(
+        description="Invoices charged. " + LEGACY_COUNT, deprecation_reason="Use run.paid."
+    )
     past_due: int = strawberry.field(
-        description="Invoices whose every card failed (or with no card): now PAST_DUE, in dunning."
+        description="Invoices now past due. " + LEGACY_COUNT, deprecation_reason="Use run.pastDue."
     )
     uncollected: int = strawberry.field(
-        description="Invoices left OPEN because Stripe was unreachable; a re-run or dunning charges them."
+        description="Invoices left open. " + LEGACY_COUNT, deprecation_reason="Use run.uncollected."
     )
-    errors: list[UserError] = strawberry.field(description="Why nothing was closed, if it was not.")
+    errors: list[UserError] = strawberry.field(description="Why no run was started, if none was.")
+
+    @classmethod
+    def of(cls, run: DomainBillingRun | None, errors: list[UserError]) -> CloseBillingMonthPayload:
+        counts = RunCounts() if run is None else run.counts
+        return cls(
+            run=None if run is None else BillingRun.from_domain(run),
+            month=None if run is None else run.month,
+            closed=counts.closed,
+            already_closed=counts.already_closed,
+            pending=counts.not_over,
+            paid=counts.paid,
+            past_due=counts.past_due,
+            uncollected=counts.uncollected,
+            errors=errors,
+        )
 
 
 @strawberry.type
@@ -210,34 +245,16 @@ class BillingQuery:
 @strawberry.type
 class BillingMutation:
     @strawberry.mutation(
-        description="Staff: close a month into invoices and charge them. Idempotent per partner and month."
+        description="Staff: close a month into invoices and charge them, in the background: answers the "
+        "billing run at once (the one already running for the month, if any). Idempotent per partner and "
+        "month."
     )
     async def close_billing_month(
         self, info: Info, input: Annotated[CloseBillingMonthInput, MUTATION_INPUT]
     ) -> CloseBillingMonthPayload:
-        report, errors = await attempt(
-            billing.close_billing_month(
+        run, errors = await attempt(
+            billing_runs.close_billing_month(
                 info.context, month=input.month, idempotency_key=input.idempotency_key
             )
         )
-        if report is None:
-            return CloseBillingMonthPayload(
-                month=None,
-                closed=0,
-                already_closed=0,
-                pending=0,
-                paid=0,
-                past_due=0,
-                uncollected=0,
-                errors=errors,
-            )
-        return CloseBillingMonthPayload(
-            month=str(report.month),
-            closed=report.closed,
-            already_closed=report.already_closed,
-            pending=report.pending,
-            paid=report.collection.paid,
-            past_due=report.collection.past_due,
-            uncollected=report.collection.uncollected,
-            errors=[],
-        )
+        return CloseBillingMonthPayload.of(run, errors)

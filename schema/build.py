@@ -14,6 +14,7 @@ from strawberry.types import ExecutionContext
 from schema.access import describe_access
 from schema.audit_log import AuditLogQuery
 from schema.billing import BillingMutation, BillingQuery
+from schema.billing_runs import BillingRunQuery, BillingRunSubscription
 from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
@@ -39,6 +40,7 @@ class Query(
     ProductQuery,
     LicenseQuery,
     BillingQuery,
+    BillingRunQuery,
     InvoiceQuery,
     SupportQuery,
     FeedQuery,
@@ -70,7 +72,7 @@ class Mutation(
     description="Live updates over graphql-transport-ws on /graphql (connection_params.authorization; "
     "licenseStatus needs no token)."
 )
-class Subscription(FeedSubscription, LicenseCheckSubscription):
+class Subscription(FeedSubscription, LicenseCheckSubscription, BillingRunSubscription):
     pass
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import persistence.tables  # noqa: F401  (registers every table on the metadata)
-from persistence.metadata import metadata
+from persistence.metadata import managed_here, metadata
 
 config = context.config
 
@@ -21,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=managed_here,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -99,6 +100,11 @@ def stripe_settings(database_url: str, localstripe: LocalStripe) -> Settings:
         # closeBillingMonth over HTTP closes every partner the session has made; a loaded CI machine
         # may need more than the production budget for that (tests of the budget set their own).
         request_timeout_seconds=300,
+        # PostgreSQL: the app runs its own procrastinate worker, on queues of its own, so the jobs an
+        # app defers run with its clock and gateway (on SQLite they run in-process anyway).
+        embedded_worker=True,
+        periodic_jobs=False,
+        job_queue_prefix=f"test-{secrets.token_hex(4)}-",
     )
 
 
@@ -129,6 +135,7 @@ async def api(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Api(client)
+    await app.state.services.jobs.close()
     await app.state.services.database.dispose()
 
 

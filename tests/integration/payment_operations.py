@@ -15,6 +15,7 @@ from domain.payments import PaymentAttempt
 from payments.webhooks import sign_webhook
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import (
     STRIPE_API_KEY,
     STRIPE_WEBHOOK_SECRET,
@@ -52,10 +53,6 @@ STANDING = """{ viewer { standing {
 INVOICES = """
 query { invoices(first: 10) { nodes { id month status paidAt total { amount }
   dayLines(first: 100) { totalCount nodes { licenseKey days amount { amount } } } } } }"""
-CLOSE = f"""
-mutation($month: String!) {{
-  closeBillingMonth(input: {{month: $month}}) {{ month closed paid pastDue uncollected {ERRORS} }}
-}}"""
 
 
 async def card_typed_in(localstripe: LocalStripe, number: str = VISA) -> str:
@@ -131,7 +128,7 @@ async def partner_with(api: Api, staff_token: str, localstripe: LocalStripe, *nu
 
 async def close_july(api: Api, staff_token: str, clock: SettableClock) -> dict[str, Any]:
     clock.advance_to(first_of(8))
-    result: dict[str, Any] = (await api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
+    result: dict[str, Any] = await close_month(api, "2026-07", staff_token)
     assert result["errors"] == [], result
     return result
 

@@ -9,6 +9,7 @@ from domain.billing import BillingMonth
 from domain.clock import SettableClock
 from persistence.database import Database
 from resolvers.billing import CloseOutcome, close_partner_month
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import Api, PartnerAccess, enrol_in_good_standing
 from tests.integration.license_operations import (
     ACCEPT_TRANSFER,
@@ -30,12 +31,6 @@ query($month: String) {
     dayLines(first: 100) {
       totalCount edges { node { licenseKey site days amount { amount } product { slug } license { key } } }
     }
-  }
-}"""
-CLOSE = """
-mutation($month: String!) {
-  closeBillingMonth(input: {month: $month}) {
-    month closed alreadyClosed pending paid pastDue uncollected errors { code message field }
   }
 }"""
 INVOICES = """
@@ -73,9 +68,7 @@ def days_by_key(result: dict[str, Any]) -> dict[str, int]:
 
 async def close_july(api: Api, staff_token: str, clock: SettableClock) -> dict[str, Any]:
     clock.advance_to(datetime(2026, 8, 1, 0, 30, tzinfo=UTC))
-    body = await api.data(CLOSE, {"month": "2026-07"}, staff_token)
-    result: dict[str, Any] = body["closeBillingMonth"]
-    return result
+    return await close_month(api, "2026-07", staff_token)
 
 
 async def our_invoices(api: Api, token: str) -> list[dict[str, Any]]:
@@ -183,10 +176,10 @@ async def test_closing_a_month_twice_bills_it_once(
 ) -> None:
     await issue(api, good_partner.token)
     first = await close_july(api, staff_token, clock)
-    second = await api.data(CLOSE, {"month": "2026-07"}, staff_token)
+    second = await close_month(api, "2026-07", staff_token)
     assert first["closed"] >= 1
-    assert second["closeBillingMonth"]["closed"] == 0
-    assert second["closeBillingMonth"]["alreadyClosed"] >= 1
+    assert second["closed"] == 0
+    assert second["alreadyClosed"] >= 1
     assert len(await our_invoices(api, good_partner.token)) == 1
 
 
@@ -201,7 +194,7 @@ async def test_a_rerun_after_a_crash_closes_only_the_rest(
     # The crashed run had committed the first partner's invoice only.
     outcome = await close_partner_month(database, first.id, BillingMonth(2026, 7), now=clock.now())
     assert outcome is CloseOutcome.CLOSED
-    rerun = (await api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
+    rerun = await close_month(api, "2026-07", staff_token)
     assert rerun["alreadyClosed"] >= 1 and rerun["closed"] >= 1
     assert len(await our_invoices(api, first.token)) == 1
     assert len(await our_invoices(api, second.token)) == 1
@@ -231,20 +224,20 @@ async def test_a_closed_month_estimate_answers_what_was_billed(
 
 
 async def test_a_month_that_has_not_ended_cannot_be_closed(api: Api, staff_token: str) -> None:
-    refused = (await api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
+    refused = await close_month(api, "2026-07", staff_token)
     assert refused["errors"][0]["code"] == "MONTH_NOT_OVER"
     assert refused["errors"][0]["field"] == "month"
 
 
 async def test_a_malformed_month_is_refused(api: Api, staff_token: str, good_partner: PartnerAccess) -> None:
-    refused = (await api.data(CLOSE, {"month": "July 2026"}, staff_token))["closeBillingMonth"]
+    refused = await close_month(api, "July 2026", staff_token)
     assert refused["errors"][0]["code"] == "INVALID_INPUT"
     body = await api.call(ESTIMATE, {"month": "2026-13"}, good_partner.token)
     assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
 
 
 async def test_partners_cannot_close_months(api: Api, good_partner: PartnerAccess) -> None:
-    refused = (await api.data(CLOSE, {"month": "2026-06"}, good_partner.token))["closeBillingMonth"]
+    refused = await close_month(api, "2026-06", good_partner.token)
     assert refused["errors"][0]["code"] == "FORBIDDEN"
 
 

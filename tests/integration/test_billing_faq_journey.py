@@ -8,10 +8,10 @@ from app.devstripe import LocalStripe
 from domain.payments import AttemptStatus
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import Api, add_card, enrol
 from tests.integration.license_operations import ASSIGN, ISSUE, REVOKE, assign, fresh_site, issue, mutate
 from tests.integration.payment_operations import (
-    CLOSE,
     DECLINES_CHARGES,
     PAY,
     REMOVE,
@@ -39,7 +39,7 @@ async def sandbox_clock_to(api: Api, staff_token: str, instant: datetime) -> Non
 
 
 async def close(api: Api, staff_token: str, month: str) -> None:
-    closed = (await api.data(CLOSE, {"month": month}, staff_token))["closeBillingMonth"]
+    closed = await close_month(api, month, staff_token)
     assert closed["errors"] == [] and closed["closed"] >= 1
 
 

@@ -19,6 +19,7 @@ from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.dunning import revoke_licenses_for_nonpayment, run_dunning
 from tests.charges import charge
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import (
     STRIPE_API_KEY,
     STRIPE_WEBHOOK_SECRET,
@@ -30,7 +31,6 @@ from tests.integration.conftest import (
 from tests.integration.invoice_adjustment_operations import VOID, staff_does
 from tests.integration.license_operations import COUNTS, issue
 from tests.integration.payment_operations import (
-    CLOSE,
     PAY,
     VISA,
     attempts_of,
@@ -65,6 +65,7 @@ async def stripe_down_api(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as client:
         yield Api(client)
+    await app.state.services.jobs.close()
     await dead.close()
     await app.state.services.database.dispose()
 
@@ -190,7 +191,7 @@ async def test_a_stripe_outage_at_month_close_leaves_the_invoice_open_for_dunnin
     await issue(api, access.token)
     clock.advance_to(first_of(8))
 
-    closed = (await stripe_down_api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
+    closed = await close_month(stripe_down_api, "2026-07", staff_token)
 
     assert closed["uncollected"] >= 1
     invoice = await july_invoice(api, access.token)
@@ -411,7 +412,7 @@ async def test_a_failed_webhook_for_a_charge_whose_answer_was_lost_makes_the_ope
     access = await partner_with(api, staff_token, localstripe, VISA)
     await issue(api, access.token)
     clock.advance_to(first_of(8))
-    await stripe_down_api.data(CLOSE, {"month": "2026-07"}, staff_token)
+    await close_month(stripe_down_api, "2026-07", staff_token)
     invoice = await july_invoice(api, access.token)
     [lost] = await attempts_of(database, invoice["id"])
     assert (invoice["status"], lost.status) == ("OPEN", AttemptStatus.UNKNOWN)

@@ -12,6 +12,7 @@ from domain.payments import CollectionPolicy
 from payments.stripe_gateway import StripeGateway
 from persistence.database import Database
 from resolvers.dunning import run_dunning
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import Api, PartnerAccess
 from tests.integration.invoice_adjustment_operations import (
     REFUND,
@@ -23,7 +24,6 @@ from tests.integration.invoice_adjustment_operations import (
 )
 from tests.integration.license_operations import issue
 from tests.integration.payment_operations import (
-    CLOSE,
     DECLINES_CHARGES,
     attempts_of,
     close_july,
@@ -111,7 +111,7 @@ async def test_writing_off_the_older_of_two_past_due_invoices_moves_the_standing
 ) -> None:
     access, july = await past_due_july(api, staff_token, localstripe, clock)
     clock.advance_to(first_of(9))
-    closed = (await api.data(CLOSE, {"month": "2026-08"}, staff_token))["closeBillingMonth"]
+    closed = await close_month(api, "2026-08", staff_token)
     assert closed["errors"] == []
     [august] = [i for i in await invoices_of(api, access.token) if i["month"] == "2026-08"]
 

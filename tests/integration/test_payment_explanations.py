@@ -8,10 +8,10 @@ from app.devstripe import LocalStripe
 from domain.clock import SettableClock
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import Api, add_card
 from tests.integration.license_operations import ISSUE
 from tests.integration.payment_operations import (
-    CLOSE,
     PAY,
     VISA,
     card_typed_in,
@@ -45,7 +45,7 @@ async def test_paying_the_older_of_two_past_due_invoices_makes_the_newer_one_the
 ) -> None:
     access, july = await past_due_july(api, staff_token, localstripe, clock)
     clock.advance_to(first_of(9))
-    assert (await api.data(CLOSE, {"month": "2026-08"}, staff_token))["closeBillingMonth"]["pastDue"] >= 1
+    assert (await close_month(api, "2026-08", staff_token))["pastDue"] >= 1
     [august] = [i for i in await invoices_of(api, access.token) if i["month"] == "2026-08"]
     assert (august["status"], (await standing(api, access.token))["reasonInvoiceId"]) == (
         "PAST_DUE",

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from domain.clock import SettableClock
 from persistence.database import Database
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import Api
 from tests.integration.test_partners import partner_count
 
@@ -19,10 +20,6 @@ mutation($input: CreateApiTokenInput!) {
 }"""
 ADVANCE = """
 mutation($input: AdvanceSandboxClockInput!) { advanceSandboxClock(input: $input) { now errors { code } } }"""
-CLOSE = """
-mutation($input: CloseBillingMonthInput!) {
-  closeBillingMonth(input: $input) { closed alreadyClosed pending errors { code } }
-}"""
 
 
 async def test_replaying_create_partner_enrols_one_partner(
@@ -72,9 +69,8 @@ async def test_replaying_close_billing_month_answers_the_first_report(
 ) -> None:
     await api.data(CREATE_PARTNER, {"input": {"name": "Closing Agency"}}, staff_token)
     clock.advance_to(datetime(2026, 8, 1, 1, 0, tzinfo=UTC))
-    sent = {"input": {"month": "2026-07", "idempotencyKey": "close-july-run-1"}}
-    first = (await api.data(CLOSE, sent, staff_token))["closeBillingMonth"]
-    again = (await api.data(CLOSE, sent, staff_token))["closeBillingMonth"]
-    rerun = (await api.data(CLOSE, {"input": {"month": "2026-07"}}, staff_token))["closeBillingMonth"]
+    first = await close_month(api, "2026-07", staff_token, idempotency_key="close-july-run-1")
+    again = await close_month(api, "2026-07", staff_token, idempotency_key="close-july-run-1")
+    rerun = await close_month(api, "2026-07", staff_token)
     assert first["closed"] >= 1 and first == again
     assert rerun["closed"] == 0  # without the key it runs again, and finds the month closed

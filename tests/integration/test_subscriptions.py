@@ -12,6 +12,7 @@ from app.settings import Settings
 from domain.clock import SettableClock
 from domain.standing import StandingEvent
 from resolvers.feed import encode_feed_cursor
+from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import (
     Api,
     GraphQLSocket,
@@ -42,8 +43,6 @@ subscription($since: String) {
   }
 }"""
 EVENT_CURSOR = "{ eventCursor }"
-CLOSE = """
-mutation($month: String!) { closeBillingMonth(input: {month: $month}) { closed errors { code } } }"""
 
 
 def auth(token: str) -> dict[str, str]:
@@ -268,7 +267,7 @@ async def test_invoice_updated_delivers_the_invoice_when_the_month_is_closed(
         await connected(socket)
         await socket.subscribe("1", INVOICE_UPDATED, {"since": since})
         clock.advance_to(datetime(2026, 8, 1, 0, 30, tzinfo=UTC))
-        closed = (await live_api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"]
+        closed = await close_month(live_api, "2026-07", staff_token)
         assert closed["errors"] == [] and closed["closed"] >= 1
         [update] = await items(socket, "1", 1)
 
@@ -283,9 +282,7 @@ async def test_invoice_updated_delivers_each_refund_staff_make(
 ) -> None:
     await issue(live_api, good_partner.token)
     clock.advance_to(datetime(2026, 8, 1, 0, 30, tzinfo=UTC))
-    assert (await live_api.data(CLOSE, {"month": "2026-07"}, staff_token))["closeBillingMonth"][
-        "errors"
-    ] == []
+    assert (await close_month(live_api, "2026-07", staff_token))["errors"] == []
     since = await event_cursor(live_api, good_partner.token)
     invoices = await live_api.data("{ invoices(first: 1) { nodes { id } } }", token=good_partner.token)
     [invoice_id] = [node["id"] for node in invoices["invoices"]["nodes"]]

@@ -11,7 +11,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision = "0012_partner_webhooks"
-down_revision = "0010_billable_spans"
+down_revision = "0011_billing_runs"
 branch_labels = None
 depends_on = None
 

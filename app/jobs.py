@@ -1,0 +1,346 @@
+"""The job engine: every background task and periodic task is registered here, once, and runs on
+either engine:
+
+- **PostgreSQL**: procrastinate (jobs are rows in its tables, fetched with `FOR UPDATE SKIP LOCKED`,
+  retried with a growing pause, periodic tasks deferred by the workers themselves). `licensing worker`
+  runs a worker; start as many as you like, on any host. Its schema comes from migration 0011.
+- **SQLite**: the same task functions run in-process inside `licensing serve` (one at a time: SQLite
+  has one writer), with the same retries; periodic tasks run from the same cron expressions.
+
+Registering a task is one line below: a name, the use case (`async def task(job: Job, **arguments)`
+in resolvers/, idempotent), the system actor it acts as, and how often to retry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from croniter import croniter
+from sqlalchemy.engine import make_url
+
+from domain.billing_runs import MAX_PARTNER_TRIES as PARTNER_TRIES
+from domain.clock import Clock
+from domain.payments import CollectionPolicy
+from payments.gateway import PaymentGateway
+from persistence.database import Database
+from resolvers import billing_runs as runs
+from resolvers import dunning
+from resolvers.jobs import Job, JobQueue, JsonValue
+
+log = logging.getLogger("licensing.jobs")
+
+TaskFunction = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    function: TaskFunction
+    # Who the task acts as: recorded with what it does (see resolvers.jobs.Job.request_id).
+    actor: str
+    # Deliveries after the first when it raises; the pause doubles from `retry_seconds` each time.
+    retries: int = 0
+    retry_seconds: int = 2
+    queue: str = "default"
+    # A periodic task: a cron expression (UTC); the task takes no arguments.
+    cron: str | None = None
+
+
+@dataclass
+class TaskRegistry:
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+
+    def task(
+        self, name: str, function: TaskFunction, *, actor: str, retries: int = 0, queue: str = "default"
+    ) -> None:
+        self.tasks[name] = TaskSpec(name, function, actor, retries=retries, queue=queue)
+
+    def periodic(self, name: str, function: TaskFunction, *, actor: str, cron: str) -> None:
+        self.tasks[name] = TaskSpec(name, function, actor, cron=cron)
+
+    def spec(self, name: str) -> TaskSpec:
+        return self.tasks[name]
+
+    @property
+    def periodic_specs(self) -> list[TaskSpec]:
+        return [spec for spec in self.tasks.values() if spec.cron is not None]
+
+
+BILLING = "billing"  # the queue of month-close jobs
+
+TASKS = TaskRegistry()
+TASKS.task(runs.DISPATCH_RUN, runs.dispatch_run, actor="month-close", retries=5, queue=BILLING)
+TASKS.task(
+    runs.CLOSE_PARTNER, runs.close_run_partner, actor="month-close", retries=PARTNER_TRIES, queue=BILLING
+)
+TASKS.task(dunning.REVOKE_FOR_NONPAYMENT, dunning.revoke_for_nonpayment_job, actor="dunning", retries=5)
+TASKS.periodic(dunning.DAILY_DUNNING, dunning.daily_dunning, actor="dunning", cron="0 6 * * *")
+TASKS.periodic(runs.RESUME_STALLED, runs.resume_stalled_runs, actor="month-close", cron="*/5 * * * *")
+
+
+@dataclass
+class JobServices:
+    """What every task runs with, in a worker or in the server."""
+
+    database: Database
+    gateway: PaymentGateway
+    clock: Clock
+    policy: CollectionPolicy
+
+    def job(self, spec: TaskSpec, queue: JobQueue, job_id: str) -> Job:
+        return Job(self.database, self.gateway, self.clock, self.policy, queue, spec.actor, job_id)
+
+
+class JobEngine(JobQueue, Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessJobs:
+    """SQLite: tasks run one at a time in this process's event loop, retried like procrastinate does.
+
+    What is queued lives in memory: on start, unfinished billing runs are queued again (their steps
+    are idempotent), so a server that stopped mid-run finishes the run when it comes back."""
+
+    def __init__(
+        self, services: JobServices, registry: TaskRegistry = TASKS, *, periodic: bool = True
+    ) -> None:
+        self.services = services
+        self.registry = registry
+        self.periodic = periodic
+        self._queue: asyncio.Queue[tuple[TaskSpec, dict[str, JsonValue], int]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._numbers = iter(range(1, 1 << 62))
+
+    async def defer(self, task: str, **arguments: JsonValue) -> None:
+        self._put(self.registry.spec(task), arguments, 0)
+
+    async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None:
+        spec = self.registry.spec(task)
+        for one in arguments:
+            self._put(spec, one, 0)
+
+    async def start(self) -> None:
+        self._ensure_runner()
+        resume = self.services.job(self.registry.spec(runs.DISPATCH_RUN), self, "startup")
+        await runs.resume_unfinished_runs(resume)
+        if self.periodic:
+            for spec in self.registry.periodic_specs:
+                self._spawn(self._every(spec))
+
+    async def drain(self) -> None:
+        """Wait until everything queued (and what it queued) has run."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+            task.cancel()
+        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._runner = None
+
+    def _put(self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int) -> None:
+        self._ensure_runner()
+        self._queue.put_nowait((spec, arguments, attempt))
+
+    def _ensure_runner(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._work())
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _work(self) -> None:
+        while True:
+            spec, arguments, attempt = await self._queue.get()
+            try:
+                await spec.function(
+                    self.services.job(spec, self, f"local-{next(self._numbers)}"), **arguments
+                )
+            except Exception:
+                log.exception("task %s failed (attempt %d)", spec.name, attempt + 1)
+                if attempt < spec.retries:
+                    self._spawn(self._retry_later(spec, arguments, attempt + 1))
+            finally:
+                self._queue.task_done()
+
+    async def _retry_later(self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int) -> None:
+        await asyncio.sleep(spec.retry_seconds * 2 ** (attempt - 1))
+        self._put(spec, arguments, attempt)
+
+    async def _every(self, spec: TaskSpec) -> None:
+        schedule = croniter(spec.cron, datetime.now(UTC))
+        while True:
+            next_at: datetime = schedule.get_next(datetime)
+            await asyncio.sleep(max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
+            self._put(spec, {}, spec.retries)
+
+
+def psycopg_conninfo(database_url: str) -> str:
+    """The SQLAlchemy URL (postgresql+asyncpg://…) as libpq connection info for procrastinate."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ProcrastinateJobs:
+    """PostgreSQL: tasks are procrastinate jobs; any number of `licensing worker` processes run them."""
+
+    def __init__(
+        self,
+        database_url: str,
+        services: JobServices,
+        registry: TaskRegistry = TASKS,
+        *,
+        periodic: bool = True,
+        embedded_worker: bool = False,
+        queue_prefix: str = "",
+    ) -> None:
+        import procrastinate
+
+        self.services = services
+        self.registry = registry
+        self.periodic = periodic
+        self.embedded_worker = embedded_worker
+        self.queue_prefix = queue_prefix
+        self.app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(conninfo=psycopg_conninfo(database_url))
+        )
+        self._opened = False
+        self._worker: asyncio.Task[None] | None = None
+        for spec in registry.tasks.values():
+            self._register(procrastinate, spec)
+
+    def _register(self, procrastinate: Any, spec: TaskSpec) -> None:
+        retry = (
+            procrastinate.RetryStrategy(max_attempts=spec.retries, exponential_wait=spec.retry_seconds)
+            if spec.retries
+            else False
+        )
+
+        async def run(context: Any, **arguments: JsonValue) -> None:
+            arguments.pop("timestamp", None)  # what procrastinate gives a periodic task
+            job = self.services.job(spec, self, str(context.job.id))
+            await spec.function(job, **arguments)
+
+        task = self.app.task(name=spec.name, queue=self.queue(spec.queue), retry=retry, pass_context=True)(
+            run
+        )
+        if spec.cron is not None and self.periodic:
+            self.app.periodic(cron=spec.cron, periodic_id=spec.name)(task)  # type: ignore[arg-type]
+
+    def queue(self, name: str) -> str:
+        return self.queue_prefix + name
+
+    async def _open(self) -> None:
+        if not self._opened:
+            await self.app.open_async()
+            self._opened = True
+
+    async def defer(self, task: str, **arguments: JsonValue) -> None:
+        await self._open()
+        await self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue)).defer_async(
+            **arguments
+        )
+        if self.embedded_worker:
+            await self.start()
+
+    async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None:
+        await self._open()
+        deferrer = self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue))
+        for start in range(0, len(arguments), 1000):
+            batch: list[Any] = list(arguments[start : start + 1000])
+            await deferrer.batch_defer_async(*batch)
+        if self.embedded_worker:
+            await self.start()
+
+    async def retry_stalled_jobs(self, seconds_since_heartbeat: float = 30) -> int:
+        """Put back the jobs of workers that died (no heartbeat): they run again elsewhere."""
+        stalled = list(
+            await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
+        )
+        for job in stalled:
+            log.warning("job %s (%s) of a dead worker is run again", job.id, job.task_name)
+            await self.app.job_manager.retry_job(job)
+        return len(stalled)
+
+    async def run_worker(
+        self,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        queues: list[str] | None = None,
+        polling_seconds: float = 5.0,
+    ) -> None:
+        """Work until cancelled; every minute, jobs of dead workers are put back."""
+        await self._open()
+        sweeper = asyncio.create_task(self._sweep_stalled())
+        try:
+            await self.app.run_worker_async(
+                name=name or f"worker-{int(time.time())}",
+                concurrency=concurrency,
+                queues=[self.queue(queue) for queue in queues or self.queue_names()],
+                install_signal_handlers=False,
+                wait=True,
+                # LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
+                fetch_job_polling_interval=polling_seconds,
+            )
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    def queue_names(self) -> list[str]:
+        return sorted({spec.queue for spec in self.registry.tasks.values()})
+
+    async def _sweep_stalled(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await self.retry_stalled_jobs()
+            except Exception:
+                log.exception("could not look for stalled jobs")
+
+    async def start(self) -> None:
+        """Run a worker inside this process too (LICENSING_EMBEDDED_WORKER; the tests do)."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                self.run_worker(name="embedded", polling_seconds=0.5)
+            )
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker
+            self._worker = None
+        if self._opened:
+            await self.app.close_async()
+            self._opened = False
+
+
+def job_engine(
+    database_url: str,
+    services: JobServices,
+    *,
+    periodic: bool = True,
+    embedded_worker: bool = False,
+    queue_prefix: str = "",
+) -> InProcessJobs | ProcrastinateJobs:
+    """procrastinate on PostgreSQL, the in-process runner on SQLite."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return InProcessJobs(services, periodic=periodic)
+    return ProcrastinateJobs(
+        database_url, services, periodic=periodic, embedded_worker=embedded_worker, queue_prefix=queue_prefix
+    )

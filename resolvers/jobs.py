@@ -1,0 +1,58 @@
+"""What background tasks see: the queue to defer more work on, and the services a task runs with.
+
+A task is a plain async use case `async def task(job: Job, **arguments) -> None` whose arguments are
+JSON values. It must be idempotent and safe to run again after a crash at any point: the job engine
+(app/jobs.py: procrastinate on PostgreSQL, an in-process runner on SQLite) delivers it at least once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from domain.actors import Actor, SystemJob
+from domain.clock import Clock
+from domain.payments import CollectionPolicy
+from payments.gateway import PaymentGateway
+from persistence.database import Database
+
+JsonValue = str | int | float | bool | None
+
+
+class JobQueue(Protocol):
+    """Where use cases defer background work, by task name (see app/jobs.py for the registered ones)."""
+
+    async def defer(self, task: str, **arguments: JsonValue) -> None: ...
+
+    async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a task: its collaborators, and the system job it acts as ("month-close",
+    "dunning", …), which is set where the task is registered (app/jobs.py) and recorded on its events
+    as their actor (`recorded_as`), with `request_id` naming the job run."""
+
+    database: Database
+    gateway: PaymentGateway
+    clock: Clock
+    policy: CollectionPolicy
+    queue: JobQueue
+    actor: str
+    job_id: str
+
+    @property
+    def recorded_as(self) -> Actor:
+        """The actor this job's events are recorded as made by."""
+        return Actor.system(SystemJob(self.actor))
+
+    @property
+    def request_id(self) -> str:
+        """What this job's events and logs carry where a request's would carry its request id."""
+        return f"job:{self.actor}:{self.job_id}"
+
+    def now_at_least(self, instant: datetime) -> datetime:
+        """Now, but never before `instant` (a sandbox clock moved forward in another process)."""
+        return max(self.clock.now(), instant)
