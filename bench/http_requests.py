@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 from licenses_page import START, seed
 
+from domain.access import Role
 from persistence import migrate
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
@@ -60,7 +61,7 @@ async def seed_partner(url: str, licenses: int) -> str:
     try:
         partner_id = await seed(database, licenses)
         async with UnitOfWork(database) as uow:
-            token = await mint_token(uow, partner_id=partner_id, staff=False, label="bench", at=START)
+            token = await mint_token(uow, partner_id=partner_id, role=Role.ADMIN, label="bench", at=START)
         assert token.secret is not None
         return token.secret
     finally:

@@ -8,24 +8,23 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
 from schema.access import describe_access
 from schema.billing import BillingMutation, BillingQuery
-from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
 from schema.license_checks import LicenseCheckQuery
 from schema.licenses import LicenseMutation, LicenseQuery
-from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
+from schema.limits import DocumentGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
+from schema.pipeline import RequestPipeline
 from schema.products import ProductMutation, ProductQuery
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
-from schema.tokens import IdentifyCaller, TokenMutation, TokenQuery
+from schema.tokens import TokenMutation, TokenQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
@@ -74,7 +73,7 @@ class LicensingSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        # MaskUnexpectedErrors logs what needs logging, with the request id.
+        # schema.errors.mask_errors logs what needs logging, with the request id.
         return None
 
 
@@ -82,20 +81,11 @@ def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = (
     """The schema; every document is bounded by `limits` before it is validated (see schema.limits).
 
     `observers` (the app's logging and metrics extensions) run outermost: they see masked errors."""
-    limits = limits or QueryLimits()
-    verdicts = DocumentVerdicts()
-    # Order matters: each hook runs in this order. The gate measures the text before the parser
-    # cache parses it and the document before the validation cache validates it.
-    extensions: list[Any] = [
-        *observers,
-        # The parser stops after this many tokens: parsing is bounded before anything else runs.
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryGate(limits, verdicts),
-        GatedParserCache,
-        GatedValidationCache,
-        IdentifyCaller,
-        MaskUnexpectedErrors,
-    ]
+    gate = DocumentGate(limits or QueryLimits())
+    # The observers' hooks run first; then the pipeline bounds, parses and validates each document
+    # (measured before it is validated; parse and verdict cached per text), looks the caller up and
+    # masks errors (schema.pipeline).
+    extensions: list[Any] = [*observers, lambda: RequestPipeline(gate)]
     return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
+from typing import TypeVar
 
 import strawberry
 
@@ -12,10 +13,11 @@ from domain.money import format_micros
 from domain.products import Product as DomainProduct
 from domain.products import ProductPrice as DomainProductPrice
 from resolvers import products
-from resolvers.products import CatalogView, catalog_views
+from resolvers.products import CatalogView, catalog_views, products_by_slug
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 
+T = TypeVar("T")
 CURRENT_PRICE = (
     "the price in force today (in the caller's zone) in the caller's billing currency (staff: USD)"
 )
@@ -54,37 +56,62 @@ class Product:
         description="When staff retired it: no new licenses; licenses held keep billing."
     )
     domain: strawberry.Private[DomainProduct]
+    # The caller's CatalogView and today's price in it, when whoever made this Product had read the view
+    # already (a page of licenses: see `page_products`). Then the price fields answer at once.
+    view: strawberry.Private[CatalogView | None] = None
+    micros_today: strawberry.Private[int | None] = None
 
     @strawberry.field(description="Every dated price, by currency then effective date.")
     def prices(self) -> list[ProductPrice]:
         return [ProductPrice.from_domain(price) for price in self.domain.prices]
 
-    @strawberry.field(description=f"Price per license per day in micro-units: {CURRENT_PRICE}; 0 if none.")
-    async def daily_price_micros(self, info: Info) -> int:
-        return await _current_micros(info, self.domain) or 0
-
-    @strawberry.field(description=f"ISO 4217 code (lower case) of `dailyPriceMicros`: {CURRENT_PRICE}.")
-    async def currency(self, info: Info) -> str:
-        return (await _view(info)).currency
-
-    @strawberry.field(description="`dailyPriceMicros` as exact decimal text, e.g. '0.328767'.")
-    async def daily_price(self, info: Info) -> str:
-        return format_micros(await _current_micros(info, self.domain) or 0)
+    @strawberry.field(
+        description=f"Price per license per day in micro-units: {CURRENT_PRICE}; 0 if none.", graphql_type=int
+    )
+    def daily_price_micros(self, info: Info) -> int | Awaitable[int]:
+        return self._priced(info, lambda micros, _view: micros or 0)
 
     @strawberry.field(
-        description="Whether the caller can issue it today: not retired, and priced in its currency."
+        description=f"ISO 4217 code (lower case) of `dailyPriceMicros`: {CURRENT_PRICE}.", graphql_type=str
     )
-    async def available(self, info: Info) -> bool:
-        return not self.domain.is_retired and await _current_micros(info, self.domain) is not None
+    def currency(self, info: Info) -> str | Awaitable[str]:
+        return self._priced(info, lambda _micros, view: view.currency)
+
+    @strawberry.field(
+        description="`dailyPriceMicros` as exact decimal text, e.g. '0.328767'.", graphql_type=str
+    )
+    def daily_price(self, info: Info) -> str | Awaitable[str]:
+        return self._priced(info, lambda micros, _view: format_micros(micros or 0))
+
+    @strawberry.field(
+        description="Whether the caller can issue it today: not retired, and priced in its currency.",
+        graphql_type=bool,
+    )
+    def available(self, info: Info) -> bool | Awaitable[bool]:
+        return self._priced(info, lambda micros, _view: not self.domain.is_retired and micros is not None)
+
+    def _priced(self, info: Info, answer: Callable[[int | None, CatalogView], T]) -> T | Awaitable[T]:
+        """`answer` from today's price in the caller's view: at once when the view is known, else once it
+        has been read (one batched read per request)."""
+        if self.view is not None:
+            return answer(self.micros_today, self.view)
+
+        async def later() -> T:
+            view = await _view(info)
+            return answer(_current_micros(view, self.domain), view)
+
+        return later()
 
     @classmethod
-    def from_domain(cls, product: DomainProduct) -> Product:
+    def from_domain(cls, product: DomainProduct, view: CatalogView | None = None) -> Product:
         return cls(
             slug=product.slug,
             name=product.name,
             description=product.description,
             retired_at=product.retired_at,
             domain=product,
+            view=view,
+            micros_today=None if view is None else _current_micros(view, product),
         )
 
 
@@ -93,9 +120,19 @@ async def _view(info: Info) -> CatalogView:
     return view
 
 
-async def _current_micros(info: Info, product: DomainProduct) -> int | None:
-    view = await _view(info)
+def _current_micros(view: CatalogView, product: DomainProduct) -> int | None:
     return PriceBook(view.currency, product.prices).price_on(product.slug, view.today)
+
+
+PRICE_FIELDS = frozenset({"dailyPriceMicros", "currency", "dailyPrice", "available"})
+
+
+async def page_products(info: Info, slugs: Iterable[str], *, priced: bool) -> dict[str, Product]:
+    """The products of a page of items, read once for the whole page (one statement, plus the caller's
+    view when `priced`), so each item's product and its price fields answer without awaiting."""
+    found = await request_loader(info, "products", products_by_slug).load_many(sorted(set(slugs)))
+    view = await _view(info) if priced else None
+    return {product.slug: Product.from_domain(product, view) for product in found if product is not None}
 
 
 @strawberry.input(description="A new product (it can be issued once it has a price in a currency).")
