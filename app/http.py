@@ -18,7 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
@@ -283,6 +283,26 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+class GraphQLPosts:
+    """ASGI middleware, innermost: a POST to /graphql goes straight to the GraphQL app, as the router
+    would send it (same route in the scope, for the metrics), without matching the route table or the
+    exception middleware (that app answers its own refusals). Everything else is routed as before."""
+
+    def __init__(self, app: ASGIApp, *, route: Route) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+        if direct and scope["path"] == self.route.path:
+            scope["route"] = self.route
+            scope["endpoint"] = self.route.endpoint
+            scope["path_params"] = {}
+            await self.route.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def tune_garbage_collection(gen0_threshold: int) -> None:
     """Collect less often than CPython's default (700 allocations): a month's estimate or close makes
     ~100k objects that live for the whole request, and each young collection re-walks them."""
@@ -389,10 +409,11 @@ def create_app(
         outcome = await apply_webhook(services.database, services.gateway, event, now=services.clock.now())
         return JSONResponse({"received": True, "outcome": outcome.value})
 
+    graphql_route = Route("/graphql", graphql, methods=["GET", "POST"])
     app = Starlette(
         routes=[
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            graphql_route,
             Route("/invoices/{invoice_id}/day-lines.csv", invoice_csv),
             Route("/invoices/{invoice_id}.pdf", invoice_pdf),
             WebSocketRoute("/graphql", graphql),
@@ -410,6 +431,7 @@ def create_app(
                 timeout_seconds=settings.request_timeout_seconds,
             ),
             Middleware(RequestObserver, metrics=metrics),
+            Middleware(GraphQLPosts, route=graphql_route),
         ],
     )
     app.state.services = services

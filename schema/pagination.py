@@ -30,6 +30,9 @@ class Edge(Generic[Node]):
 
 @strawberry.type(description="A page of a list (keyset cursors; `first` is at most 100).")
 class Connection(Generic[Node]):
+    edges: list[Edge[Node]] = strawberry.field(
+        resolver=lambda root: root.page_edges(), description="The items on this page, with cursors."
+    )
     page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
     # None when the query did not select `totalCount` (see `selects_total_count`).
     counted: strawberry.Private[int | None]
@@ -37,8 +40,7 @@ class Connection(Generic[Node]):
     listed: strawberry.Private[list[Node]]
     page: strawberry.Private[Page[Any]]
 
-    @strawberry.field(description="The items on this page, with cursors.")
-    def edges(self) -> list[Edge[Node]]:
+    def page_edges(self) -> list[Edge[Node]]:
         pairs = zip(self.page.items, self.listed, strict=True)
         return [Edge(node=node, cursor=cursor) for (cursor, _), node in pairs]
 

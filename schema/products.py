@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
@@ -56,10 +57,9 @@ class Product:
         description="When staff retired it: no new licenses; licenses held keep billing."
     )
     domain: strawberry.Private[DomainProduct]
-    # The caller's CatalogView and today's price in it, when whoever made this Product had read the view
-    # already (a page of licenses: see `page_products`). Then the price fields answer at once.
-    view: strawberry.Private[CatalogView | None] = None
-    micros_today: strawberry.Private[int | None] = None
+    # Today's price in the caller's view, when whoever made this Product had read the view already (a
+    # page of licenses: see `page_products`). Then the price fields answer at once.
+    today: strawberry.Private[PriceToday | None] = None
 
     @strawberry.field(description="Every dated price, by currency then effective date.")
     def prices(self) -> list[ProductPrice]:
@@ -69,38 +69,30 @@ class Product:
         description=f"Price per license per day in micro-units: {CURRENT_PRICE}; 0 if none.", graphql_type=int
     )
     def daily_price_micros(self, info: Info) -> int | Awaitable[int]:
-        return self._priced(info, lambda micros, _view: micros or 0)
+        return self.today.micros if self.today else self._later(info, lambda today: today.micros)
 
     @strawberry.field(
         description=f"ISO 4217 code (lower case) of `dailyPriceMicros`: {CURRENT_PRICE}.", graphql_type=str
     )
     def currency(self, info: Info) -> str | Awaitable[str]:
-        return self._priced(info, lambda _micros, view: view.currency)
+        return self.today.currency if self.today else self._later(info, lambda today: today.currency)
 
     @strawberry.field(
         description="`dailyPriceMicros` as exact decimal text, e.g. '0.328767'.", graphql_type=str
     )
     def daily_price(self, info: Info) -> str | Awaitable[str]:
-        return self._priced(info, lambda micros, _view: format_micros(micros or 0))
+        return self.today.text if self.today else self._later(info, lambda today: today.text)
 
     @strawberry.field(
         description="Whether the caller can issue it today: not retired, and priced in its currency.",
         graphql_type=bool,
     )
     def available(self, info: Info) -> bool | Awaitable[bool]:
-        return self._priced(info, lambda micros, _view: not self.domain.is_retired and micros is not None)
+        return self.today.available if self.today else self._later(info, lambda today: today.available)
 
-    def _priced(self, info: Info, answer: Callable[[int | None, CatalogView], T]) -> T | Awaitable[T]:
-        """`answer` from today's price in the caller's view: at once when the view is known, else once it
-        has been read (one batched read per request)."""
-        if self.view is not None:
-            return answer(self.micros_today, self.view)
-
-        async def later() -> T:
-            view = await _view(info)
-            return answer(_current_micros(view, self.domain), view)
-
-        return later()
+    async def _later(self, info: Info, answer: Callable[[PriceToday], T]) -> T:
+        """`answer` once the caller's view is read (one batched read per request)."""
+        return answer(PriceToday.of(self.domain, await _view(info)))
 
     @classmethod
     def from_domain(cls, product: DomainProduct, view: CatalogView | None = None) -> Product:
@@ -110,18 +102,33 @@ class Product:
             description=product.description,
             retired_at=product.retired_at,
             domain=product,
-            view=view,
-            micros_today=None if view is None else _current_micros(view, product),
+            today=None if view is None else PriceToday.of(product, view),
+        )
+
+
+@dataclass(frozen=True)
+class PriceToday:
+    """A product's price in force today in the caller's view, as the price fields show it."""
+
+    micros: int
+    currency: str
+    text: str
+    available: bool
+
+    @classmethod
+    def of(cls, product: DomainProduct, view: CatalogView) -> PriceToday:
+        micros = PriceBook(view.currency, product.prices).price_on(product.slug, view.today)
+        return cls(
+            micros=micros or 0,
+            currency=view.currency,
+            text=format_micros(micros or 0),
+            available=not product.is_retired and micros is not None,
         )
 
 
 async def _view(info: Info) -> CatalogView:
     view: CatalogView = await request_loader(info, "catalog_view", catalog_views).load("caller")
     return view
-
-
-def _current_micros(view: CatalogView, product: DomainProduct) -> int | None:
-    return PriceBook(view.currency, product.prices).price_on(product.slug, view.today)
 
 
 PRICE_FIELDS = frozenset({"dailyPriceMicros", "currency", "dailyPrice", "available"})

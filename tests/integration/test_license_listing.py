@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 from domain.clock import SettableClock
 from persistence.database import Database
@@ -198,3 +199,45 @@ async def test_page_size_and_foreign_cursors_are_refused(api: Api, good_partner:
     for variables in ({"first": 0}, {"first": 101}, {"after": "not-a-cursor"}):
         body = await api.call(LIST, variables, good_partner.token)
         assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT", variables
+
+
+DASHBOARD = """{ viewer { id name standing { state allowedActions } }
+  licenseCounts { issued assigned revoked notRevoked all }
+  licenses(first: 5) { nodes { key product { name dailyPrice } } } }"""
+
+
+async def test_a_query_reads_all_its_fields_through_one_connection(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    """The token, the viewer, its standing, the counts and a page: one read transaction, not one each."""
+    await issue(api, good_partner.token, "jetpack-backup", 6)
+    checkouts: list[object] = []
+
+    def checked_out(*_: Any) -> None:
+        checkouts.append(None)
+
+    event.listen(Pool, "checkout", checked_out)
+    try:
+        with counted_statements() as sent:
+            body = await api.data(DASHBOARD, {}, good_partner.token)
+    finally:
+        event.remove(Pool, "checkout", checked_out)
+    assert body["licenseCounts"]["all"] == 6 and len(body["licenses"]["nodes"]) == 5
+    assert body["viewer"]["standing"]["state"] == "GOOD"
+    assert len(sent) >= 5, sent
+    assert len(checkouts) == 1, sent
+
+
+async def test_a_mutation_answers_with_what_it_wrote(api: Api, good_partner: PartnerAccess) -> None:
+    """A mutation's payload is read after its write commits (its reads share no earlier snapshot)."""
+    [key] = await issue(api, good_partner.token, "jetpack-scan", 1)
+    body = await api.data(
+        """mutation($key: String!) { revokeLicense(input: {key: $key}) {
+             license { key state product { name } } errors { code } } }""",
+        {"key": key},
+        good_partner.token,
+    )
+    revoked = body["revokeLicense"]
+    assert revoked["errors"] == [] and revoked["license"]["state"] == "REVOKED"
+    assert revoked["license"]["product"]["name"]
+    assert (await api.data(DASHBOARD, {}, good_partner.token))["licenseCounts"]["revoked"] == 1
