@@ -1,13 +1,14 @@
-"""Latency of `licenses(first: 100)` for a partner holding 100k licenses, beside two floors.
+"""Latency of `licenses(first: 100)` for a partner holding 100k licenses, beside its floors.
 
 Seeds a temporary SQLite file by bulk insert (Core, not the API), then runs the page (with and
 without `totalCount`, and 500 pages deep) through the schema in-process, as the service runs a query
-over HTTP (its reads share one transaction), and prints median / p95 wall time and median CPU time in
-milliseconds and the SQL statements each page sends, beside a trivial Strawberry query and
-graphql-core serving the same page shape from memory (parse, validate and execute every time), with
-the ratios (wall and CPU: on a machine shared with other work the CPU ratio swings less). With
-DATABASE_URL set to a PostgreSQL database, that database is measured too (its licenses and events
-tables are filled; use a scratch database).
+over HTTP (its reads share one transaction), and prints median / p95 wall time, median CPU time and
+the SQL statements each page sends, beside a trivial Strawberry query, graphql-core serving the same
+page shape from memory (parse, validate and execute every time: the floor of issue 14) and Strawberry
+serving it from memory (what Strawberry's own execution costs), with the ratios (wall and CPU: on a
+machine shared with other work the CPU ratio swings less). With DATABASE_URL set to a PostgreSQL
+database, that database is measured too (its licenses and events tables are filled; use a scratch
+database).
 
     .venv/bin/python bench/licenses_page.py [--licenses 100000] [--runs 50]
 """
@@ -25,12 +26,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import graphql
 import strawberry
 from sqlalchemy import event, select
+from strawberry.extensions import ParserCache, ValidationCache
 
 from app.demo import DEMO_CATALOG
 from domain.clock import SettableClock
@@ -73,6 +76,59 @@ class TrivialQuery:
     @strawberry.field(description="100 plain objects.")
     async def numbers(self) -> list[Plain]:
         return [Plain(value=i, label=f"n{i}") for i in range(100)]
+
+
+@strawberry.enum(description="A license's state.")
+class MemoryState(Enum):
+    ISSUED = "issued"
+
+
+@strawberry.type(description="A product from memory.")
+class MemoryProduct:
+    name: str = strawberry.field(description="Name.")
+    daily_price: str = strawberry.field(description="Price.")
+
+
+@strawberry.type(description="A license from memory.")
+class MemoryLicense:
+    key: str = strawberry.field(description="Key.")
+    state: MemoryState = strawberry.field(description="State.")
+    site: str | None = strawberry.field(description="Site.")
+    issued_at: datetime = strawberry.field(description="Issued.")
+    product: MemoryProduct = strawberry.field(description="Product.")
+
+
+@strawberry.type(description="Cursors.")
+class MemoryPageInfo:
+    end_cursor: str | None = strawberry.field(description="Last cursor.")
+
+
+@strawberry.type(description="A page from memory.")
+class MemoryConnection:
+    page_info: MemoryPageInfo = strawberry.field(description="Cursors.")
+    nodes: list[MemoryLicense] = strawberry.field(description="Items.")
+
+
+MEMORY_PAGE = MemoryConnection(
+    page_info=MemoryPageInfo(end_cursor="x"),
+    nodes=[
+        MemoryLicense(
+            key=f"jetpack-backup_{i:032x}",
+            state=MemoryState.ISSUED,
+            site=None,
+            issued_at=START,
+            product=MemoryProduct(name="Jetpack Backup", daily_price="0.328767"),
+        )
+        for i in range(100)
+    ],
+)
+
+
+@strawberry.type(description="Strawberry's own floor: the page's shape from memory, no database.")
+class MemoryQuery:
+    @strawberry.field(description="The same page every time.")
+    def licenses(self, first: int) -> MemoryConnection:
+        return MEMORY_PAGE
 
 
 async def seed(database: Database, count: int) -> str:
@@ -248,6 +304,11 @@ async def measure(url: str, count: int, runs: int) -> None:
                         schema, PAGE_AFTER, context, {"after": deep}
                     ),
                     "floor: graphql-core, same page in memory": memory_floor(),
+                    "Strawberry (cached parse), same page in memory": through(
+                        strawberry.Schema(query=MemoryQuery, extensions=[ParserCache, ValidationCache]),
+                        PAGE_WITHOUT_COUNT,
+                        context,
+                    ),
                     "trivial Strawberry query, 100 objects": through(
                         strawberry.Schema(query=TrivialQuery), TRIVIAL, context
                     ),
@@ -264,7 +325,7 @@ async def measure(url: str, count: int, runs: int) -> None:
                 f"   {samples.statements} statements"
             )
         floor = "floor: graphql-core, same page in memory"
-        for label in list(measured)[:3]:
+        for label in [*list(measured)[:3], "Strawberry (cached parse), same page in memory"]:
             print(
                 f"  {label} / graphql-core floor (median): {wall[label] / wall[floor]:.2f}x wall, "
                 f"{cpu[label] / cpu[floor]:.2f}x CPU (goal <= 1.5x without totalCount)"

@@ -16,12 +16,13 @@ from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
 from schema.license_checks import LicenseCheckQuery
-from schema.licenses import LicenseMutation, LicenseQuery
+from schema.licenses import LICENSE_READY_FIELDS, LicenseMutation, LicenseQuery
 from schema.limits import DocumentGate, QueryLimits
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
 from schema.pipeline import RequestPipeline
-from schema.products import ProductMutation, ProductQuery
+from schema.products import PRODUCT_READY_FIELDS, ProductMutation, ProductQuery
+from schema.ready_fields import install as install_ready_fields
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
 from schema.tokens import TokenMutation, TokenQuery
@@ -86,7 +87,9 @@ def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = (
     # (measured before it is validated; parse and verdict cached per text), looks the caller up and
     # masks errors (schema.pipeline).
     extensions: list[Any] = [*observers, lambda: RequestPipeline(gate)]
-    return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    schema = LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    install_ready_fields(schema, [*LICENSE_READY_FIELDS, *PRODUCT_READY_FIELDS])
+    return schema
 
 
 def export_sdl() -> str:

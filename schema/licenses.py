@@ -33,6 +33,7 @@ from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
 from schema.pagination import Connection, connection, selected_field_names, selects_total_count
 from schema.products import PRICE_FIELDS, Product, page_products
+from schema.ready_fields import NOT_READY, ReadyField
 
 strawberry.enum(
     LicenseState,
@@ -168,6 +169,12 @@ class License:
             product_slug=holding.product_slug,
             listed_product=None if products is None else products.get(holding.product_slug),
         )
+
+
+# A license listed with its page's products answers `product` without a resolver call.
+LICENSE_READY_FIELDS = [
+    ReadyField("License", "product", lambda holding: holding.listed_product or NOT_READY),
+]
 
 
 @strawberry.type(description="An offer to hand a license to another partner, redeemed with a one-time code.")

@@ -17,6 +17,7 @@ from resolvers import products
 from resolvers.products import CatalogView, catalog_views, products_by_slug
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, UserError, attempt
+from schema.ready_fields import NOT_READY, ReadyField
 
 T = TypeVar("T")
 CURRENT_PRICE = (
@@ -132,6 +133,13 @@ async def _view(info: Info) -> CatalogView:
 
 
 PRICE_FIELDS = frozenset({"dailyPriceMicros", "currency", "dailyPrice", "available"})
+# A product priced for the caller (`today` set) answers its price fields without a resolver call.
+PRODUCT_READY_FIELDS = [
+    ReadyField("Product", "dailyPriceMicros", lambda p: p.today.micros if p.today else NOT_READY),
+    ReadyField("Product", "currency", lambda p: p.today.currency if p.today else NOT_READY),
+    ReadyField("Product", "dailyPrice", lambda p: p.today.text if p.today else NOT_READY),
+    ReadyField("Product", "available", lambda p: p.today.available if p.today else NOT_READY),
+]
 
 
 async def page_products(info: Info, slugs: Iterable[str], *, priced: bool) -> dict[str, Product]:
