@@ -36,6 +36,8 @@ from sqlalchemy import event, select
 from strawberry.extensions import ParserCache, ValidationCache
 
 from app.demo import DEMO_CATALOG
+from app.http import tune_garbage_collection
+from app.settings import Settings
 from domain.clock import SettableClock
 from domain.principals import Principal
 from domain.support import SupportContact
@@ -339,6 +341,8 @@ async def main() -> None:
     parser.add_argument("--licenses", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
+    # As a served worker collects garbage (app.http.tune_garbage_collection, the default setting).
+    tune_garbage_collection(Settings().gc_gen0_threshold)
     with tempfile.TemporaryDirectory() as directory:
         url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
         await asyncio.to_thread(migrate.upgrade, url)
