@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,11 +19,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import process_result
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.audit_export import audit_filter
@@ -43,7 +47,7 @@ from persistence.database import Database
 from persistence.feed import PostgresListener
 from persistence.tokens import TOKEN_SIGNAL_PREFIX
 from resolvers.audit_log import audit_log_csv as export_audit_log
-from resolvers.context import RequestContext
+from resolvers.context import RequestContext, SharedReads
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
 from resolvers.stripe_webhooks import apply_webhook
@@ -164,13 +168,60 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope, receive=receive)
         try:
-            response = await self.run(Request(scope, receive=receive))
+            if scope["method"] == "POST" and is_json(scope) and not self._stream_transport_map:
+                response = await self.answer_json_post(request)
+            else:
+                response = await self.run(request)
         except HTTPException as refused:
             code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST}.get(refused.status_code)
             body = error_body(code or ErrorCode.BAD_REQUEST, refused.reason, request_id_for(scope))
             response = Response(body, status_code=refused.status_code, media_type="application/json")
         await response(scope, receive, send)
+
+    async def answer_json_post(self, request: Request) -> Response:
+        """A POST with a JSON body, answered as Strawberry's `run` answers it (same checks, refusals and
+        result) without the steps that only other transports need (GET, GraphiQL, multipart, streams)."""
+        context = self.request_context(request)
+        context.shared_reads = SharedReads(self.services.database)
+        try:
+            return await self._answer_json_post(request, context)
+        finally:
+            await context.end_reads()
+
+    async def _answer_json_post(self, request: Request, context: RequestContext) -> Response:
+        data = self.parse_json(await request.body())
+        query, variables, extensions = data.get("query"), data.get("variables"), data.get("extensions")
+        if not isinstance(query, str | None):
+            raise HTTPException(400, "The GraphQL operation's `query` must be a string or null, if provided.")
+        if not isinstance(variables, dict | None):
+            raise HTTPException(
+                400, "The GraphQL operation's `variables` must be an object or null, if provided."
+            )
+        if not isinstance(extensions, dict | None):
+            raise HTTPException(
+                400, "The GraphQL operation's `extensions` must be an object or null, if provided."
+            )
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=data.get("operationName"),
+                allowed_operation_types=POST_OPERATIONS,
+                operation_extensions=extensions,
+            )
+        except CannotGetOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason()) from error
+        except InvalidOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason("POST")) from error
+        except MissingQueryError as error:
+            raise HTTPException(400, "No GraphQL query found in the request") from error
+        return Response(self.encode_json(process_result(result)), media_type="application/json")
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from HTTP bodies and websocket messages; anything else is a JSONDecodeError (400/4400)."""
@@ -192,7 +243,10 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        """The token is looked up when the operation needs a caller (schema.tokens.IdentifyCaller)."""
+        return self.request_context(request)
+
+    def request_context(self, request: Request | WebSocket) -> RequestContext:
+        """The token is looked up when the operation needs a caller (schema.tokens.identify_if_needed)."""
         context = self.anonymous_context(request_id_for(request.scope))
         # A websocket's caller comes from its connection_params (on_ws_connect), not from headers.
         context.over_websocket = isinstance(request, WebSocket)
@@ -225,6 +279,17 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         )
 
 
+POST_OPERATIONS = OperationType.from_http("POST")
+
+
+def is_json(scope: Scope) -> bool:
+    """Whether the request says its body is JSON (`application/json`, with or without parameters)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.partition(b";")[0].strip().lower() == b"application/json"
+    return False
+
+
 def refusal(error: DomainError) -> JSONResponse:
     """A download refused: 401 without a valid token, 404 for an invoice the caller may not see, 400 for
     bad parameters."""
@@ -251,11 +316,41 @@ def cors_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+class GraphQLPosts:
+    """ASGI middleware, innermost: a POST to /graphql goes straight to the GraphQL app, as the router
+    would send it (same route in the scope, for the metrics), without matching the route table or the
+    exception middleware (that app answers its own refusals). Everything else is routed as before."""
+
+    def __init__(self, app: ASGIApp, *, route: Route) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+        if direct and scope["path"] == self.route.path:
+            scope["route"] = self.route
+            scope["endpoint"] = self.route.endpoint
+            scope["path_params"] = {}
+            await self.route.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def tune_garbage_collection(gen0_threshold: int) -> None:
     """Collect less often than CPython's default (700 allocations): a month's estimate or close makes
     ~100k objects that live for the whole request, and each young collection re-walks them."""
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gen0_threshold, gen1, gen2)
+
+
+def tune_logging() -> None:
+    """For a served worker (app.asgi; tests keep the defaults): log records skip what no line of ours
+    prints: the caller's source line (a stack walk per record), thread, process and multiprocessing
+    names (the logging HOWTO's "Optimization" switches)."""
+    logging._srcfile = None  # type: ignore[attr-defined]  # documented there as the way to skip it
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def create_app(
@@ -388,10 +483,11 @@ def create_app(
         outcome = await apply_webhook(services.database, services.gateway, event, now=services.clock.now())
         return JSONResponse({"received": True, "outcome": outcome.value})
 
+    graphql_route = Route("/graphql", graphql, methods=["GET", "POST"])
     app = Starlette(
         routes=[
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            graphql_route,
             Route("/invoices/{invoice_id}/day-lines.csv", invoice_csv),
             Route("/invoices/{invoice_id}.pdf", invoice_pdf),
             Route("/audit-log.csv", audit_log_csv),
@@ -410,6 +506,7 @@ def create_app(
                 timeout_seconds=settings.request_timeout_seconds,
             ),
             Middleware(RequestObserver, metrics=metrics),
+            Middleware(GraphQLPosts, route=graphql_route),
         ],
     )
     app.state.services = services

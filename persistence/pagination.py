@@ -8,9 +8,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, func, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
@@ -18,6 +18,8 @@ from domain.errors import DomainError, ErrorCode
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
+# The label of the whole list's count among a counted page's columns.
+PAGE_TOTAL = "page_total_count"
 DEFAULT_PAGE_SIZE = 20
 
 
@@ -26,10 +28,47 @@ class Page(Generic[T]):
     """One page of a list: each item with its cursor, whether more follow, and the size of the whole list
     (None when it was not asked for: counting a long list costs more than reading a page of it)."""
 
-    items: list[tuple[str, T]]
+    items: Sequence[tuple[str, T]]
     has_next_page: bool
     has_previous_page: bool
     total_count: int | None
+
+
+class CursoredItems(Sequence[tuple[str, T]]):
+    """A page's items with their cursors, each cursor encoded only when it is read (a page listed
+    without `edges` reads two: the first and the last)."""
+
+    def __init__(self, items: list[T], values: list[Sequence[Any]], codec: CursorCodec) -> None:
+        self.nodes = items
+        self._values = values
+        self._codec = codec
+        self._cursors: dict[int, str] = {}
+
+    def cursor(self, index: int) -> str:
+        index = range(len(self.nodes))[index]
+        known = self._cursors.get(index)
+        if known is None:
+            known = self._cursors[index] = self._codec.encode(self._values[index])
+        return known
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, T]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, T]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, T] | list[tuple[str, T]]:
+        if isinstance(index, slice):
+            return [(self.cursor(i), self.nodes[i]) for i in range(len(self.nodes))[index]]
+        return self.cursor(index), self.nodes[index]
+
+
+def page_nodes(page: Page[T]) -> list[T]:
+    """A page's items without their cursors (none is encoded)."""
+    if isinstance(page.items, CursoredItems):
+        return page.items.nodes
+    return [item for _, item in page.items]
 
 
 def page_size(first: int | None) -> int:
@@ -131,13 +170,14 @@ class SortKey:
     descending: bool = False
 
     def after(self, values: list[Any]) -> ColumnElement[bool]:
-        """Rows strictly past the cursor in this order (expanded OR form: works where NULL-free)."""
-        clauses = []
-        for index, column in enumerate(self.columns):
-            equal_prefix = [c == v for c, v in zip(self.columns[:index], values[:index], strict=True)]
-            beyond = column < values[index] if self.descending else column > values[index]
-            clauses.append(and_(*equal_prefix, beyond))
-        return or_(*clauses)
+        """Rows strictly past the cursor in this order, as one row-value comparison, `(a, b) < (?, ?)`
+        (the sort columns hold no NULLs): SQLite and PostgreSQL seek the ordering index to the cursor,
+        where the equivalent `a < ? OR (a = ? AND b < ?)` makes SQLite walk the index from its start."""
+        bound = [literal(value, column.type) for column, value in zip(self.columns, values, strict=True)]
+        if len(bound) == 1:
+            return self.columns[0] < bound[0] if self.descending else self.columns[0] > bound[0]
+        left, right = tuple_(*self.columns), tuple_(*bound)
+        return left < right if self.descending else left > right
 
     def order_by(self) -> list[Any]:
         return [c.desc() if self.descending else c.asc() for c in self.columns]
@@ -154,17 +194,25 @@ async def keyset_page(
     cursor_values: Callable[[Row[Any]], Sequence[Any]],
     count_total: bool = True,
 ) -> Page[T]:
-    """Run `statement` as one page: at most `first` rows past `after`, plus (if asked) the total count."""
+    """Run `statement` as one page: at most `first` rows past `after`, plus (if asked) the total count.
+
+    One statement: the count of the whole list (`after` does not apply to it) rides along as a scalar
+    subquery column of the page's rows; only a page with no rows asks for it again on its own."""
     size = page_size(first)
-    total = None
-    if count_total:
-        count = select(func.count()).select_from(statement.order_by(None).subquery())
-        total = int((await connection.execute(count)).scalar_one())
     paged = statement
     if after is not None:
         paged = paged.where(sort.after(sort.cursor.decode(after)))
-    rows = (await connection.execute(paged.order_by(*sort.order_by()).limit(size + 1))).all()
-    items = [(sort.cursor.encode(cursor_values(row)), to_item(row)) for row in rows[:size]]
+    paged = paged.order_by(*sort.order_by()).limit(size + 1)
+    # COUNT over the list's own FROM and WHERE (not over a subquery of its columns).
+    count = statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+    if count_total:
+        paged = paged.add_columns(count.scalar_subquery().correlate(None).label(PAGE_TOTAL))
+    rows = (await connection.execute(paged)).all()
+    total = None
+    if count_total:
+        total = int(rows[0]._mapping[PAGE_TOTAL] if rows else (await connection.execute(count)).scalar_one())
+    kept = rows[:size]
+    items = CursoredItems([to_item(row) for row in kept], [cursor_values(row) for row in kept], sort.cursor)
     return Page(
         items=items,
         has_next_page=len(rows) > size,

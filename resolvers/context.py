@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +26,53 @@ class CheckLimiter(Protocol):
     """Rate limits on license checks (resolvers.license_checks.CheckLimits)."""
 
     async def retry_after(self, address: str) -> int | None: ...
+
+
+class SharedReads:
+    """One read-only unit of work lent, in turn, to every reader of one query operation.
+
+    Opened by the first reader and ended with the request (`end`): the fields of a query read one
+    snapshot through one connection and one transaction instead of one each. Readers take turns (a
+    lock): a reader block awaits only its unit of work, never another reader. The same task reading
+    again inside its own block gets a unit of work of its own. An unexpected error inside a block ends
+    the shared unit of work (on PostgreSQL a failed statement spoils the transaction); the next reader
+    opens a new one.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._uow: UnitOfWork | None = None
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[object] | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[UnitOfWork]:
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            async with UnitOfWork(self._database, read_only=True) as own:
+                yield own
+            return
+        async with self._lock:
+            self._holder = task
+            try:
+                if self._uow is None:
+                    uow = UnitOfWork(self._database, read_only=True)
+                    await uow.__aenter__()
+                    self._uow = uow
+                yield self._uow
+            except DomainError:
+                raise
+            except BaseException:
+                await self.end()
+                raise
+            finally:
+                self._holder = None
+
+    async def end(self) -> None:
+        """Roll the shared transaction back and give its connection back (idempotent)."""
+        uow, self._uow = self._uow, None
+        if uow is not None:
+            await uow.__aexit__(None, None, None)
 
 
 @dataclass
@@ -66,6 +116,9 @@ class RequestContext:
 
     # Where background work is deferred (app/jobs.py: procrastinate on PostgreSQL, in-process on SQLite).
     jobs: JobQueue | None = None
+    # Set for a query over HTTP (app.http; schema.pipeline drops it for other operations): its readers
+    # share one read transaction, ended when the request is answered.
+    shared_reads: SharedReads | None = None
 
     @property
     def actor_token_id(self) -> str | None:
@@ -120,8 +173,15 @@ class RequestContext:
         """A writing unit of work whose events name this request's actor and request id."""
         return UnitOfWork(self.database, actor=self.actor, request_id=self.request_id)
 
-    def reader(self) -> UnitOfWork:
+    def reader(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
+        """A read-only unit of work: the request's shared one for a query (see SharedReads)."""
+        if self.shared_reads is not None:
+            return self.shared_reads.use()
         return UnitOfWork(self.database, read_only=True)
+
+    async def end_reads(self) -> None:
+        if self.shared_reads is not None:
+            await self.shared_reads.end()
 
     def sandbox_clock(self) -> SettableClock:
         if not self.sandbox or not isinstance(self.clock, SettableClock):

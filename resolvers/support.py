@@ -6,5 +6,5 @@ from domain.support import SupportContact
 from resolvers.context import RequestContext
 
 
-async def support(ctx: RequestContext) -> SupportContact:
+def support(ctx: RequestContext) -> SupportContact:
     return ctx.support

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,9 +62,15 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def authenticate(database: Database, secret: str, at: datetime) -> Principal | None:
-    """The caller behind a secret, unless it is unknown, revoked or expired at `at`."""
-    async with UnitOfWork(database, read_only=True) as uow:
+async def authenticate(
+    database: Database,
+    secret: str,
+    at: datetime,
+    reader: Callable[[], AbstractAsyncContextManager[UnitOfWork]] | None = None,
+) -> Principal | None:
+    """The caller behind a secret, unless it is unknown, revoked or expired at `at` (looked up through
+    `reader`, the request's reads, when given)."""
+    async with (reader or (lambda: UnitOfWork(database, read_only=True)))() as uow:
         token = await uow.tokens.find_active(hash_token(secret), at)
     if token is None:
         return None
@@ -110,7 +118,7 @@ async def identify_caller(ctx: RequestContext) -> None:
     token, ctx.unread_token = ctx.unread_token, None
     if token is None:
         return
-    ctx.principal = await authenticate(ctx.database, token, ctx.clock.now()) if token else None
+    ctx.principal = await authenticate(ctx.database, token, ctx.clock.now(), ctx.reader) if token else None
     ctx.credential_problem = UNKNOWN_TOKEN if ctx.principal is None else None
 
 

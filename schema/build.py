@@ -8,27 +8,27 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
 from schema.access import describe_access
 from schema.audit_log import AuditLogQuery
 from schema.billing import BillingMutation, BillingQuery
 from schema.billing_runs import BillingRunQuery, BillingRunSubscription
-from schema.errors import MaskUnexpectedErrors
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
 from schema.license_checks import LicenseCheckQuery, LicenseCheckSubscription
-from schema.licenses import LicenseMutation, LicenseQuery
-from schema.limits import DocumentVerdicts, GatedParserCache, GatedValidationCache, QueryGate, QueryLimits
+from schema.licenses import LICENSE_READY_FIELDS, LicenseMutation, LicenseQuery
+from schema.limits import DocumentGate, QueryLimits
 from schema.nodes import NodeQuery
 from schema.partners import PartnerMutation, PartnerQuery
 from schema.payments import PaymentMutation
-from schema.products import ProductMutation, ProductQuery
+from schema.pipeline import RequestPipeline
+from schema.products import PRODUCT_READY_FIELDS, ProductMutation, ProductQuery
+from schema.ready_fields import install as install_ready_fields
 from schema.sandbox import SandboxMutation
 from schema.support import SupportQuery
-from schema.tokens import IdentifyCaller, TokenMutation, TokenQuery
+from schema.tokens import TokenMutation, TokenQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
@@ -84,7 +84,7 @@ class LicensingSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        # MaskUnexpectedErrors logs what needs logging, with the request id.
+        # schema.errors.mask_errors logs what needs logging, with the request id.
         return None
 
 
@@ -92,21 +92,14 @@ def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = (
     """The schema; every document is bounded by `limits` before it is validated (see schema.limits).
 
     `observers` (the app's logging and metrics extensions) run outermost: they see masked errors."""
-    limits = limits or QueryLimits()
-    verdicts = DocumentVerdicts()
-    # Order matters: each hook runs in this order. The gate measures the text before the parser
-    # cache parses it and the document before the validation cache validates it.
-    extensions: list[Any] = [
-        *observers,
-        # The parser stops after this many tokens: parsing is bounded before anything else runs.
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryGate(limits, verdicts),
-        GatedParserCache,
-        GatedValidationCache,
-        IdentifyCaller,
-        MaskUnexpectedErrors,
-    ]
-    return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    gate = DocumentGate(limits or QueryLimits())
+    # The observers' hooks run first; then the pipeline bounds, parses and validates each document
+    # (measured before it is validated; parse and verdict cached per text), looks the caller up and
+    # masks errors (schema.pipeline).
+    extensions: list[Any] = [*observers, lambda: RequestPipeline(gate)]
+    schema = LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    install_ready_fields(schema, [*LICENSE_READY_FIELDS, *PRODUCT_READY_FIELDS])
+    return schema
 
 
 def export_sdl() -> str:

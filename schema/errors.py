@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterator
-from typing import TypeVar
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
-from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionResult, StreamExecutionResult
 
 from domain.errors import DomainError
 from domain.errors import ErrorCode as DomainErrorCode
@@ -101,23 +99,11 @@ async def attempt(call: Awaitable[T]) -> tuple[T | None, list[UserError]]:
         return None, [UserError.from_domain(error)]
 
 
-class MaskUnexpectedErrors(SchemaExtension):
-    """DomainErrors raised by query fields become coded errors; anything else is masked with a request id."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        request_id = getattr(self.execution_context.context, "request_id", "unknown")
+def mask_errors(result: Any, request_id: str) -> None:
+    """DomainErrors raised by fields become coded errors; anything else is masked with a request id.
+    (Over websockets each result is sent as it is yielded: its errors are presented before that.)"""
+    if result is not None and result.errors:
         result.errors = [present_error(error, request_id) for error in result.errors]
-
-    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
-        """Over websockets each result is sent as it is yielded: present its errors before that."""
-        if isinstance(result, ExecutionResult) and result.errors:
-            request_id = getattr(self.execution_context.context, "request_id", "unknown")
-            result.errors = [present_error(error, request_id) for error in result.errors]
-        yield
 
 
 def present_error(error: GraphQLError, request_id: str) -> GraphQLError:

@@ -6,6 +6,7 @@ the same number of SQL statements as a page of 10.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, cast
@@ -25,6 +26,7 @@ from domain.licenses import License as DomainLicense
 from domain.licenses import Transfer as DomainTransfer
 from domain.products import Product as DomainProduct
 from persistence.events import RecordedEvent
+from persistence.pagination import page_nodes
 from resolvers import licenses
 from resolvers.feed import encode_feed_cursor
 from resolvers.products import products_by_slug
@@ -32,8 +34,9 @@ from schema.actors import Actor, actor_for
 from schema.context import Info, request_loader
 from schema.enums import described_enum
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
-from schema.pagination import After, Connection, First, connection, selects_total_count
-from schema.products import Product
+from schema.pagination import After, Connection, First, connection, selected_field_names, selects_total_count
+from schema.products import PRICE_FIELDS, Product, page_products
+from schema.ready_fields import NOT_READY, ReadyField
 from schema.relay import Node
 
 described_enum(
@@ -154,9 +157,16 @@ class License(Node):
     held_until: datetime | None = strawberry.field(description="End of the billed holding, if it ended.")
     partner_id: strawberry.Private[str]
     product_slug: strawberry.Private[str]
+    # Its product as read for the whole page it is listed on (LicenseQuery.licenses); None elsewhere.
+    listed_product: strawberry.Private[Product | None] = None
 
-    @strawberry.field(description="The licensed product.")
-    async def product(self, info: Info) -> Product:
+    @strawberry.field(description="The licensed product.", graphql_type=Product)
+    def product(self, info: Info) -> Product | Awaitable[Product]:
+        if self.listed_product is not None:
+            return self.listed_product
+        return self._product(info)
+
+    async def _product(self, info: Info) -> Product:
         found = await request_loader(info, "products", products_by_slug).load(self.product_slug)
         return Product.from_domain(cast(DomainProduct, found))
 
@@ -179,7 +189,7 @@ class License(Node):
         return [LicenseEvent.from_recorded(event) for event in recorded]
 
     @classmethod
-    def from_domain(cls, holding: DomainLicense) -> License:
+    def from_domain(cls, holding: DomainLicense, products: Mapping[str, Product] | None = None) -> License:
         return cls(
             id=strawberry.ID(holding.id),
             key=holding.key,
@@ -193,7 +203,14 @@ class License(Node):
             held_until=holding.held_until,
             partner_id=holding.partner_id,
             product_slug=holding.product_slug,
+            listed_product=None if products is None else products.get(holding.product_slug),
         )
+
+
+# A license listed with its page's products answers `product` without a resolver call.
+LICENSE_READY_FIELDS = [
+    ReadyField("License", "product", lambda holding: holding.listed_product or NOT_READY),
+]
 
 
 @strawberry.type(description="An offer to hand a license to another partner, redeemed with a one-time code.")
@@ -349,7 +366,12 @@ class LicenseQuery:
             after=after,
             count_total=selects_total_count(info),
         )
-        return connection(page, License.from_domain)
+        # The page's products (and their prices, when asked) in one read for the whole page.
+        selected = selected_field_names(info)
+        slugs = {holding.product_slug for holding in page_nodes(page)}
+        priced = bool(selected & PRICE_FIELDS)
+        products = await page_products(info, slugs, priced=priced) if "product" in selected else None
+        return connection(page, lambda holding: License.from_domain(holding, products))
 
     @strawberry.field(description="How many of the partner's licenses are in each state.")
     async def license_counts(self, info: Info) -> LicenseCounts:

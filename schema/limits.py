@@ -10,7 +10,6 @@ before validation runs; validation of what passes is then bounded too (see `Quer
 
 from __future__ import annotations
 
-import contextlib
 import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping
@@ -28,8 +27,9 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     StringValueNode,
+    parse,
 )
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
@@ -247,89 +247,90 @@ def refuse_subscription_over_http(context: ExecutionContext) -> None:
         )
 
 
-class DocumentVerdicts:
-    """The gate's verdict on each parsed document, kept for the most recent `size` documents.
+@dataclass
+class PreparedDocument:
+    """A parsed text with what the gate and validation found about it, computed once per text."""
 
-    `GatedParserCache` hands every request with the same text the same `DocumentNode`, so a verdict is
-    looked up by the document's identity (the entry keeps the document alive, so its id is not reused).
-    Hashing a document instead would walk every node of it on each request.
+    document: DocumentNode
+    # The gate's refusal, once measured (None: within the limits).
+    refusal: GraphQLError | None = None
+    measured: bool = False
+    # Validation's errors, by the validation rules they were found with.
+    validated: dict[tuple[Any, ...], list[GraphQLError]] = field(default_factory=dict)
+
+
+class DocumentGate:
+    """Parses, measures and validates each document text once, for the most recent `size` texts.
+
+    `parse` bounds the text (its size, then the parser's token limit) before parsing it; `validate`
+    refuses a document over a limit before validation runs (QUERY_TOO_COMPLEX), then checks the
+    request's variables and its transport (run on every request), then answers validation's errors.
+    The verdict and validation errors of a text are kept with its parsed document: a repeated text costs
+    one dictionary lookup. A refused or unparseable text is not kept (Strawberry parses it again and
+    answers the syntax error in the error model).
     """
 
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._verdicts: OrderedDict[int, tuple[DocumentNode, GraphQLError | None]] = OrderedDict()
-
-    def verdict(self, document: DocumentNode, text: str | None, limits: QueryLimits) -> GraphQLError | None:
-        """The refusal for `document` (None when it is within the limits), measured once."""
-        known = self._verdicts.get(id(document))
-        if known is not None and known[0] is document:
-            self._verdicts.move_to_end(id(document))
-            return known[1]
-        try:
-            check_document(document, limits, text)
-            refusal = None
-        except QueryRefused as refused:
-            refusal = refused.error
-        self._verdicts[id(document)] = (document, refusal)
-        if len(self._verdicts) > self.size:
-            self._verdicts.popitem(last=False)
-        return refusal
-
-
-class QueryGate(SchemaExtension):
-    """Checks every document (HTTP and websockets) against `QueryLimits` before validation."""
-
-    def __init__(self, limits: QueryLimits, verdicts: DocumentVerdicts | None = None) -> None:
+    def __init__(self, limits: QueryLimits, size: int = 256) -> None:
         self.limits = limits
-        self.verdicts = verdicts or DocumentVerdicts()
+        self.size = size
+        self._prepared: OrderedDict[str, PreparedDocument] = OrderedDict()
 
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.query is not None and context.graphql_document is None:
-            self._check(lambda: check_document_text(context.query or "", self.limits))
-        yield
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.pre_execution_errors is None and context.graphql_document is not None:
-            refusal = self.verdicts.verdict(context.graphql_document, context.query, self.limits)
-            if refusal is not None:
-                context.pre_execution_errors = [refusal]
-                yield
-                return
-            self._check(lambda: refuse_control_characters(context.variables or {}))
-            self._check(lambda: refuse_subscription_over_http(context))
-        yield
-
-    def _check(self, check: Any) -> None:
+    def parse(self, context: ExecutionContext) -> None:
+        query = context.query
+        context.parse_options["max_tokens"] = self.limits.max_tokens
+        if query is None or context.graphql_document is not None:
+            return
+        prepared = self._prepared.get(query)
+        if prepared is not None:
+            self._prepared.move_to_end(query)
+            context.graphql_document = prepared.document
+            return
         try:
-            check()
+            check_document_text(query, self.limits)
         except QueryRefused as refused:
             # Strawberry skips validation when an extension has already set the errors.
-            self.execution_context.pre_execution_errors = [refused.error]
+            context.pre_execution_errors = [refused.error]
+            return
+        try:
+            document = parse(query, max_tokens=self.limits.max_tokens)
+        except GraphQLError:
+            return
+        self._prepared[query] = PreparedDocument(document)
+        if len(self._prepared) > self.size:
+            self._prepared.popitem(last=False)
+        context.graphql_document = document
 
+    def validate(self, context: ExecutionContext) -> None:
+        """Set the refusal or validation's errors as the pre-execution errors ([] when there are none)."""
+        document = context.graphql_document
+        if context.pre_execution_errors is not None or document is None:
+            return
+        prepared = self._prepared.get(context.query) if context.query is not None else None
+        if prepared is not None and prepared.document is not document:
+            prepared = None  # a document that did not come from this text: measured on its own
+        if prepared is None:
+            prepared = PreparedDocument(document)
+        if not prepared.measured:
+            prepared.refusal = self._measure(document, context.query)
+            prepared.measured = True
+        if prepared.refusal is not None:
+            context.pre_execution_errors = [prepared.refusal]
+            return
+        try:
+            refuse_control_characters(context.variables or {})
+            refuse_subscription_over_http(context)
+        except QueryRefused as refused:
+            context.pre_execution_errors = [refused.error]
+            return
+        rules = context.validation_rules
+        errors = prepared.validated.get(rules)
+        if errors is None:
+            errors = prepared.validated[rules] = validate_document(context.schema._schema, document, rules)
+        context.pre_execution_errors = errors
 
-class GatedParserCache(ParserCache):
-    """Strawberry's parser cache, after `QueryGate`: a text the gate refused is not parsed into it.
-
-    A text that does not parse is left to Strawberry, which parses it again and answers the syntax
-    error in the error model (raised here, it would escape the error masking).
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.pre_execution_errors is None:
-            with contextlib.suppress(GraphQLError):
-                context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        yield
-
-
-class GatedValidationCache(ValidationCache):
-    """Strawberry's validation cache, after `QueryGate`. Strawberry's own sets the validation errors
-    unconditionally, which would replace (and so lift) the gate's refusal; this one keeps it."""
-
-    def on_validate(self) -> Iterator[None]:
-        if self.execution_context.pre_execution_errors is None:
-            yield from super().on_validate()
-        else:
-            yield
+    def _measure(self, document: DocumentNode, text: str | None) -> GraphQLError | None:
+        try:
+            check_document(document, self.limits, text)
+        except QueryRefused as refused:
+            return refused.error
+        return None

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from persistence.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, page_nodes
 
 Item = TypeVar("Item")
 Node = TypeVar("Node")
@@ -42,10 +42,19 @@ class Edge(Generic[Node]):
 
 @strawberry.type(description="A page of a list (keyset cursors; `first` is at most 100).")
 class Connection(Generic[Node]):
-    edges: list[Edge[Node]] = strawberry.field(description="The items on this page, with cursors.")
+    edges: list[Edge[Node]] = strawberry.field(
+        resolver=lambda root: root.page_edges(), description="The items on this page, with cursors."
+    )
     page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
     # None when the query did not select `totalCount` (see `selects_total_count`).
     counted: strawberry.Private[int | None]
+    # The items, and the page they came from (its cursors are encoded only if `edges` are selected).
+    listed: strawberry.Private[list[Node]]
+    page: strawberry.Private[Page[Any]]
+
+    def page_edges(self) -> list[Edge[Node]]:
+        pairs = zip(self.page.items, self.listed, strict=True)
+        return [Edge(node=node, cursor=cursor) for (cursor, _), node in pairs]
 
     @strawberry.field(description="How many items the whole list has.")
     def total_count(self) -> int:
@@ -55,18 +64,19 @@ class Connection(Generic[Node]):
 
     @strawberry.field(description="The items on this page, without cursors.")
     def nodes(self) -> list[Node]:
-        return [edge.node for edge in self.edges]
+        return self.listed
 
 
 def connection(page: Page[Item], to_node: Callable[[Item], Node]) -> Connection[Node]:
-    edges = [Edge(node=to_node(item), cursor=cursor) for cursor, item in page.items]
+    items = page.items
     return Connection(
-        edges=edges,
+        listed=[to_node(item) for item in page_nodes(page)],
+        page=page,
         page_info=PageInfo(
             has_next_page=page.has_next_page,
             has_previous_page=page.has_previous_page,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=items[0][0] if items else None,
+            end_cursor=items[-1][0] if items else None,
         ),
         counted=page.total_count,
     )
@@ -83,3 +93,16 @@ def selects_total_count(info: Any) -> bool:
             else:  # a fragment spread or an inline fragment: look inside
                 pending.append(selection)
     return False
+
+
+def selected_field_names(info: Any) -> set[str]:
+    """The names of every field selected under the field being resolved, at any depth (fragments
+    included): enough to tell whether a page's items will need their products or prices."""
+    names: set[str] = set()
+    pending: list[Any] = list(info.selected_fields)
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, SelectedField):
+                names.add(selection.name)
+            pending.append(selection)
+    return names

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 
@@ -14,11 +15,13 @@ from domain.products import Product as DomainProduct
 from domain.products import ProductPrice as DomainProductPrice
 from resolvers import products
 from resolvers.nodes import product_node_id
-from resolvers.products import CatalogView, catalog_views
+from resolvers.products import CatalogView, catalog_views, products_by_slug
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
+from schema.ready_fields import NOT_READY, ReadyField
 from schema.relay import Node
 
+T = TypeVar("T")
 CURRENT_PRICE = (
     "the price in force today (in the caller's zone) in the caller's billing currency (staff: USD)"
 )
@@ -60,31 +63,45 @@ class Product(Node):
         description="When staff retired it: no new licenses; licenses held keep billing."
     )
     domain: strawberry.Private[DomainProduct]
+    # Today's price in the caller's view, when whoever made this Product had read the view already (a
+    # page of licenses: see `page_products`). Then the price fields answer at once.
+    today: strawberry.Private[PriceToday | None] = None
 
     @strawberry.field(description="Every dated price, by currency then effective date.")
     def prices(self) -> list[ProductPrice]:
         return [ProductPrice.from_domain(price) for price in self.domain.prices]
 
-    @strawberry.field(description=f"Price per license per day in micro-units: {CURRENT_PRICE}; 0 if none.")
-    async def daily_price_micros(self, info: Info) -> int:
-        return await _current_micros(info, self.domain) or 0
-
-    @strawberry.field(description=f"ISO 4217 code (lower case) of `dailyPriceMicros`: {CURRENT_PRICE}.")
-    async def currency(self, info: Info) -> str:
-        return (await _view(info)).currency
-
-    @strawberry.field(description="`dailyPriceMicros` as exact decimal text, e.g. '0.328767'.")
-    async def daily_price(self, info: Info) -> str:
-        return format_micros(await _current_micros(info, self.domain) or 0)
+    @strawberry.field(
+        description=f"Price per license per day in micro-units: {CURRENT_PRICE}; 0 if none.", graphql_type=int
+    )
+    def daily_price_micros(self, info: Info) -> int | Awaitable[int]:
+        return self.today.micros if self.today else self._later(info, lambda today: today.micros)
 
     @strawberry.field(
-        description="Whether the caller can issue it today: not retired, and priced in its currency."
+        description=f"ISO 4217 code (lower case) of `dailyPriceMicros`: {CURRENT_PRICE}.", graphql_type=str
     )
-    async def available(self, info: Info) -> bool:
-        return not self.domain.is_retired and await _current_micros(info, self.domain) is not None
+    def currency(self, info: Info) -> str | Awaitable[str]:
+        return self.today.currency if self.today else self._later(info, lambda today: today.currency)
+
+    @strawberry.field(
+        description="`dailyPriceMicros` as exact decimal text, e.g. '0.328767'.", graphql_type=str
+    )
+    def daily_price(self, info: Info) -> str | Awaitable[str]:
+        return self.today.text if self.today else self._later(info, lambda today: today.text)
+
+    @strawberry.field(
+        description="Whether the caller can issue it today: not retired, and priced in its currency.",
+        graphql_type=bool,
+    )
+    def available(self, info: Info) -> bool | Awaitable[bool]:
+        return self.today.available if self.today else self._later(info, lambda today: today.available)
+
+    async def _later(self, info: Info, answer: Callable[[PriceToday], T]) -> T:
+        """`answer` once the caller's view is read (one batched read per request)."""
+        return answer(PriceToday.of(self.domain, await _view(info)))
 
     @classmethod
-    def from_domain(cls, product: DomainProduct) -> Product:
+    def from_domain(cls, product: DomainProduct, view: CatalogView | None = None) -> Product:
         return cls(
             id=strawberry.ID(product_node_id(product.slug)),
             slug=product.slug,
@@ -92,6 +109,27 @@ class Product(Node):
             description=product.description,
             retired_at=product.retired_at,
             domain=product,
+            today=None if view is None else PriceToday.of(product, view),
+        )
+
+
+@dataclass(frozen=True)
+class PriceToday:
+    """A product's price in force today in the caller's view, as the price fields show it."""
+
+    micros: int
+    currency: str
+    text: str
+    available: bool
+
+    @classmethod
+    def of(cls, product: DomainProduct, view: CatalogView) -> PriceToday:
+        micros = PriceBook(view.currency, product.prices).price_on(product.slug, view.today)
+        return cls(
+            micros=micros or 0,
+            currency=view.currency,
+            text=format_micros(micros or 0),
+            available=not product.is_retired and micros is not None,
         )
 
 
@@ -100,9 +138,22 @@ async def _view(info: Info) -> CatalogView:
     return view
 
 
-async def _current_micros(info: Info, product: DomainProduct) -> int | None:
-    view = await _view(info)
-    return PriceBook(view.currency, product.prices).price_on(product.slug, view.today)
+PRICE_FIELDS = frozenset({"dailyPriceMicros", "currency", "dailyPrice", "available"})
+# A product priced for the caller (`today` set) answers its price fields without a resolver call.
+PRODUCT_READY_FIELDS = [
+    ReadyField("Product", "dailyPriceMicros", lambda p: p.today.micros if p.today else NOT_READY),
+    ReadyField("Product", "currency", lambda p: p.today.currency if p.today else NOT_READY),
+    ReadyField("Product", "dailyPrice", lambda p: p.today.text if p.today else NOT_READY),
+    ReadyField("Product", "available", lambda p: p.today.available if p.today else NOT_READY),
+]
+
+
+async def page_products(info: Info, slugs: Iterable[str], *, priced: bool) -> dict[str, Product]:
+    """The products of a page of items, read once for the whole page (one statement, plus the caller's
+    view when `priced`), so each item's product and its price fields answer without awaiting."""
+    found = await request_loader(info, "products", products_by_slug).load_many(sorted(set(slugs)))
+    view = await _view(info) if priced else None
+    return {product.slug: Product.from_domain(product, view) for product in found if product is not None}
 
 
 @strawberry.input(description="A new product (it can be issued once it has a price in a currency).")

@@ -18,6 +18,7 @@ class SupportContact:
 @strawberry.type
 class SupportQuery:
     @strawberry.field(description="How to reach support (no token needed).")
-    async def support(self, info: Info) -> SupportContact:
-        contact = await support.support(info.context)
+    def support(self, info: Info) -> SupportContact:
+        # From settings: nothing to await, so no coroutine per request.
+        contact = support.support(info.context)
         return SupportContact(message=contact.message, email=contact.email, url=contact.url)

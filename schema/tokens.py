@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
 import strawberry
 from graphql import FieldNode, get_operation_ast
-from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from domain.access import ApiToken as StoredToken
@@ -41,16 +39,12 @@ described_enum(
 ANONYMOUS_ROOT_FIELDS = frozenset({"support", "__typename", "__schema", "__type"})
 
 
-class IdentifyCaller(SchemaExtension):
-    """Looks the request's bearer token up before execution, unless no root field needs a caller."""
-
-    async def on_execute(self) -> AsyncIterator[None]:
-        context = self.execution_context
-        request = context.context
-        needs_lookup = isinstance(request, RequestContext) and request.unread_token is not None
-        if needs_lookup and not only_anonymous_fields(context):
-            await tokens.identify_caller(request)
-        yield
+async def identify_if_needed(context: ExecutionContext) -> None:
+    """Look the request's bearer token up before execution, unless no root field needs a caller."""
+    request = context.context
+    needs_lookup = isinstance(request, RequestContext) and request.unread_token is not None
+    if needs_lookup and not only_anonymous_fields(context):
+        await tokens.identify_caller(request)
 
 
 def only_anonymous_fields(context: ExecutionContext) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 from domain.clock import SettableClock
 from persistence.database import Database
@@ -62,9 +63,9 @@ async def test_a_page_of_100_costs_the_same_statements_as_a_page_of_10(
     assert {n["product"]["slug"] for n in large["nodes"]} == {"jetpack-backup", "jetpack-scan"}
     assert all(n["events"] for n in large["nodes"])
     assert len(ten) == len(hundred), (ten, hundred)
-    # The token, the count, the page, the products with their prices, the caller's currency (whose
+    # The token, the page with its count, the products with their prices, the caller's currency (whose
     # prices `dailyPrice` shows), the events: whatever the page size.
-    assert len(hundred) == 6, hundred
+    assert len(hundred) == 5, hundred
 
 
 PAGE_WITHOUT_COUNT = """{ licenses(first: 100) { pageInfo { endCursor }
@@ -81,6 +82,24 @@ async def test_a_page_that_does_not_ask_for_total_count_does_not_count_the_whole
     assert not [s for s in sent if "count(" in s.lower()], sent
     # The token, the page, the products with their prices, the caller's currency.
     assert len(sent) == 4, sent
+
+
+async def test_a_page_of_100_with_products_and_prices_is_three_statements_counted_or_not(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    """Besides the token's lookup (once per request): the page (its count riding along as a column when
+    `totalCount` is asked), the page's products with their prices, and the caller's currency."""
+    await issue(api, good_partner.token, "jetpack-backup", 60)
+    await issue(api, good_partner.token, "jetpack-scan", 60)
+    counted_query = PAGE_WITHOUT_COUNT.replace("pageInfo", "totalCount pageInfo")
+    for query in (PAGE_WITHOUT_COUNT, counted_query):
+        with counted_statements() as sent:
+            body = await api.data(query, {}, good_partner.token)
+        assert len(body["licenses"]["nodes"]) == 100
+        assert all(node["product"]["dailyPrice"] for node in body["licenses"]["nodes"])
+        page_statements = [s for s in sent if "api_tokens" not in s]
+        assert len(page_statements) == 3, page_statements
+    assert body["licenses"]["totalCount"] == 120
 
 
 async def test_total_count_asked_for_in_a_fragment_is_counted(api: Api, good_partner: PartnerAccess) -> None:
@@ -180,3 +199,45 @@ async def test_page_size_and_foreign_cursors_are_refused(api: Api, good_partner:
     for variables in ({"first": 0}, {"first": 101}, {"after": "not-a-cursor"}):
         body = await api.call(LIST, variables, good_partner.token)
         assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT", variables
+
+
+DASHBOARD = """{ viewer { id name standing { state allowedActions } }
+  licenseCounts { issued assigned revoked notRevoked all }
+  licenses(first: 5) { nodes { key product { name dailyPrice } } } }"""
+
+
+async def test_a_query_reads_all_its_fields_through_one_connection(
+    api: Api, good_partner: PartnerAccess
+) -> None:
+    """The token, the viewer, its standing, the counts and a page: one read transaction, not one each."""
+    await issue(api, good_partner.token, "jetpack-backup", 6)
+    checkouts: list[object] = []
+
+    def checked_out(*_: Any) -> None:
+        checkouts.append(None)
+
+    event.listen(Pool, "checkout", checked_out)
+    try:
+        with counted_statements() as sent:
+            body = await api.data(DASHBOARD, {}, good_partner.token)
+    finally:
+        event.remove(Pool, "checkout", checked_out)
+    assert body["licenseCounts"]["all"] == 6 and len(body["licenses"]["nodes"]) == 5
+    assert body["viewer"]["standing"]["state"] == "GOOD"
+    assert len(sent) >= 5, sent
+    assert len(checkouts) == 1, sent
+
+
+async def test_a_mutation_answers_with_what_it_wrote(api: Api, good_partner: PartnerAccess) -> None:
+    """A mutation's payload is read after its write commits (its reads share no earlier snapshot)."""
+    [key] = await issue(api, good_partner.token, "jetpack-scan", 1)
+    body = await api.data(
+        """mutation($key: String!) { revokeLicense(input: {key: $key}) {
+             license { key state product { name } } errors { code } } }""",
+        {"key": key},
+        good_partner.token,
+    )
+    revoked = body["revokeLicense"]
+    assert revoked["errors"] == [] and revoked["license"]["state"] == "REVOKED"
+    assert revoked["license"]["product"]["name"]
+    assert (await api.data(DASHBOARD, {}, good_partner.token))["licenseCounts"]["revoked"] == 1
