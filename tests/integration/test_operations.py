@@ -218,8 +218,14 @@ async def test_the_server_logs_json_lines_with_request_id_partner_and_operation(
             json={"query": "query Wallet { viewer { name } }"},
             headers={"Authorization": f"Bearer {partner_token}", "X-Request-Id": "trace-0042"},
         )
-    lines = [json.loads(line) for line in server.log.read_text().splitlines()]
-    [request] = [line for line in lines if line.get("request_id") == "trace-0042"]
+    # The request's line is written once its response has gone out, so it may trail the answer a little.
+    for _ in range(50):
+        lines = [json.loads(line) for line in server.log.read_text().splitlines()]
+        logged = [line for line in lines if line.get("request_id") == "trace-0042"]
+        if logged:
+            break
+        await asyncio.sleep(0.1)
+    [request] = logged
     assert request["message"] == "request" and request["level"] == "info"
     assert request["operation"] == "Wallet" and request["partner_id"].startswith("ptr_")
     assert (request["method"], request["path"], request["status"]) == ("POST", "/graphql", 200)
