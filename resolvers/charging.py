@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from domain.actors import Actor, SystemJob
+from domain.actors import Actor
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import UNPAID_STATUSES, Invoice
 from domain.payments import (
@@ -91,11 +91,6 @@ class Collector:
     def writer(self) -> UnitOfWork:
         """A unit of work whose events name this collector's actor."""
         return UnitOfWork(self.database, actor=self.actor, request_id=self.request_id)
-
-    def acting_as(self, job: SystemJob) -> Collector:
-        """This collector running `job`: its token through the job, or (no token) the job itself."""
-        actor = Actor.system(job) if self.actor is None else self.actor.via(job)
-        return dataclasses.replace(self, actor=actor)
 
 
 async def collect_invoice(
