@@ -30,7 +30,7 @@ from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_f
 from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
-from app.sockets import TokenBoundHandler
+from app.sockets import TokenBoundHandler, TokenWatches
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import PaymentGateway, WebhookRejected
@@ -44,6 +44,7 @@ from resolvers.license_checks import CheckLimits
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
 from schema.build import build_schema
+from schema.fanout import fanout_stats
 
 log = logging.getLogger("licensing.http")
 
@@ -107,6 +108,8 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             **options,
         )
         self.services = services
+        # One watch per API token for all of this worker's sockets (app.sockets).
+        self.token_watches = TokenWatches(services.database, services.clock)
         self.graphiql_page = GraphiQLPage() if settings.graphiql else None
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -245,6 +248,7 @@ def create_app(
         services.feed_listener_up,
     )
     graphql = LicensingGraphQL(services, metrics)
+    metrics.count_fanout(fanout_stats(graphql.schema))
     readiness = Readiness(
         services.database,
         StripeProbe(settings.stripe_api_base, settings.stripe_api_key),

@@ -14,6 +14,7 @@ from strawberry.types import ExecutionContext
 from schema.access import describe_access
 from schema.billing import BillingMutation, BillingQuery
 from schema.errors import MaskUnexpectedErrors
+from schema.fanout import FanoutExecutor
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
@@ -96,7 +97,14 @@ def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = (
         IdentifyCaller,
         MaskUnexpectedErrors,
     ]
-    return LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    # FanoutExecutor: subscribers asking the same of the same event share one execution (schema.fanout).
+    return LicensingSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        execution_context_class=FanoutExecutor,
+    )
 
 
 def export_sdl() -> str:

@@ -8,10 +8,11 @@ subscriptions to get what was missed, then live events, with no gap and no dupli
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import strawberry
 
@@ -46,11 +47,14 @@ class StandingChange:
     to_state: StandingState | None = strawberry.field(description="Standing right after the event.")
     at: datetime | None = strawberry.field(description="When the event happened.")
     standing: Standing = strawberry.field(description="The standing, read when this item was delivered.")
+    # The recorded event's id; None for the snapshot sent on subscribing (never shared).
+    event_id: strawberry.Private[int | None] = None
 
     @classmethod
     def from_domain(cls, change: feed.StandingChange, partner_id: str) -> StandingChange:
         event = change.event
         return cls(
+            event_id=None if event is None else event.id,
             cursor=feed.encode_feed_cursor(change.seq),
             action=None if event is None else event.action,
             from_state=None if event is None else _state(StandingState, event.from_state),
@@ -58,6 +62,10 @@ class StandingChange:
             at=None if event is None else event.at,
             standing=Standing.from_domain(change.standing, partner_id),
         )
+
+    def fanout_key(self) -> object:
+        """Subscribers share the execution of one standing event (schema.fanout)."""
+        return self.event_id
 
 
 @strawberry.type(description="Something happened to one of the partner's invoices.")
@@ -71,11 +79,13 @@ class InvoiceUpdate:
     to_status: InvoiceStatus | None = strawberry.field(description="Status right after the event.")
     at: datetime = strawberry.field(description="When the event happened.")
     invoice: Invoice = strawberry.field(description="The invoice, read when this item was delivered.")
+    event_id: strawberry.Private[int | None] = None
 
     @classmethod
     def from_domain(cls, update: feed.InvoiceUpdate) -> InvoiceUpdate:
         event = update.event
         return cls(
+            event_id=event.id,
             cursor=feed.encode_feed_cursor(update.seq),
             action=event.action,
             from_status=_state(InvoiceStatus, event.from_state),
@@ -83,6 +93,10 @@ class InvoiceUpdate:
             at=event.at,
             invoice=Invoice.from_domain(update.invoice),
         )
+
+    def fanout_key(self) -> object:
+        """Subscribers share the execution of one invoice event (schema.fanout)."""
+        return self.event_id
 
 
 def _state(kind: type[E], value: str | None) -> E | None:
@@ -93,11 +107,35 @@ def _state(kind: type[E], value: str | None) -> E | None:
         return None
 
 
+class _Converted:
+    """The last items converted, by identity: followers of one partner get the same recorded event
+    objects (resolvers.feed shares their reads), so each is converted once for all of them."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._made: OrderedDict[tuple[object, int], tuple[object, object]] = OrderedDict()
+
+    def __call__(self, to_type: Callable[[T], R], item: T) -> R:
+        key = (to_type, id(item))
+        found = self._made.get(key)
+        if found is not None and found[0] is item:
+            return cast(R, found[1])
+        made = to_type(item)
+        # The item is kept with it, so its id cannot be reused by another while it is here.
+        self._made[key] = (item, made)
+        if len(self._made) > self._size:
+            self._made.popitem(last=False)
+        return made
+
+
+_converted = _Converted()
+
+
 async def _mapped(items: AsyncGenerator[T, None], to_type: Callable[[T], R]) -> AsyncGenerator[R, None]:
     """The resolver's stream as GraphQL objects; closing the subscription closes the stream."""
     async with contextlib.aclosing(items):
         async for item in items:
-            yield to_type(item)
+            yield _converted(to_type, item)
 
 
 @strawberry.type

@@ -67,6 +67,8 @@ class LicenseEvent:
     previous_site: str | None = strawberry.field(description="The site before, when it changed.")
     actor_token_id: str | None = strawberry.field(description="The API token that made the change.")
     request_id: str | None = strawberry.field(description="The request that made the change.")
+    # The recorded event's id (unique across partners): what subscribers share (schema.fanout).
+    event_id: strawberry.Private[int | None] = None
 
     @classmethod
     def from_recorded(cls, event: RecordedEvent) -> LicenseEvent:
@@ -82,7 +84,12 @@ class LicenseEvent:
             previous_site=event.payload.get("previous_site"),
             actor_token_id=event.actor_token_id,
             request_id=event.request_id,
+            event_id=event.id,
         )
+
+    def fanout_key(self) -> object:
+        """Subscribers share the execution of one recorded event (schema.fanout); None: not shared."""
+        return self.event_id
 
 
 @strawberry.type(description="A transfer of a license waiting for the receiver to accept its code.")
