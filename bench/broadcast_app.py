@@ -45,16 +45,18 @@ async def fire(request: Request) -> JSONResponse:
     key = f"floor_{uuid.uuid4().hex}"
     event = {"licenseEvents": {"key": key, "seq": 1, "action": "issue", "toState": "ISSUED"}}
     payload = json.dumps({"data": event}, separators=(",", ":"))
+    sent = 0
     for websocket, (operation_id, its_group) in list(subscribers.items()):
         if its_group != group:
             continue
+        sent += 1
         try:
             await websocket.send_text(
                 f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{payload}}}'
             )
         except (WebSocketDisconnect, RuntimeError):
             subscribers.pop(websocket, None)
-    return JSONResponse({"key": key})
+    return JSONResponse({"key": key, "sent": sent})
 
 
 async def healthz(_request: Request) -> JSONResponse:
