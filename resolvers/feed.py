@@ -21,6 +21,7 @@ from domain.standing import Standing
 from persistence.database import Database
 from persistence.events import RecordedEvent
 from persistence.pagination import CursorCodec, cursor_position
+from persistence.reads import next_read
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
@@ -152,6 +153,12 @@ def _shared_reads(database: Database) -> SharedReads:
 
 async def latest_seq(database: Database, partner_id: str) -> int:
     """The partner's current cursor: subscribing from here yields only what happens next."""
+    return await next_read(database).read(
+        ("latest_seq", partner_id), partial(_latest_seq, database, partner_id)
+    )
+
+
+async def _latest_seq(database: Database, partner_id: str) -> int:
     async with UnitOfWork(database, read_only=True) as uow:
         return await uow.events.latest_seq(partner_id)
 

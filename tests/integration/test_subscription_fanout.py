@@ -69,9 +69,15 @@ async def test_subscribers_of_one_document_get_one_message_made_once_per_event_a
     mine = await enrol_in_good_standing(live_api, staff_token, served.database, clock, "Mine Agency")
     theirs = await enrol_in_good_standing(live_api, staff_token, served.database, clock, "Their Agency")
     [my_old_key] = await issue(live_api, mine.token)
-    my_since, their_since = await event_cursor(live_api, mine.token), await event_cursor(live_api, theirs.token)
+    my_since, their_since = (
+        await event_cursor(live_api, mine.token),
+        await event_cursor(live_api, theirs.token),
+    )
     followers = served.followers()
-    async with sockets(served, mine.token, 5) as my_sockets, sockets(served, theirs.token, 3) as their_sockets:
+    async with (
+        sockets(served, mine.token, 5) as my_sockets,
+        sockets(served, theirs.token, 3) as their_sockets,
+    ):
         for number, socket in enumerate(my_sockets):
             # Different ids and different root arguments (where the stream starts, which keys): the
             # selection each event is mapped through is the same, so it runs once for all of them.
