@@ -225,15 +225,18 @@ async def issue_one(client: httpx.AsyncClient, partner: Partner) -> str:
     return key
 
 
-async def floor(subscribers: int, partner_count: int, mutations: int) -> float:
-    """The same subscribers and fan-out on bench/broadcast_app.py: p99 send → delivery (seconds)."""
+async def floor(subscribers: int, partner_count: int, mutations: int) -> tuple[float, float]:
+    """The same subscribers and fan-out on bench/broadcast_app.py: p99 send → delivery (seconds), and
+    the floor worker's RSS growth per idle socket (KiB)."""
     groups = [Partner(f"floor-{n}", "floor", cursor=f"g{n}") for n in range(partner_count)]
     shares = [groups[n % partner_count] for n in range(subscribers)]
     with tempfile.TemporaryDirectory() as scratch:
         async with (
-            worker("", Path(scratch) / "floor.log", floor=True) as (_process, address),
+            worker("", Path(scratch) / "floor.log", floor=True) as (process, address),
             httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as client,
         ):
+            await client.post("/fire", params={"group": "warm-up"})
+            idle_before = rss_kib(process.pid)
             arrivals = Arrivals()
             opening = asyncio.Semaphore(OPENING)
             opened: list[int] = []
@@ -248,6 +251,7 @@ async def floor(subscribers: int, partner_count: int, mutations: int) -> float:
                         break
                     await asyncio.sleep(0.2)
             await asyncio.sleep(1)
+            per_socket_kib = (rss_kib(process.pid) - idle_before) / subscribers
             latencies: list[float] = []
             for _ in range(mutations):
                 sent = time.perf_counter()
@@ -257,7 +261,7 @@ async def floor(subscribers: int, partner_count: int, mutations: int) -> float:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    return percentile(latencies, 99)
+    return percentile(latencies, 99), per_socket_kib
 
 
 async def scenario(
@@ -369,10 +373,12 @@ async def scenario(
         f"({1e6 * client_cpu_seconds / max(deliveries, 1):.0f} µs per receipt)",
         flush=True,
     )
-    floor_ms = 1000 * await floor(subscribers, partner_count, mutations)
+    floor_p99, floor_kib = await floor(subscribers, partner_count, mutations)
+    floor_ms = 1000 * floor_p99
     print(
         f"    floor (bench/broadcast_app.py: the same sockets and fan-out, one message serialized once, "
-        f"no GraphQL): p99 {floor_ms:.1f} ms; service / floor {p99 / floor_ms:.2f}",
+        f"no GraphQL): p99 {floor_ms:.1f} ms, {floor_kib:.1f} KiB per idle socket; service / floor: "
+        f"p99 {p99 / floor_ms:.2f}, memory {per_subscriber_kib / max(floor_kib, 0.1):.2f}",
         flush=True,
     )
 
