@@ -393,6 +393,7 @@ async def run(url: str, name: str, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    global OPENING
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000, help="in the one-partner scenario")
     parser.add_argument("--spread-subscribers", type=int, default=10000, help="in the spread scenario")
@@ -400,7 +401,9 @@ def main() -> None:
     parser.add_argument("--mutations", type=int, default=20)
     parser.add_argument("--only", choices=["one", "spread"], help="run one scenario only")
     parser.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only (DATABASE_URL)")
+    parser.add_argument("--opening", type=int, default=OPENING, help="sockets opening at once")
     args = parser.parse_args()
+    OPENING = args.opening
     # One socket each in this process and in the worker (which inherits the limit), plus spare.
     sockets = max(args.subscribers, args.spread_subscribers)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
