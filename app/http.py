@@ -37,7 +37,7 @@ from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_f
 from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
-from app.sockets import TokenBoundHandler
+from app.sockets import TokenBoundHandler, TokenWatches
 from app.webhook_dispatch import WebhookDispatcher
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
@@ -55,6 +55,7 @@ from resolvers.tokens import authenticate, identify_caller
 from resolvers.webhook_deliveries import CLAIM_FOR, WebhookDelivery
 from resolvers.webhook_sending import AddressLookup, HttpWebhookSender
 from schema.build import build_schema
+from schema.fanout import fanout_stats
 
 log = logging.getLogger("licensing.http")
 
@@ -134,6 +135,8 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             **options,
         )
         self.services = services
+        # One watch per API token for all of this worker's sockets (app.sockets).
+        self.token_watches = TokenWatches(services.database, services.clock)
         self.graphiql_page = GraphiQLPage() if settings.graphiql else None
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -373,6 +376,7 @@ def create_app(
         services.feed_listener_up,
     )
     graphql = LicensingGraphQL(services, metrics)
+    metrics.count_fanout(fanout_stats(graphql.schema))
     readiness = Readiness(
         services.database,
         StripeProbe(settings.stripe_api_base, settings.stripe_api_key),

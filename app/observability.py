@@ -28,6 +28,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -37,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from app.limits import request_id_for
+from schema.fanout import FanoutStats
 
 log = logging.getLogger("licensing.http")
 
@@ -171,8 +173,32 @@ class Metrics:
         )
         listener.set_function(lambda: 1.0 if feed_listener_up() else 0.0)
 
+    def count_fanout(self, stats: FanoutStats) -> None:
+        """Export how often subscription selections ran for an event, and how often a result was shared."""
+        self.registry.register(FanoutCollector(stats))
+
     def endpoint(self, _request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class FanoutCollector:
+    """schema.fanout's counters, read at each scrape."""
+
+    def __init__(self, stats: FanoutStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "licensing_subscription_executions",
+            "Subscription selections executed for an event: once per distinct (document, variables, "
+            "event, caller scope), however many subscribers share it.",
+            value=self.stats.executions,
+        )
+        yield CounterMetricFamily(
+            "licensing_subscription_shared_results",
+            "Subscription results handed to a subscriber from another's execution (not run again).",
+            value=self.stats.reused,
+        )
 
 
 def root_fields(execution_context: Any) -> str:

@@ -1,60 +1,163 @@
 """graphql-transport-ws connections that last only as long as their API token.
 
-A connection is authenticated once, at connection_init. Afterwards it waits on its token's wake-up key
-(persistence.tokens.token_signal): revoking, rotating or otherwise shortening a token wakes it, in this
-process directly (SQLite) or through every worker's NOTIFY listener (PostgreSQL). It then re-reads the
-token and, if the token no longer works, closes with 4403 and cancels everything running on it. Every
-new operation also re-checks the token first, so nothing runs after the revocation commits.
+A connection is authenticated once, at connection_init. Afterwards it is watched through its token's
+wake-up key (persistence.tokens.token_signal): revoking, rotating or otherwise shortening a token wakes
+the watch, in this process directly (SQLite) or through every worker's NOTIFY listener (PostgreSQL). It
+then re-reads the token and, if the token no longer works, closes each of its sockets with 4403 and
+cancels everything running on them. One watch serves every socket of a token in this worker (a
+thousand dashboards on one token cost one task and one read per change, not a thousand). Every new
+operation also re-checks the token first, so nothing runs after the revocation commits.
+
+A subscription result shared by several subscribers (schema.fanout) is serialized once: each socket
+gets the same JSON, framed with its own operation id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from datetime import datetime
+from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     SubscribeMessage,
 )
 
+from domain.clock import Clock
+from persistence.database import Database
 from persistence.tokens import token_signal
 from resolvers.context import RequestContext
 from resolvers.tokens import still_active
+from schema.fanout import SharedData
 
 REVOKED_CLOSE_CODE = 4403
+# A watch that could not read its token (database unavailable) tries again after this.
+RETRY_SECONDS = 1.0
 # A token that did not change is re-read at least this often anyway (a missed wake-up costs this much).
 RECHECK_SECONDS = 30.0
+log = logging.getLogger("licensing.sockets")
+
+
+class TokenWatches:
+    """One watch per API token in this worker, shared by every open socket authenticated by it."""
+
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+        self._sockets: dict[str, set[TokenBoundHandler]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def join(self, token_id: str, socket: TokenBoundHandler) -> None:
+        sockets = self._sockets.setdefault(token_id, set())
+        sockets.add(socket)
+        if token_id not in self._tasks:
+            task = asyncio.create_task(self._watch(token_id, sockets), name=f"token-watch {token_id}")
+            self._tasks[token_id] = task
+            task.add_done_callback(lambda _task: self._done(token_id, task))
+
+    def leave(self, token_id: str, socket: TokenBoundHandler) -> None:
+        sockets = self._sockets.get(token_id)
+        if sockets is None:
+            return
+        sockets.discard(socket)
+        if not sockets:
+            del self._sockets[token_id]
+            task = self._tasks.pop(token_id, None)
+            if task is not None:
+                task.cancel()
+
+    def watching(self) -> int:
+        """Tokens watched now (one task each)."""
+        return len(self._tasks)
+
+    def _done(self, token_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(token_id) is task:
+            del self._tasks[token_id]
+        if not task.cancelled():
+            task.exception()  # logged by the watch itself; never "never retrieved"
+
+    async def _watch(self, token_id: str, sockets: set[TokenBoundHandler]) -> None:
+        signal = self.database.signal
+        while sockets:
+            # The waiter is registered before the read: a change committing after the read wakes it.
+            with signal.waiter(token_signal(token_id)) as woken:
+                try:
+                    token = await still_active(self.database, token_id, self.clock.now())
+                except Exception:
+                    log.warning("could not re-read token %s; retrying", token_id, exc_info=True)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                if token is None:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._seconds_until(token.expires_at)):
+                        await woken.wait()
+        # The token stopped working. A socket joining from now on starts a new watch (which finds the
+        # token revoked); every socket of this one is closed (each leaves as it ends).
+        if self._sockets.get(token_id) is sockets:
+            del self._sockets[token_id]
+        if self._tasks.get(token_id) is asyncio.current_task():
+            del self._tasks[token_id]
+        await asyncio.gather(*(socket.end() for socket in list(sockets)), return_exceptions=True)
+
+    def _seconds_until(self, expires_at: datetime | None) -> float:
+        if expires_at is None:
+            return RECHECK_SECONDS
+        left = (expires_at - self.clock.now()).total_seconds()
+        return min(max(left, 0.01), RECHECK_SECONDS)
 
 
 class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
-    """The graphql-transport-ws handler, closing the socket (4403) when its token stops working, and
-    answering a subscription whose document does not parse with an `error` for that id only."""
+    """The graphql-transport-ws handler, closing the socket (4403) when its token stops working,
+    answering a subscription whose document does not parse with an `error` for that id only, and
+    sending a shared subscription result's JSON as serialized once."""
 
-    _watcher: asyncio.Task[None] | None = None
+    _watched_token: str | None = None
     _ended = False
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self.context.principal is not None:
-            self._watcher = asyncio.create_task(self._watch_token(self.context.principal.token_id))
+            self._watched_token = self.context.principal.token_id
+            self._watches().join(self._watched_token, self)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         # An anonymous socket (no token) has nothing to revoke: what it may run needs no caller.
         anonymous = self.context.principal is None
         if self.connection_acknowledged and not anonymous and not await self._token_works():
-            await self._end()
+            await self.end()
             return
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        self._leave_watch()
         await super().shutdown()
+
+    async def send_message(self, message: Message) -> None:
+        if message["type"] == "next":
+            payload: Any = message["payload"]
+            data = payload.get("data")
+            if type(data) is SharedData and len(payload) == 1:
+                if data.encoded is None:
+                    data.encoded = json.dumps(payload, separators=(",", ":"))
+                operation_id = json.dumps(message["id"])
+                await self._send_text(f'{{"id":{operation_id},"type":"next","payload":{data.encoded}}}')
+                return
+        await super().send_message(message)
+
+    async def _send_text(self, text: str) -> None:
+        try:
+            await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
+        except WebSocketDisconnect as gone:
+            raise WebSocketDisconnected from gone
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
@@ -64,42 +167,28 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             return None
         return BaseGraphQLTransportWSHandler._get_pre_execution_close_reason(error)
 
-    async def _watch_token(self, token_id: str) -> None:
-        signal = self.context.database.signal
-        while not self._ended:
-            with signal.waiter(token_signal(token_id)) as woken:
-                works, expires_at = await self._expiry()
-                if not works:
-                    await self._end()
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), timeout=self._seconds_until(expires_at))
+    def _watches(self) -> TokenWatches:
+        watches: TokenWatches = self.view.token_watches  # type: ignore[attr-defined]
+        return watches
 
-    async def _expiry(self) -> tuple[bool, datetime | None]:
-        """Whether the token still works, and when it expires (None: never)."""
-        principal = self.context.principal
-        if principal is None:
-            return False, None
-        token = await still_active(self.context.database, principal.token_id, self.context.clock.now())
-        return token is not None, None if token is None else token.expires_at
-
-    def _seconds_until(self, expires_at: datetime | None) -> float:
-        if expires_at is None:
-            return RECHECK_SECONDS
-        left = (expires_at - self.context.clock.now()).total_seconds()
-        return min(max(left, 0.01), RECHECK_SECONDS)
+    def _leave_watch(self) -> None:
+        if self._watched_token is not None:
+            self._watches().leave(self._watched_token, self)
+            self._watched_token = None
 
     async def _token_works(self) -> bool:
-        if self._ended:
+        principal = self.context.principal
+        if self._ended or principal is None:
             return False
-        works, _expires_at = await self._expiry()
-        return works
+        token = await still_active(self.context.database, principal.token_id, self.context.clock.now())
+        return token is not None
 
-    async def _end(self) -> None:
+    async def end(self) -> None:
         """Close with 4403 and stop every operation on this socket; nothing more runs over it."""
         if self._ended:
             return
         self._ended = True
+        self._leave_watch()
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
         with contextlib.suppress(Exception):

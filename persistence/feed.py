@@ -23,16 +23,26 @@ log = logging.getLogger("licensing.feed")
 LISTENER_NAME = "licensing-feed-listener"
 
 
-class FeedSignal:
-    """In-process wake-ups, per partner. `wake(None)` wakes everyone (after a lost listener reconnects)."""
+# A wake-up is only a hint: every key that has waiters is also woken this often (its readers re-read).
+POLL_SECONDS = 5.0
 
-    def __init__(self) -> None:
+
+class FeedSignal:
+    """In-process wake-ups, per partner. `wake(None)` wakes everyone (after a lost listener reconnects).
+
+    The fallback poll is one timer per key with waiters (`poll_seconds`), not one per waiter: a
+    thousand followers of a partner re-read together, in one shared read, instead of each on its own
+    clock (a thousand reads every few seconds, and a timer to reset on every wake-up)."""
+
+    def __init__(self, poll_seconds: float = POLL_SECONDS) -> None:
+        self.poll_seconds = poll_seconds
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         # Counts wake-ups, so readers woken by the same one can share a read (see `generation`).
         self._epoch = 0
         self._generations: dict[str, int] = defaultdict(int)
         # Told of every wake-up (the webhook dispatcher); not counted as waiters.
         self._listeners: list[Callable[[str | None], None]] = []
+        self._polls: dict[str, asyncio.TimerHandle] = {}
 
     def on_wake(self, listener: Callable[[str | None], None]) -> Callable[[], None]:
         """Call `listener` with the key of every wake-up; returns what stops it."""
@@ -52,15 +62,32 @@ class FeedSignal:
                 waiter.set()
 
     @contextlib.contextmanager
-    def waiter(self, partner_id: str) -> Iterator[asyncio.Event]:
+    def waiter(self, partner_id: str, *, poll: bool = False) -> Iterator[asyncio.Event]:
+        """An event set at each wake-up of the key; with `poll`, also every `poll_seconds`."""
         event = asyncio.Event()
         self._waiters[partner_id].add(event)
+        if poll and partner_id not in self._polls:
+            self._schedule_poll(partner_id)
         try:
             yield event
         finally:
             self._waiters[partner_id].discard(event)
             if not self._waiters[partner_id]:
                 del self._waiters[partner_id]
+                handle = self._polls.pop(partner_id, None)
+                if handle is not None:
+                    handle.cancel()
+
+    def _schedule_poll(self, partner_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._polls[partner_id] = loop.call_later(self.poll_seconds, self._poll, partner_id)
+
+    def _poll(self, partner_id: str) -> None:
+        if partner_id in self._waiters:
+            self.wake(partner_id)
+            self._schedule_poll(partner_id)
+        else:
+            self._polls.pop(partner_id, None)
 
     def generation(self, partner_id: str) -> tuple[int, int]:
         """Which wake-ups of this partner have happened: a read started after observing a generation

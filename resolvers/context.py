@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -124,6 +124,16 @@ class RequestContext:
     def actor_token_id(self) -> str | None:
         """The API token behind this request."""
         return None if self.principal is None else self.principal.token_id
+
+    def fanout_scope(self) -> Hashable | None:
+        """Everything about the caller that what a subscription delivers may depend on: subscribers with
+        the same scope (and document, variables and event) share one execution of it (schema.fanout).
+        A partner's subscribers never share with another partner's; roles are kept apart too, since a
+        field may answer by permission. None (no caller yet): nothing is shared."""
+        principal = self.principal
+        if principal is None:
+            return None
+        return ("principal", principal.partner_id, principal.is_staff, principal.role.value)
 
     def caller(self) -> Principal:
         if self.principal is None and self.credential_problem:

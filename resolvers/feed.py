@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import Invoice
@@ -19,13 +21,13 @@ from domain.standing import Standing
 from persistence.database import Database
 from persistence.events import RecordedEvent
 from persistence.pagination import CursorCodec, cursor_position
+from persistence.reads import next_read
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 
 BATCH = 500
-# A wake-up is only a hint; this is how long a follower waits without one before re-reading.
-POLL_SECONDS = 5.0
 MAX_WATCHED_KEYS = 100
+T = TypeVar("T")
 FEED_CURSOR = CursorCodec("feed", [cursor_position], field="since", source="event feed")
 
 
@@ -35,15 +37,16 @@ async def follow_events(
     *,
     after_seq: int,
     wanted: Callable[[RecordedEvent], bool] = lambda _event: True,
-    poll_seconds: float = POLL_SECONDS,
+    poll_seconds: float | None = None,
 ) -> AsyncGenerator[RecordedEvent, None]:
     """Yield the partner's events with seq > after_seq forever: no gap, no duplicate.
 
     Sequence numbers are taken under the partner's lock, so they commit in order and a cursor read
-    never skips an event that commits later. Wake-ups only shorten the wait; the poll is the fallback.
+    never skips an event that commits later. Wake-ups only shorten the wait; the poll is the fallback:
+    the signal's shared one per partner (`poll_seconds` None), or this follower's own timer.
     """
     signal = database.signal
-    with signal.waiter(partner_id) as woken:
+    with signal.waiter(partner_id, poll=poll_seconds is None) as woken:
         while True:
             woken.clear()  # before reading: a commit after the read sets it again
             batch = await _shared_reads(database).after(partner_id, after_seq, signal.generation(partner_id))
@@ -53,7 +56,9 @@ async def follow_events(
                     yield event
             if len(batch) == BATCH:
                 continue
-            # asyncio.timeout, not wait_for: no extra task per follower per wake-up.
+            if poll_seconds is None:
+                await woken.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll_seconds):
                     await woken.wait()
@@ -103,7 +108,40 @@ class SharedRead:
         self.error: Exception | None = None
 
 
+class InFlight:
+    """Reads of the same thing for the same event share the one under way (subscribers woken by one
+    commit each want the standing or invoice as it is after it): one query instead of one each.
+
+    The read runs in its own task, so a subscriber that leaves does not cancel it for the others; it
+    started after the event was read, so it shows at least that event's effect."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def read(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        task = self._running.get(key)
+        if task is None:
+            task = self._running[key] = asyncio.ensure_future(load())
+            task.add_done_callback(lambda done: self._finished(key, done))
+        result: T = await asyncio.shield(task)
+        return result
+
+    def _finished(self, key: Hashable, task: asyncio.Future[Any]) -> None:
+        if self._running.get(key) is task:
+            del self._running[key]
+        if not task.cancelled():
+            task.exception()  # raised to every waiter; never "never retrieved"
+
+
 _SHARED_READS: weakref.WeakKeyDictionary[Database, SharedReads] = weakref.WeakKeyDictionary()
+_IN_FLIGHT: weakref.WeakKeyDictionary[Database, InFlight] = weakref.WeakKeyDictionary()
+
+
+def _in_flight(database: Database) -> InFlight:
+    reads = _IN_FLIGHT.get(database)
+    if reads is None:
+        reads = _IN_FLIGHT[database] = InFlight()
+    return reads
 
 
 def _shared_reads(database: Database) -> SharedReads:
@@ -115,6 +153,12 @@ def _shared_reads(database: Database) -> SharedReads:
 
 async def latest_seq(database: Database, partner_id: str) -> int:
     """The partner's current cursor: subscribing from here yields only what happens next."""
+    return await next_read(database).read(
+        ("latest_seq", partner_id), partial(_latest_seq, database, partner_id)
+    )
+
+
+async def _latest_seq(database: Database, partner_id: str) -> int:
     async with UnitOfWork(database, read_only=True) as uow:
         return await uow.events.latest_seq(partner_id)
 
@@ -176,7 +220,7 @@ async def license_events(
     *,
     keys: Sequence[str] | None,
     since: str | None,
-    poll_seconds: float = POLL_SECONDS,
+    poll_seconds: float | None = None,
 ) -> AsyncGenerator[RecordedEvent, None]:
     """The caller's license events, optionally only for `keys`; checks the arguments before streaming.
 
@@ -196,7 +240,7 @@ async def license_events(
 
 
 async def standing_changes(
-    ctx: RequestContext, *, since: str | None, poll_seconds: float = POLL_SECONDS
+    ctx: RequestContext, *, since: str | None, poll_seconds: float | None = None
 ) -> AsyncGenerator[StandingChange, None]:
     """The caller's standing each time it moves; without `since`, first the standing as it is now."""
     partner_id = ctx.partner_id()
@@ -213,15 +257,19 @@ async def standing_changes(
             wanted=lambda event: event.stream == "standing",
             poll_seconds=poll_seconds,
         )
+        reads = _in_flight(ctx.database)
         async with contextlib.aclosing(feed):
             async for event in feed:
-                yield StandingChange(event.seq, event, await _standing(ctx.database, partner_id))
+                standing = await reads.read(
+                    ("standing", partner_id, event.seq), partial(_standing, ctx.database, partner_id)
+                )
+                yield StandingChange(event.seq, event, standing)
 
     return stream()
 
 
 async def invoice_updates(
-    ctx: RequestContext, *, since: str | None, poll_seconds: float = POLL_SECONDS
+    ctx: RequestContext, *, since: str | None, poll_seconds: float | None = None
 ) -> AsyncGenerator[InvoiceUpdate, None]:
     """The caller's invoices each time one is finalized, paid, fails a charge or is voided."""
     partner_id = ctx.partner_id()
@@ -235,10 +283,13 @@ async def invoice_updates(
             wanted=lambda event: event.stream == "invoice",
             poll_seconds=poll_seconds,
         )
+        reads = _in_flight(ctx.database)
         async with contextlib.aclosing(feed):
             async for event in feed:
-                async with UnitOfWork(ctx.database, read_only=True) as uow:
-                    invoice = await uow.invoices.get(partner_id, event.subject)
+                invoice = await reads.read(
+                    ("invoice", partner_id, event.seq),
+                    partial(_invoice, ctx.database, partner_id, event.subject),
+                )
                 if invoice is not None:
                     yield InvoiceUpdate(event.seq, event, invoice)
 
@@ -255,6 +306,11 @@ def _watched_keys(keys: Sequence[str] | None) -> frozenset[str] | None:
             "keys",
         )
     return frozenset(keys)
+
+
+async def _invoice(database: Database, partner_id: str, invoice_id: str) -> Invoice | None:
+    async with UnitOfWork(database, read_only=True) as uow:
+        return await uow.invoices.get(partner_id, invoice_id)
 
 
 async def _standing(database: Database, partner_id: str) -> Standing:

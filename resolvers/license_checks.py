@@ -26,7 +26,7 @@ from persistence.database import Database
 from persistence.events import RecordedEvent
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
-from resolvers.feed import POLL_SECONDS, follow_events, latest_seq
+from resolvers.feed import follow_events, latest_seq
 
 # Longer than any key we issue: a longer one cannot match, so it is not looked up at all.
 MAX_KEY_LENGTH = 128
@@ -61,7 +61,7 @@ async def validate_license(ctx: RequestContext, *, key: str, site: str) -> Licen
 
 
 async def license_status(
-    ctx: RequestContext, *, key: str, site: str, poll_seconds: float = POLL_SECONDS
+    ctx: RequestContext, *, key: str, site: str, poll_seconds: float | None = None
 ) -> AsyncGenerator[LicenseStatus, None]:
     """The key's status on `site` now, then each time it changes for that site (revoked, moved,
     unassigned, transferred), until it can change no more. Counted like a validateLicense: over the
@@ -74,7 +74,7 @@ async def license_status(
 
 
 async def _watch(
-    database: Database, key: str, site: str, poll_seconds: float
+    database: Database, key: str, site: str, poll_seconds: float | None
 ) -> AsyncGenerator[LicenseStatus, None]:
     """Follow the feed of whichever partner holds the key (the partner is never told): its events about
     the key wake this watcher, which re-reads the key and tells the site what changed for it."""

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from domain.access import ApiToken, Permission, Role, TokenChange, may_grant, token_event
 from domain.errors import DomainError, ErrorCode
 from domain.principals import Principal
 from persistence.database import Database
+from persistence.reads import next_read
 from persistence.tokens import principal_of
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
@@ -81,10 +83,15 @@ async def authenticate(
 
 
 async def still_active(database: Database, token_id: str, at: datetime) -> ApiToken | None:
-    """The token, if it still works at `at` (an open websocket asks this when told of a change)."""
-    async with UnitOfWork(database, read_only=True) as uow:
-        token = await uow.tokens.get(token_id)
+    """The token, if it still works at `at` (an open websocket asks this when told of a change, and
+    before each operation). Callers asking at the same moment share one read (persistence.reads)."""
+    token = await next_read(database).read(("token", token_id), partial(_token, database, token_id))
     return token if token is not None and token.is_active(at) else None
+
+
+async def _token(database: Database, token_id: str) -> ApiToken | None:
+    async with UnitOfWork(database, read_only=True) as uow:
+        return await uow.tokens.get(token_id)
 
 
 async def list_api_tokens(ctx: RequestContext) -> list[ApiToken]:

@@ -14,6 +14,7 @@ from schema.access import describe_access
 from schema.audit_log import AuditLogQuery
 from schema.billing import BillingMutation, BillingQuery
 from schema.billing_runs import BillingRunQuery, BillingRunSubscription
+from schema.fanout import FanoutExecutor
 from schema.feed import FeedQuery, FeedSubscription
 from schema.invoice_adjustments import InvoiceAdjustmentMutation
 from schema.invoices import InvoiceQuery
@@ -97,7 +98,14 @@ def build_schema(limits: QueryLimits | None = None, observers: Sequence[Any] = (
     # (measured before it is validated; parse and verdict cached per text), looks the caller up and
     # masks errors (schema.pipeline).
     extensions: list[Any] = [*observers, lambda: RequestPipeline(gate)]
-    schema = LicensingSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    # FanoutExecutor: subscribers asking the same of the same event share one execution (schema.fanout).
+    schema = LicensingSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        execution_context_class=FanoutExecutor,
+    )
     install_ready_fields(schema, [*LICENSE_READY_FIELDS, *PRODUCT_READY_FIELDS])
     return schema
 

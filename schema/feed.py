@@ -8,10 +8,11 @@ subscriptions to get what was missed, then live events, with no gap and no dupli
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import strawberry
 
@@ -54,10 +55,14 @@ class StandingChange:
     def actor(self, info: Info) -> Actor | None:
         return None if self.recorded_actor is None else actor_for(info, self.recorded_actor)
 
+    # The recorded event's id; None for the snapshot sent on subscribing (never shared).
+    event_id: strawberry.Private[int | None] = None
+
     @classmethod
     def from_domain(cls, change: feed.StandingChange, partner_id: str) -> StandingChange:
         event = change.event
         return cls(
+            event_id=None if event is None else event.id,
             cursor=feed.encode_feed_cursor(change.seq),
             action=None if event is None else event.action,
             from_state=None if event is None else _state(StandingState, event.from_state),
@@ -66,6 +71,10 @@ class StandingChange:
             standing=Standing.from_domain(change.standing, partner_id),
             recorded_actor=None if event is None else event.actor,
         )
+
+    def fanout_key(self) -> object:
+        """Subscribers share the execution of one standing event (schema.fanout)."""
+        return self.event_id
 
 
 @strawberry.type(description="Something happened to one of the partner's invoices.")
@@ -87,10 +96,13 @@ class InvoiceUpdate:
     def actor(self, info: Info) -> Actor:
         return actor_for(info, self.recorded_actor)
 
+    event_id: strawberry.Private[int | None] = None
+
     @classmethod
     def from_domain(cls, update: feed.InvoiceUpdate) -> InvoiceUpdate:
         event = update.event
         return cls(
+            event_id=event.id,
             cursor=feed.encode_feed_cursor(update.seq),
             action=event.action,
             from_status=_state(InvoiceStatus, event.from_state),
@@ -99,6 +111,10 @@ class InvoiceUpdate:
             invoice=Invoice.from_domain(update.invoice),
             recorded_actor=event.actor,
         )
+
+    def fanout_key(self) -> object:
+        """Subscribers share the execution of one invoice event (schema.fanout)."""
+        return self.event_id
 
 
 def _state(kind: type[E], value: str | None) -> E | None:
@@ -109,11 +125,35 @@ def _state(kind: type[E], value: str | None) -> E | None:
         return None
 
 
+class _Converted:
+    """The last items converted, by identity: followers of one partner get the same recorded event
+    objects (resolvers.feed shares their reads), so each is converted once for all of them."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._made: OrderedDict[tuple[object, int], tuple[object, object]] = OrderedDict()
+
+    def __call__(self, to_type: Callable[[T], R], item: T) -> R:
+        key = (to_type, id(item))
+        found = self._made.get(key)
+        if found is not None and found[0] is item:
+            return cast(R, found[1])
+        made = to_type(item)
+        # The item is kept with it, so its id cannot be reused by another while it is here.
+        self._made[key] = (item, made)
+        if len(self._made) > self._size:
+            self._made.popitem(last=False)
+        return made
+
+
+_converted = _Converted()
+
+
 async def _mapped(items: AsyncGenerator[T, None], to_type: Callable[[T], R]) -> AsyncGenerator[R, None]:
     """The resolver's stream as GraphQL objects; closing the subscription closes the stream."""
     async with contextlib.aclosing(items):
         async for item in items:
-            yield to_type(item)
+            yield _converted(to_type, item)
 
 
 @strawberry.type

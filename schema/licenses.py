@@ -105,6 +105,9 @@ class LicenseEvent:
     def actor_token_id(self, info: Info) -> str | None:
         return actor_for(info, self.recorded_actor).token_id
 
+    # The recorded event's id (unique across partners): what subscribers share (schema.fanout).
+    event_id: strawberry.Private[int | None] = None
+
     @classmethod
     def from_recorded(cls, event: RecordedEvent) -> LicenseEvent:
         return cls(
@@ -119,7 +122,12 @@ class LicenseEvent:
             previous_site=event.payload.get("previous_site"),
             request_id=event.request_id,
             recorded_actor=event.actor,
+            event_id=event.id,
         )
+
+    def fanout_key(self) -> object:
+        """Subscribers share the execution of one recorded event (schema.fanout); None: not shared."""
+        return self.event_id
 
 
 @strawberry.type(description="A transfer of a license waiting for the receiver to accept its code.")
