@@ -17,7 +17,7 @@ from app.demo import seed_demo, seed_demo_without_card
 from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
 from app.observability import logging_config
-from app.settings import InsecureSettings, Settings
+from app.settings import BadSettings, InsecureSettings, Settings
 from domain.access import Role
 from domain.billing import BillingMonth
 from domain.clock import SystemClock
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env()
-    except ValueError as error:
-        print(f"error: bad setting: {error}", file=sys.stderr)
+    except BadSettings as error:  # every wrong variable, each named, before anything starts
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         return int(args.run(args, settings) or 0)

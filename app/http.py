@@ -3,11 +3,12 @@ downloads, probes, metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from cross_web import HTTPException
@@ -21,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -41,6 +43,7 @@ from persistence.tokens import TOKEN_SIGNAL_PREFIX
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
+from resolvers.observation import NO_OBSERVER, Observer
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
 from schema.build import build_schema
@@ -62,6 +65,8 @@ class Services:
         )
         # PostgreSQL: the NOTIFY listener while the app runs (readiness and metrics look at it).
         self.feed_listener: PostgresListener | None = None
+        # Told about charges, event deliveries and month-close progress: the app's metrics.
+        self.observer: Observer = NO_OBSERVER
 
     def feed_listener_up(self) -> bool:
         return self.database.is_sqlite or (
@@ -93,10 +98,13 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
     # Only graphql-transport-ws: its handler ends a connection when the token does (app.sockets).
     graphql_transport_ws_handler_class = TokenBoundHandler
 
-    def __init__(self, services: Services, metrics: Metrics, **options: Any) -> None:
+    def __init__(
+        self, services: Services, metrics: Metrics, tracing: Callable[[], SchemaExtension] | None = None
+    ) -> None:
         settings = services.settings
+        observers = [lambda: OperationObserver(metrics=metrics), *([tracing] if tracing else [])]
         super().__init__(
-            build_schema(settings.query_limits, observers=[lambda: OperationObserver(metrics=metrics)]),
+            build_schema(settings.query_limits, observers=observers),
             # Off (LICENSING_GRAPHIQL=0): a browser's GET /graphql is a 404; the API is unchanged.
             graphql_ide="graphiql" if settings.graphiql else None,
             allowed_origins=settings.websocket_origins,
@@ -104,7 +112,6 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             keep_alive=True,
             keep_alive_interval=15,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            **options,
         )
         self.services = services
         self.graphiql_page = GraphiQLPage() if settings.graphiql else None
@@ -193,6 +200,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             gateway=services.gateway,
             collection=services.collection,
             license_checks=services.license_checks,
+            observer=services.observer,
         )
 
 
@@ -243,8 +251,18 @@ def create_app(
     metrics = Metrics(
         lambda: services.database.signal.waiting(excluding_prefix=TOKEN_SIGNAL_PREFIX),
         services.feed_listener_up,
+        enabled=settings.metrics,
     )
-    graphql = LicensingGraphQL(services, metrics)
+    services.observer = metrics
+    tracer_provider = None
+    if settings.otel_tracing:  # imported only when on: off, OpenTelemetry costs nothing
+        from app.tracing import tracer_provider as make_tracer_provider
+        from app.tracing import tracing_extension
+
+        tracer_provider = make_tracer_provider(settings)
+    graphql = LicensingGraphQL(
+        services, metrics, tracing_extension(tracer_provider) if tracer_provider is not None else None
+    )
     readiness = Readiness(
         services.database,
         StripeProbe(settings.stripe_api_base, settings.stripe_api_key),
@@ -273,6 +291,8 @@ def create_app(
             if owns_gateway:
                 await services.gateway.close()
             await services.database.dispose()
+            if tracer_provider is not None:
+                await asyncio.to_thread(tracer_provider.shutdown)  # sends the spans still batched
 
     async def invoice_csv(request: Request) -> Response:
         context = await graphql.context_for(

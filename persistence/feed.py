@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -23,11 +24,22 @@ log = logging.getLogger("licensing.feed")
 LISTENER_NAME = "licensing-feed-listener"
 
 
+class Waiter(asyncio.Event):
+    """A reader's wake-up, stamped with when it came (`time.monotonic()`), for the feed-lag metric."""
+
+    woken_at = 0.0
+
+    def set(self) -> None:
+        if not self.is_set():
+            self.woken_at = time.monotonic()
+        super().set()
+
+
 class FeedSignal:
     """In-process wake-ups, per partner. `wake(None)` wakes everyone (after a lost listener reconnects)."""
 
     def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         # Counts wake-ups, so readers woken by the same one can share a read (see `generation`).
         self._epoch = 0
         self._generations: dict[str, int] = defaultdict(int)
@@ -43,8 +55,8 @@ class FeedSignal:
                 waiter.set()
 
     @contextlib.contextmanager
-    def waiter(self, partner_id: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
+    def waiter(self, partner_id: str) -> Iterator[Waiter]:
+        event = Waiter()
         self._waiters[partner_id].add(event)
         try:
             yield event

@@ -156,8 +156,11 @@ async def close_billing_month(
             collection=CollectionReport(**outcome["collection"]),
         )
     report = await close_month(
-        Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id),
+        Collector(
+            ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id, ctx.observer
+        ),
         billing_month,
+        progress=ctx.observer.month_close_progress,
     )
     async with replay_race(), ctx.unit_of_work() as uow:
         await store_outcome(uow, call, report.outcome(), ctx.clock.now())
@@ -172,6 +175,8 @@ async def close_month(
     now, database = collector.now, collector.database
     month.require_over(now, EARLIEST_ZONE)
     partner_ids = await partners_to_close(database, month)
+    if progress is not None:
+        progress(0, len(partner_ids))
     outcomes = []
     for done, partner_id in enumerate(partner_ids, 1):
         outcomes.append(

@@ -14,6 +14,7 @@ from domain.support import SupportContact
 from payments.gateway import GatewayUnavailable, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
+from resolvers.observation import NO_OBSERVER, Observer
 
 
 class CheckLimiter(Protocol):
@@ -46,6 +47,8 @@ class RequestContext:
     # Where the request came from (the peer address) and the limits on license checks per address.
     client_address: str | None = None
     license_checks: CheckLimiter | None = None
+    # Told about charges, event deliveries and month-close progress (the app's metrics).
+    observer: Observer = NO_OBSERVER
 
     @property
     def actor_token_id(self) -> str | None:

@@ -50,7 +50,9 @@ async def pay_invoice(
             raise DomainError(
                 ErrorCode.NO_PAYMENT_METHOD, "Add a payment method to pay this invoice.", "paymentMethodId"
             )
-    collector = Collector(ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id)
+    collector = Collector(
+        ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id, ctx.observer
+    )
     collected = await collect_invoice(
         collector,
         partner_id=partner_id,
