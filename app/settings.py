@@ -14,9 +14,11 @@ environment: it is the defaults with what it is given (tests and tools build set
 Types for values that are not plain: `Flag` (1/0, true/false, yes/no, on/off),
 `Annotated[Lowercase, one_of(...)]` (one of some words), `CommaSeparated` (a tuple of strings),
 `CommaSeparatedInts`, `Origins` (browser origins, or `*`), `RateLimit` (`limits` syntax, e.g.
-`60/minute`), `HttpUrl`. A field with rules of its own takes a `field_validator` below (raise
-ValueError with a message for operators).
-Secrets (`env(..., secret=True)`) are never echoed in an error.
+`60/minute`), `HttpUrl`. Every value reaches its field as the environment's string, so a field
+with a syntax of its own (`host=address,host=address`) takes a `field_validator(..., mode="before")`
+that parses the string (and lets a value given in code through), and a rule of its own an `after`
+one; both raise ValueError with a message for operators. Secrets (`env(..., secret=True)`) are never
+echoed in an error nor shown in the settings' repr.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -171,8 +172,8 @@ def _in_utc(value: datetime) -> datetime:
 
 Lowercase = Annotated[str, BeforeValidator(_lower)]
 Flag = bool  # pydantic's booleans: 1/0, true/false, yes/no, on/off, t/f, y/n (any case)
-CommaSeparated = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)]
-CommaSeparatedInts = Annotated[tuple[int, ...], NoDecode, BeforeValidator(_comma_separated)]
+CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_comma_separated)]
+CommaSeparatedInts = Annotated[tuple[int, ...], BeforeValidator(_comma_separated)]
 Origins = Annotated[CommaSeparated, AfterValidator(_origins)]
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -191,6 +192,9 @@ class Settings(BaseSettings):
         case_sensitive=True,
         # An empty variable (`LICENSING_SANDBOX_START=`) is the default, as if unset.
         env_ignore_empty=True,
+        # Every value reaches the field's validators as the string it is (no JSON for tuples and the like),
+        # so a wrong one is listed with the others rather than stopping the reading.
+        enable_decoding=False,
     )
 
     database_url: str = env("DATABASE_URL", DEFAULT_DATABASE_URL, secret=True)

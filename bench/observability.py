@@ -100,22 +100,28 @@ async def httpx_rate(base: str, seconds: float, connections: int) -> float:
     return answered / seconds
 
 
-def recording_microseconds(requests: int = 20_000) -> float:
-    """What the instrumentation does for one request, timed in a loop (microseconds per request)."""
+def recording_microseconds(requests: int = 20_000) -> tuple[float, float]:
+    """What the instrumentation does for one request, timed in a loop: the metrics (two histogram
+    observations, one error count) and the JSON log line, in microseconds per request (best of 5)."""
     metrics = Metrics(lambda: 0, lambda: True)
     formatter = JsonLogFormatter()
     record = logging.LogRecord("licensing.http", logging.INFO, __file__, 0, "request", None, None)
     vars(record).update(method="POST", path="/graphql", status=200, duration_ms=1.25)
     token = CURRENT_REQUEST.set(RequestRecord("0123456789abcdef", "ptr_1", "viewer"))
-    started = time.perf_counter()
-    for _ in range(requests):
-        metrics.operation_seconds.labels("query", "viewer").observe(0.004)
-        metrics.errors.labels("UNAUTHENTICATED").inc()
-        metrics.http_seconds.labels("/graphql", "200").observe(0.005)
-        formatter.format(record)
-    elapsed = time.perf_counter() - started
+    recording, logging_ = float("inf"), float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(requests):
+            metrics.operation_seconds.labels("query", "viewer").observe(0.004)
+            metrics.errors.labels("UNAUTHENTICATED").inc()
+            metrics.http_seconds.labels("/graphql", "200").observe(0.005)
+        recording = min(recording, 1e6 * (time.perf_counter() - started) / requests)
+        started = time.perf_counter()
+        for _ in range(requests):
+            formatter.format(record)
+        logging_ = min(logging_, 1e6 * (time.perf_counter() - started) / requests)
     CURRENT_REQUEST.reset(token)
-    return 1e6 * elapsed / requests
+    return recording, logging_
 
 
 def main() -> None:
@@ -155,9 +161,10 @@ def main() -> None:
             f"  {what}: throughput with / without {best[on] / best[off]:.3f}, server CPU per request "
             f"with / without {cpu_ms[on] / cpu_ms[off]:.3f} ({cpu_ms[on] - cpu_ms[off]:+.3f} ms)"
         )
-    recording = recording_microseconds()
-    share = 100 * recording / (1000 * cpu_ms[BOTH_OFF])
-    print(f"  recording alone: {recording:.1f} µs per request = {share:.1f}% of a trivial query's server CPU")
+    recording, log_line = recording_microseconds()
+    for what, micros in (("metrics", recording), ("JSON log line", log_line)):
+        share = 100 * micros / (1000 * cpu_ms[BOTH_OFF])
+        print(f"  {what} alone: {micros:.1f} µs per request = {share:.1f}% of a trivial query's server CPU")
 
 
 if __name__ == "__main__":
