@@ -21,7 +21,7 @@ from app.diagrams import README, with_diagrams, write_diagrams
 from app.http import make_clock, make_gateway
 from app.jobs import BILLING, InProcessJobs, JobServices, ProcrastinateJobs, job_engine
 from app.observability import logging_config
-from app.settings import InsecureSettings, Settings
+from app.settings import BadSettings, InsecureSettings, Settings
 from domain.access import Role, TokenChange, token_event
 from domain.actors import OPERATOR_CLI, Actor
 from domain.billing import BillingMonth
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env()
-    except ValueError as error:
-        print(f"error: bad setting: {error}", file=sys.stderr)
+    except BadSettings as error:  # every wrong variable, each named, before anything starts
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         return int(args.run(args, settings) or 0)

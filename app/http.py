@@ -3,11 +3,12 @@ downloads, probes, metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.extensions import SchemaExtension
 from strawberry.http import process_result
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -50,6 +52,7 @@ from resolvers.audit_log import audit_log_csv as export_audit_log
 from resolvers.context import RequestContext, SharedReads
 from resolvers.invoices import invoice_day_lines_csv, invoice_document
 from resolvers.license_checks import CheckLimits
+from resolvers.observation import NO_OBSERVER, Observer
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
 from resolvers.webhook_deliveries import CLAIM_FOR, WebhookDelivery
@@ -74,13 +77,16 @@ class Services:
         )
         # PostgreSQL: the NOTIFY listener while the app runs (readiness and metrics look at it).
         self.feed_listener: PostgresListener | None = None
+        # Told about charges, event deliveries and month-close progress: the app's metrics.
+        self.observer: Observer = NO_OBSERVER
+        self.job_services = JobServices(database, gateway, clock, self.collection)
         # Webhook endpoint hosts resolve through DNS or fixed answers (LICENSING_WEBHOOK_RESOLVE).
         self.webhook_lookup = AddressLookup(dict(settings.webhook_resolve))
         self.webhook_dispatcher: WebhookDispatcher | None = None
         # Background jobs: procrastinate on PostgreSQL, in-process on SQLite (app/jobs.py).
         self.jobs = job_engine(
             settings.database_url,
-            JobServices(database, gateway, clock, self.collection),
+            self.job_services,
             embedded_worker=settings.embedded_worker,
             periodic=settings.periodic_jobs,
             queue_prefix=settings.job_queue_prefix,
@@ -121,10 +127,13 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
     # Only graphql-transport-ws: its handler ends a connection when the token does (app.sockets).
     graphql_transport_ws_handler_class = TokenBoundHandler
 
-    def __init__(self, services: Services, metrics: Metrics, **options: Any) -> None:
+    def __init__(
+        self, services: Services, metrics: Metrics, tracing: Callable[[], SchemaExtension] | None = None
+    ) -> None:
         settings = services.settings
+        observers = [lambda: OperationObserver(metrics=metrics), *([tracing] if tracing else [])]
         super().__init__(
-            build_schema(settings.query_limits, observers=[lambda: OperationObserver(metrics=metrics)]),
+            build_schema(settings.query_limits, observers=observers),
             # Off (LICENSING_GRAPHIQL=0): a browser's GET /graphql is a 404; the API is unchanged.
             graphql_ide="graphiql" if settings.graphiql else None,
             allowed_origins=settings.websocket_origins,
@@ -132,7 +141,6 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             keep_alive=True,
             keep_alive_interval=15,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            **options,
         )
         self.services = services
         # One watch per API token for all of this worker's sockets (app.sockets).
@@ -279,6 +287,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             license_checks=services.license_checks,
             webhook_lookup=services.webhook_lookup,
             jobs=services.jobs,
+            observer=services.observer,
         )
 
 
@@ -374,8 +383,19 @@ def create_app(
     metrics = Metrics(
         lambda: services.database.signal.waiting(excluding_prefix=TOKEN_SIGNAL_PREFIX),
         services.feed_listener_up,
+        enabled=settings.metrics,
     )
-    graphql = LicensingGraphQL(services, metrics)
+    services.observer = metrics
+    services.job_services.observer = metrics  # jobs run in this process count here too
+    tracer_provider = None
+    if settings.otel_tracing:  # imported only when on: off, OpenTelemetry costs nothing
+        from app.tracing import tracer_provider as make_tracer_provider
+        from app.tracing import tracing_extension
+
+        tracer_provider = make_tracer_provider(settings)
+    graphql = LicensingGraphQL(
+        services, metrics, tracing_extension(tracer_provider) if tracer_provider is not None else None
+    )
     metrics.count_fanout(fanout_stats(graphql.schema))
     readiness = Readiness(
         services.database,
@@ -427,6 +447,8 @@ def create_app(
             if owns_gateway:
                 await services.gateway.close()
             await services.database.dispose()
+            if tracer_provider is not None:
+                await asyncio.to_thread(tracer_provider.shutdown)  # sends the spans still batched
 
     async def invoice_csv(request: Request) -> Response:
         context = await graphql.context_for(

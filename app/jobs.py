@@ -33,6 +33,7 @@ from persistence.database import Database
 from resolvers import billing_runs as runs
 from resolvers import dunning
 from resolvers.jobs import Job, JobQueue, JsonValue
+from resolvers.observation import NO_OBSERVER, Observer
 
 log = logging.getLogger("licensing.jobs")
 
@@ -93,9 +94,12 @@ class JobServices:
     gateway: PaymentGateway
     clock: Clock
     policy: CollectionPolicy
+    observer: Observer = NO_OBSERVER
 
     def job(self, spec: TaskSpec, queue: JobQueue, job_id: str) -> Job:
-        return Job(self.database, self.gateway, self.clock, self.policy, queue, spec.actor, job_id)
+        return Job(
+            self.database, self.gateway, self.clock, self.policy, queue, spec.actor, job_id, self.observer
+        )
 
 
 class JobEngine(JobQueue, Protocol):

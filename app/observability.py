@@ -10,6 +10,7 @@ Metrics live in a registry per app (so tests can run many apps in one process) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from app.limits import request_id_for
+from resolvers.observation import ChargeAnswer, Observer
 from schema.fanout import FanoutStats
 
 log = logging.getLogger("licensing.http")
@@ -126,15 +128,56 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
 
 # Request latency buckets (seconds): most GraphQL reads take milliseconds, a month close seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Feed lag buckets (seconds): a wake-up reaches a subscriber in about a millisecond when all is well.
+FEED_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-class Metrics:
-    """The app's Prometheus metrics (its own registry)."""
+class MetricOff:
+    """Stands for every metric when metrics are off (LICENSING_METRICS=0): records nothing."""
+
+    def labels(self, *_values: str) -> MetricOff:
+        return self
+
+    def observe(self, _value: float) -> None:
+        pass
+
+    def inc(self, _amount: float = 1) -> None:
+        pass
+
+    def set(self, _value: float) -> None:
+        pass
+
+    def track_inprogress(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
+class Metrics(Observer):
+    """The app's Prometheus metrics (its own registry); the use cases' observer (resolvers.observation).
+
+    Off (`enabled=False`), every metric is a MetricOff and the registry stays empty."""
+
+    operation_seconds: Histogram
+    errors: Counter
+    http_seconds: Histogram
+    open_websockets: Gauge
+    charges: Counter
+    feed_lag: Histogram
+    month_close_partners: Gauge
+    month_close_partners_done: Gauge
 
     def __init__(
-        self, subscriptions_waiting: Callable[[], int], feed_listener_up: Callable[[], bool]
+        self,
+        subscriptions_waiting: Callable[[], int],
+        feed_listener_up: Callable[[], bool],
+        *,
+        enabled: bool = True,
     ) -> None:
         self.registry = CollectorRegistry()
+        if not enabled:
+            off: Any = MetricOff()
+            for name in Metrics.__annotations__:
+                setattr(self, name, off)
+            return
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self.operation_seconds = Histogram(
@@ -172,6 +215,43 @@ class Metrics:
             registry=self.registry,
         )
         listener.set_function(lambda: 1.0 if feed_listener_up() else 0.0)
+        self.charges = Counter(
+            "licensing_charges",
+            "Charges answered (one per card tried on an invoice), by outcome: succeeded, declined (by the "
+            "card's issuer), failed (Stripe refused the request), unknown (the answer was lost).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for answer in ChargeAnswer:  # every outcome is on the page from the start, at 0
+            self.charges.labels(answer.value)
+        self.feed_lag = Histogram(
+            "licensing_feed_lag_seconds",
+            "Events delivered to subscriptions: time from the wake-up their commit caused to the "
+            "subscription taking the event.",
+            buckets=FEED_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.month_close_partners = Gauge(
+            "licensing_month_close_partners",
+            "Partners in the current (or last) month close run by this worker.",
+            registry=self.registry,
+        )
+        self.month_close_partners_done = Gauge(
+            "licensing_month_close_partners_done",
+            "Partners the current (or last) month close has finalized so far (closed, already closed, or "
+            "not over in their zone yet); equal to licensing_month_close_partners when finalizing is done.",
+            registry=self.registry,
+        )
+
+    def charge_answered(self, answer: ChargeAnswer) -> None:
+        self.charges.labels(answer.value).inc()
+
+    def feed_delivered(self, lag_seconds: float) -> None:
+        self.feed_lag.observe(lag_seconds)
+
+    def month_close_progress(self, done: int, total: int) -> None:
+        self.month_close_partners.set(total)
+        self.month_close_partners_done.set(done)
 
     def count_fanout(self, stats: FanoutStats) -> None:
         """Export how often subscription selections ran for an event, and how often a result was shared."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -27,6 +28,17 @@ LISTENER_NAME = "licensing-feed-listener"
 POLL_SECONDS = 5.0
 
 
+class Waiter(asyncio.Event):
+    """A reader's wake-up, stamped with when it came (`time.monotonic()`), for the feed-lag metric."""
+
+    woken_at = 0.0
+
+    def set(self) -> None:
+        if not self.is_set():
+            self.woken_at = time.monotonic()
+        super().set()
+
+
 class FeedSignal:
     """In-process wake-ups, per partner. `wake(None)` wakes everyone (after a lost listener reconnects).
 
@@ -36,7 +48,7 @@ class FeedSignal:
 
     def __init__(self, poll_seconds: float = POLL_SECONDS) -> None:
         self.poll_seconds = poll_seconds
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         # Counts wake-ups, so readers woken by the same one can share a read (see `generation`).
         self._epoch = 0
         self._generations: dict[str, int] = defaultdict(int)
@@ -62,9 +74,9 @@ class FeedSignal:
                 waiter.set()
 
     @contextlib.contextmanager
-    def waiter(self, partner_id: str, *, poll: bool = False) -> Iterator[asyncio.Event]:
+    def waiter(self, partner_id: str, *, poll: bool = False) -> Iterator[Waiter]:
         """An event set at each wake-up of the key; with `poll`, also every `poll_seconds`."""
-        event = asyncio.Event()
+        event = Waiter()
         self._waiters[partner_id].add(event)
         if poll and partner_id not in self._polls:
             self._schedule_poll(partner_id)

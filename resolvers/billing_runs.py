@@ -236,7 +236,9 @@ async def _charge(
     if invoice is None:
         return None
     if invoice.status is InvoiceStatus.OPEN:
-        collector = Collector(job.database, job.gateway, job.policy, now, job.request_id, job.recorded_as)
+        collector = Collector(
+            job.database, job.gateway, job.policy, now, job.request_id, job.recorded_as, job.observer
+        )
         try:
             collection = await collect_invoice(
                 collector,
@@ -267,6 +269,10 @@ async def _finish_if_done(job: Job, run_id: str, at: datetime | None = None) -> 
     async with UnitOfWork(job.database) as uow:
         if await uow.billing_runs.finish_if_done(run_id, at or job.clock.now()):
             log.info("billing run %s finished", run_id)
+        run = await uow.billing_runs.get(run_id)
+    if run is not None:
+        counts = run.counts
+        job.observer.month_close_progress(counts.partners_total - counts.pending, counts.partners_total)
 
 
 def _reason(error: Exception) -> str:

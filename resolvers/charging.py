@@ -47,6 +47,7 @@ from resolvers.invoice_transitions import (
     refund_duplicate,
 )
 from resolvers.invoices import owned_invoice
+from resolvers.observation import NO_OBSERVER, ChargeAnswer, Observer
 
 log = logging.getLogger("licensing.charging")
 
@@ -87,6 +88,8 @@ class Collector:
     now: datetime
     request_id: str | None = None
     actor: Actor | None = None
+    # Told each charge's answer (the app counts them by outcome).
+    observer: Observer = NO_OBSERVER
 
     def writer(self) -> UnitOfWork:
         """A unit of work whose events name this collector's actor."""
@@ -120,18 +123,22 @@ async def collect_invoice(
         attempt = plan.attempt
         tried_methods.add(plan.method.id)
         resumed.add(attempt.id)
+        refused = False
         try:
             answer = await _send(collector, plan.customer, plan.method, attempt)
         except GatewayUnavailable as error:
             unknown = await _record_unknown(collector, attempt)
+            collector.observer.charge_answered(ChargeAnswer.UNKNOWN)
             log.warning("charge of invoice %s left unknown: %s", invoice_id, error)
             return Collection(
                 CollectionOutcome.UNAVAILABLE, plan.invoice, (*made, unknown), failure_code=UNAVAILABLE_CODE
             )
         except GatewayRefused as error:
             log.warning("charge of invoice %s refused: %s", invoice_id, error.message)
+            refused = True
             answer = ChargeOutcome("failed", None, failure_code=error.code, failure_message=error.message)
         settled, recorded = await _settle(collector, attempt, answer)
+        collector.observer.charge_answered(_charge_answer(answer, refused))
         made.append(recorded)
         if settled.status not in UNPAID_STATUSES:
             return Collection(CollectionOutcome.PAID, settled, tuple(made))
@@ -140,6 +147,12 @@ async def collect_invoice(
     if past_due_on_failure:
         invoice = await _mark_past_due(collector, partner_id, invoice_id)
     return Collection(CollectionOutcome.FAILED, invoice, tuple(made), failure_code=last_failure)
+
+
+def _charge_answer(answer: ChargeOutcome, refused: bool) -> ChargeAnswer:
+    if answer.succeeded:
+        return ChargeAnswer.SUCCEEDED
+    return ChargeAnswer.FAILED if refused else ChargeAnswer.DECLINED
 
 
 async def _plan_attempt(

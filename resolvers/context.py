@@ -19,6 +19,7 @@ from payments.gateway import GatewayUnavailable, PaymentGateway
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
 from resolvers.jobs import JobQueue
+from resolvers.observation import NO_OBSERVER, Observer
 from resolvers.webhook_sending import AddressLookup
 
 
@@ -119,6 +120,8 @@ class RequestContext:
     # Set for a query over HTTP (app.http; schema.pipeline drops it for other operations): its readers
     # share one read transaction, ended when the request is answered.
     shared_reads: SharedReads | None = None
+    # Told about charges, event deliveries and month-close progress (the app's metrics).
+    observer: Observer = NO_OBSERVER
 
     @property
     def actor_token_id(self) -> str | None:

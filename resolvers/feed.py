@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -38,14 +39,18 @@ async def follow_events(
     after_seq: int,
     wanted: Callable[[RecordedEvent], bool] = lambda _event: True,
     poll_seconds: float | None = None,
+    on_delivery: Callable[[float], None] | None = None,
 ) -> AsyncGenerator[RecordedEvent, None]:
     """Yield the partner's events with seq > after_seq forever: no gap, no duplicate.
 
     Sequence numbers are taken under the partner's lock, so they commit in order and a cursor read
     never skips an event that commits later. Wake-ups only shorten the wait; the poll is the fallback:
     the signal's shared one per partner (`poll_seconds` None), or this follower's own timer.
+    `on_delivery(lag)` is told, for each event read after a wake-up, the seconds since that wake-up
+    (the replay before going live has none).
     """
     signal = database.signal
+    woken_at: float | None = None  # the wake-up that led to this read
     with signal.waiter(partner_id, poll=poll_seconds is None) as woken:
         while True:
             woken.clear()  # before reading: a commit after the read sets it again
@@ -53,15 +58,18 @@ async def follow_events(
             for event in batch:
                 after_seq = event.seq
                 if wanted(event):
+                    if woken_at is not None and on_delivery is not None:
+                        on_delivery(time.monotonic() - woken_at)
                     yield event
             if len(batch) == BATCH:
                 continue
             if poll_seconds is None:
                 await woken.wait()
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_seconds):
-                    await woken.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_seconds):
+                        await woken.wait()
+            woken_at = woken.woken_at if woken.is_set() else None
 
 
 class SharedReads:
@@ -235,7 +243,12 @@ async def license_events(
         return event.stream == "license" and (watched is None or event.subject in watched)
 
     return follow_events(
-        ctx.database, partner_id, after_seq=after_seq, wanted=wanted, poll_seconds=poll_seconds
+        ctx.database,
+        partner_id,
+        after_seq=after_seq,
+        wanted=wanted,
+        poll_seconds=poll_seconds,
+        on_delivery=ctx.observer.feed_delivered,
     )
 
 
@@ -256,6 +269,7 @@ async def standing_changes(
             after_seq=after_seq,
             wanted=lambda event: event.stream == "standing",
             poll_seconds=poll_seconds,
+            on_delivery=ctx.observer.feed_delivered,
         )
         reads = _in_flight(ctx.database)
         async with contextlib.aclosing(feed):
@@ -282,6 +296,7 @@ async def invoice_updates(
             after_seq=after_seq,
             wanted=lambda event: event.stream == "invoice",
             poll_seconds=poll_seconds,
+            on_delivery=ctx.observer.feed_delivered,
         )
         reads = _in_flight(ctx.database)
         async with contextlib.aclosing(feed):

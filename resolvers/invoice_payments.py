@@ -51,7 +51,13 @@ async def pay_invoice(
                 ErrorCode.NO_PAYMENT_METHOD, "Add a payment method to pay this invoice.", "paymentMethodId"
             )
     collector = Collector(
-        ctx.database, ctx.payments(), ctx.collection, ctx.clock.now(), ctx.request_id, ctx.actor
+        ctx.database,
+        ctx.payments(),
+        ctx.collection,
+        ctx.clock.now(),
+        ctx.request_id,
+        ctx.actor,
+        observer=ctx.observer,
     )
     collected = await collect_invoice(
         collector,

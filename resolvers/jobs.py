@@ -17,6 +17,7 @@ from domain.clock import Clock
 from domain.payments import CollectionPolicy
 from payments.gateway import PaymentGateway
 from persistence.database import Database
+from resolvers.observation import NO_OBSERVER, Observer
 
 JsonValue = str | int | float | bool | None
 
@@ -42,6 +43,8 @@ class Job:
     queue: JobQueue
     actor: str
     job_id: str
+    # Told of charges and month-close progress (the server's metrics, when the job runs in it).
+    observer: Observer = NO_OBSERVER
 
     @property
     def recorded_as(self) -> Actor:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -421,3 +422,48 @@ def server(demo_env: dict[str, str], tmp_path: Path) -> Iterator[DemoServer]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@dataclass
+class ServerProcess:
+    """`licensing serve` in a subprocess on the session's database: its address, process and output."""
+
+    address: str
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, as a process manager stops it; asserts uvicorn shut the app down and exited in time
+        (uvicorn re-raises the signal once done, so the exit status is -SIGTERM)."""
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=timeout) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete." in self.stderr.read_text()
+
+
+@contextlib.contextmanager
+def serve_process(
+    database_url: str, localstripe: LocalStripe, tmp_path: Path, **settings: str
+) -> Iterator[ServerProcess]:
+    """Start `licensing serve` with the session's database and localstripe (and `settings` as
+    environment variables); stopped with SIGTERM after the block if still running."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=database_url, **stripe_env(localstripe))
+    env.update(LICENSING_LOG_LEVEL="info", LICENSING_LOG_FORMAT="json", **settings)
+    stdout, stderr = tmp_path / f"serve-{port}.out", tmp_path / f"serve-{port}.err"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [*LICENSING, "serve", "--port", str(port)], env=env, cwd=tmp_path, stdout=out, stderr=err
+        )
+    try:
+        deadline = time.monotonic() + 120  # a loaded CI machine takes a while to import everything
+        # Its own log says it listens (another suite's server may have taken the port meanwhile).
+        while f"Uvicorn running on http://127.0.0.1:{port}" not in stderr.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"licensing serve did not start:\n{stderr.read_text()}")
+            time.sleep(0.1)
+        yield ServerProcess(f"127.0.0.1:{port}", process, stdout, stderr)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)

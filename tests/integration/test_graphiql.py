@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,7 +59,7 @@ async def test_graphiql_page_loads_only_its_own_integrity_checked_files_under_a_
 async def test_graphiql_turned_off_answers_404_and_the_api_still_works(
     database_url: str, localstripe: LocalStripe, catalog: None, staff_token: str
 ) -> None:
-    app = create_app(replace(stripe_settings(database_url, localstripe), graphiql=False))
+    app = create_app(stripe_settings(database_url, localstripe).replace(graphiql=False))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         page = await client.get("/graphql", headers=HTML)

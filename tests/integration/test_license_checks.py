@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -72,7 +71,7 @@ async def clients_from(
 async def test_a_burst_from_one_address_is_rate_limited_with_a_retry_after(
     database_url: str, clock: SettableClock, localstripe: LocalStripe, gateway: StripeGateway
 ) -> None:
-    settings = replace(stripe_settings(database_url, localstripe), license_checks_per_address="20/minute")
+    settings = stripe_settings(database_url, localstripe).replace(license_checks_per_address="20/minute")
     addresses = ["203.0.113.7", "198.51.100.9"]
     async with clients_from(addresses, settings, clock, gateway) as clients:
         answers = [[await validate(api, "x_unknown", fresh_site()) for _ in range(25)] for api in clients]
@@ -84,7 +83,7 @@ async def test_a_burst_from_one_address_is_rate_limited_with_a_retry_after(
 async def test_every_address_together_is_held_to_the_overall_limit(
     database_url: str, clock: SettableClock, localstripe: LocalStripe, gateway: StripeGateway
 ) -> None:
-    settings = replace(stripe_settings(database_url, localstripe), license_checks_overall="10/minute")
+    settings = stripe_settings(database_url, localstripe).replace(license_checks_overall="10/minute")
     addresses = [f"192.0.2.{number}" for number in range(12)]
     async with clients_from(addresses, settings, clock, gateway) as clients:
         reasons = [(await validate(api, "x_unknown", fresh_site()))["reason"] for api in clients]

@@ -5,7 +5,6 @@ or other sites, and a burst is rate limited like validateLicense."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -171,7 +170,7 @@ async def test_a_socket_without_a_token_runs_nothing_that_needs_one(served: Live
 async def test_a_burst_of_subscriptions_from_one_address_is_rate_limited_with_a_retry_after(
     database_url: str, clock: SettableClock, catalog: None, localstripe: LocalStripe
 ) -> None:
-    settings = replace(stripe_settings(database_url, localstripe), license_checks_per_address="5/minute")
+    settings = stripe_settings(database_url, localstripe).replace(license_checks_per_address="5/minute")
     app = create_app(settings, clock=clock)
     async with serve(app) as server, GraphQLSocket.open(server.address, {}) as socket:
         assert (await socket.receive())["type"] == "connection_ack"

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ from starlette.routing import Route
 
 from app.devstripe import LocalStripe, free_port
 from app.http import create_app
+from domain.clock import SettableClock
+from persistence.database import Database
 from tests.conftest import ON_POSTGRES
 from tests.integration.conftest import (
     LICENSING,
@@ -30,9 +30,12 @@ from tests.integration.conftest import (
     GraphQLSocket,
     LiveServer,
     PartnerAccess,
+    enrol_in_good_standing,
     serve,
+    serve_process,
     stripe_settings,
 )
+from tests.integration.license_operations import issue
 
 PORTAL = "https://portal.example.com"
 AppClient = Callable[..., httpx.AsyncClient]
@@ -44,7 +47,7 @@ async def client_for(database_url: str, localstripe: LocalStripe, catalog: None)
     apps: list[Starlette] = []
 
     def client(**changes: Any) -> httpx.AsyncClient:
-        app = create_app(replace(stripe_settings(database_url, localstripe), **changes))
+        app = create_app(stripe_settings(database_url, localstripe).replace(**changes))
         apps.append(app)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
@@ -209,6 +212,32 @@ def test_a_malformed_setting_stops_the_cli_naming_the_variable(demo_env: dict[st
     )
 
 
+@pytest.mark.skipif(ON_POSTGRES, reason="settings are parsed the same on both")
+def test_serve_with_bad_settings_lists_every_one_and_starts_nothing(demo_env: dict[str, str]) -> None:
+    port = free_port()
+    bad = {
+        "LICENSING_MAX_BODY_BYTES": "1MB",
+        "LICENSING_CORS_ORIGINS": "https://portal.example.com,portal.example.com",
+        "LICENSING_LOG_LEVEL": "loud",
+        "LICENSING_METRICS": "perhaps",
+        "STRIPE_WEBHOOK_SECRET": "whsec_own",
+    }
+    refused = licensing({**demo_env, **bad}, "serve", "--port", str(port))
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "error: 4 bad settings:",
+        "  LICENSING_MAX_BODY_BYTES='1MB': expected a whole number",
+        "  LICENSING_CORS_ORIGINS='https://portal.example.com,portal.example.com': 'portal.example.com' is "
+        "not an origin (scheme://host[:port], like https://portal.example.com; did you mean "
+        "https://portal.example.com?)",
+        "  LICENSING_METRICS='perhaps': expected 1 or 0 (also true/false, yes/no, on/off)",
+        "  LICENSING_LOG_LEVEL='loud': expected one of debug, info, warning, error",
+    ]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
 @pytest.mark.skipif(ON_POSTGRES, reason="the demo runs on SQLite; this pass already ran it")
 async def test_the_server_logs_json_lines_with_request_id_partner_and_operation(server: DemoServer) -> None:
     partner_token = server.printed_token("partner")
@@ -233,20 +262,41 @@ async def test_the_server_logs_json_lines_with_request_id_partner_and_operation(
     assert any(line["logger"] == "uvicorn.error" for line in lines)  # uvicorn's lines are JSON too
 
 
-@pytest.mark.skipif(ON_POSTGRES, reason="the demo runs on SQLite; this pass already ran it")
-async def test_stopping_the_server_closes_websockets_with_1012_so_clients_reconnect(
-    server: DemoServer,
+async def test_stopping_the_server_closes_websockets_with_1012_and_clients_resume_on_another(
+    database_url: str,
+    localstripe: LocalStripe,
+    tmp_path: Path,
+    served: LiveServer,
+    live_api: Api,
+    api: Api,
+    staff_token: str,
+    database: Database,
+    clock: SettableClock,
 ) -> None:
-    host = server.base.removeprefix("http://")
-    async with websockets.connect(
-        f"ws://{host}/graphql", subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
-    ) as socket:
-        token = server.printed_token("partner")
-        await socket.send(json.dumps({"type": "connection_init", "payload": {"authorization": token}}))
-        assert json.loads(await socket.recv())["type"] == "connection_ack"
-        subscribe = {"query": "subscription { licenseEvents { key } }"}
-        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
-        os.kill(server.process.pid, signal.SIGTERM)
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await socket.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # "service restart"
+    access = await enrol_in_good_standing(api, staff_token, database, clock)
+    auth = {"authorization": f"Bearer {access.token}"}
+    subscription = "subscription($since: String) { licenseEvents(since: $since) { cursor key } }"
+    with serve_process(database_url, localstripe, tmp_path) as stopping:
+        async with GraphQLSocket.open(stopping.address, auth) as socket:
+            assert (await socket.receive())["type"] == "connection_ack"
+            async with httpx.AsyncClient(base_url=f"http://{stopping.address}", timeout=30) as client:
+                now = (await Api(client).data("{ eventCursor }", token=access.token))["eventCursor"]
+                await socket.subscribe("1", subscription, {"since": now})
+                [first] = await issue(Api(client), access.token)
+            delivered = (await socket.receive(timeout=30))["payload"]["data"]["licenseEvents"]
+            assert delivered["key"] == first
+
+            stopping.process.send_signal(signal.SIGTERM)  # as a process manager stops a worker
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.receive(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # "service restart"
+        assert await asyncio.to_thread(stopping.process.wait, 30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete." in stopping.stderr.read_text()
+
+    # Another worker goes on; what commits while the client reconnects is not lost.
+    [second] = await issue(live_api, access.token)
+    async with GraphQLSocket.open(served.address, auth) as socket:
+        assert (await socket.receive())["type"] == "connection_ack"
+        await socket.subscribe("1", subscription, {"since": delivered["cursor"]})
+        resumed = (await socket.receive())["payload"]["data"]["licenseEvents"]
+    assert resumed["key"] == second

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -455,8 +455,8 @@ async def named_api(
     database_url: str, database: Database, clock: SettableClock, catalog: None, localstripe: Any
 ) -> AsyncIterator[Api]:
     """The sandbox API where `hooks.partner.test` answers 127.0.0.1 (LICENSING_WEBHOOK_RESOLVE)."""
-    settings = replace(
-        stripe_settings(database_url, localstripe), webhook_resolve=(("hooks.partner.test", "127.0.0.1"),)
+    settings = stripe_settings(database_url, localstripe).replace(
+        webhook_resolve=(("hooks.partner.test", "127.0.0.1"),)
     )
     async with api_of(settings, clock) as api:
         yield api
@@ -601,7 +601,7 @@ async def test_the_server_delivers_new_events_by_itself(
     staff_token: str,
     receiver: Receiver,
 ) -> None:
-    settings = replace(stripe_settings(database_url, localstripe), webhook_poll_seconds=0.2)
+    settings = stripe_settings(database_url, localstripe).replace(webhook_poll_seconds=0.2)
     async with (
         serve(create_app(settings, clock=clock)) as server,
         httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as client,

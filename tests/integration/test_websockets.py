@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import websockets
 
@@ -67,7 +65,7 @@ async def test_configured_origins_may_open_sockets_and_a_star_allows_every_origi
     portal: bool,
     elsewhere: bool,
 ) -> None:
-    settings = replace(stripe_settings(database_url, localstripe), websocket_origins=origins)
+    settings = stripe_settings(database_url, localstripe).replace(websocket_origins=origins)
     async with serve(create_app(settings, clock=clock)) as server:
         assert await acknowledged(server.address, partner.token, origin="https://portal.example") is portal
         assert await acknowledged(server.address, partner.token, origin="https://other.example") is elsewhere
