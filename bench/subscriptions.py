@@ -96,6 +96,15 @@ class Arrivals:
         return self.times[key]
 
 
+async def all_opened(tasks: list[asyncio.Task[None]], opened: list[int], count: int) -> None:
+    """Until every subscriber has sent its subscribe (however long opening takes); fail if one failed."""
+    while len(opened) < count:
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise RuntimeError("a subscriber failed while opening") from task.exception()
+        await asyncio.sleep(0.5)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -243,6 +252,7 @@ async def floor(subscribers: int, partner_count: int, mutations: int) -> tuple[f
             opened: list[int] = []
             tasks = [asyncio.create_task(subscriber(address, g, arrivals, opening, opened)) for g in shares]
             per_group = {g.cursor: sum(1 for s in shares if s is g) for g in groups}
+            await all_opened(tasks, opened, subscribers)
             # The fence: every subscriber registered (the floor does not replay what it missed).
             for group in groups:
                 while True:
@@ -300,6 +310,7 @@ async def scenario(
                 asyncio.create_task(subscriber(address, share, arrivals, opening, opened)) for share in shares
             ]
             per_partner = {p.id: sum(1 for s in shares if s is p) for p in partners}
+            await all_opened(tasks, opened, subscribers)
             # The fence: one mutation per partner reaches every subscriber, so all of them are live.
             for partner in partners:
                 key = await issue_one(client, partner)
