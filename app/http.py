@@ -229,10 +229,12 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
             raise HTTPException(400, error.as_http_error_reason("POST")) from error
         except MissingQueryError as error:
             raise HTTPException(400, "No GraphQL query found in the request") from error
-        return Response(self.encode_json(process_result(result)), media_type="application/json")
+        return Response(orjson.dumps(process_result(result)), media_type="application/json")
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: the websocket handler sends it as a text frame, which browsers' graphql-ws
+        # clients require (bytes went out as binary frames, which they cannot read).
+        return orjson.dumps(data).decode()
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from HTTP bodies and websocket messages; anything else is a JSONDecodeError (400/4400)."""
