@@ -150,7 +150,7 @@ class BillingReader:
         ]
         held_again = [
             HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
-            for row in await self._connection.execute(_held_again(partner_id, month))
+            for row in await self._connection.execute(_held_again(partner_id, month, self._bytewise))
         ]
         sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
         assigned_at_cut: dict[tuple[str, int], int] = {}
@@ -285,7 +285,9 @@ def _span_groups(partner_id: str, month: BillingMonth) -> Select[Any]:
     return select(*group, func.sum(stored.c.holdings), func.sum(stored.c.on_site)).group_by(*group)
 
 
-def _held_again(partner_id: str, month: BillingMonth) -> Select[Any]:
+def _held_again(
+    partner_id: str, month: BillingMonth, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
+) -> Select[Any]:
     """The holdings of keys the partner held twice in the month (the earlier one left by transfer
     within it). The month's transferred holdings are a short range of
     `ix_licenses_partner_id_transferred_days`; each of their keys is counted in
@@ -315,7 +317,8 @@ def _held_again(partner_id: str, month: BillingMonth) -> Select[Any]:
                 and_(
                     of_key.c.partner_id == partner_id,
                     of_key.c.product_slug == keys.c.product_slug,
-                    of_key.c.key == keys.c.key,
+                    # In the index's collation (on PostgreSQL), so that the index answers.
+                    bytewise(of_key.c.key) == keys.c.key,
                 ),
             )
         )
