@@ -1,6 +1,8 @@
 """The month's estimate for a partner with 100k licenses: before (every holding fetched, the statement
 built in Python) and after (SQL sums over the stored billed-day spans), beside the floor measured in the
 same run: one SQL aggregation of the same rows (license-days per product, spans clipped to the month).
+Floor and after alternate run by run (the machine is shared); each statement of the after path is timed
+too. The load average is printed with the results.
 
 Seeds bench/billing.py's partner (random histories, Europe/Paris, July 2026) on a temporary SQLite file,
 and on PostgreSQL too when DATABASE_URL points at a scratch database. Goal: after <= 250 ms on SQLite and
@@ -11,6 +13,11 @@ and on PostgreSQL too when DATABASE_URL points at a scratch database. Goal: afte
 
 from __future__ import annotations
 
+import os
+import statistics
+import time
+from typing import Any
+
 from billing import (
     JULY,
     ZONE,
@@ -18,9 +25,10 @@ from billing import (
     seeded_partner,
     timed,
 )  # bench/billing.py: the same histories
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from persistence.billing import greatest, least
+from persistence.database import Database
 from persistence.licenses import licenses
 from persistence.unit_of_work import UnitOfWork
 from resolvers.billing import estimated_statement, live_statement
@@ -31,6 +39,9 @@ GOAL_RATIO = 2.0
 
 async def measure(url: str, count: int, runs: int) -> None:
     database, partner = await seeded_partner(url, count)
+    if database.dialect == "postgresql":  # as autovacuum would have by now: plans need statistics
+        async with database.engine.begin() as connection:
+            await connection.execute(text("ANALYZE licenses"))
     partner_id = partner.id
     first = JULY.first_day.toordinal()
     last = first + JULY.days - 1
@@ -63,14 +74,25 @@ async def measure(url: str, count: int, runs: int) -> None:
         async with UnitOfWork(database, read_only=True) as uow:
             totals.append((await estimated_statement(uow, partner, JULY))[1].total)
 
-    floor_ms = await timed(runs, floor)
-    before_ms = await timed(runs, before)
-    after_ms = await timed(runs, after)
+    load_before = os.getloadavg()[0]
+    statements = _statement_timer(database)
+    floor_samples: list[float] = []
+    after_samples: list[float] = []
+    for _ in range(runs):  # interleaved, so that both see the same load from other processes
+        floor_samples.append(await timed(1, floor))
+        statements.start()
+        after_samples.append(await timed(1, after))
+        statements.keep()
+    floor_ms, after_ms = statistics.median(floor_samples), statistics.median(after_samples)
+    before_ms = await timed(max(1, runs // 3), before)
     await database.dispose()
     assert len(set(totals)) == 1, f"the two paths disagree: {sorted(set(totals))}"
 
     kind = url.split(":", 1)[0]
-    print(f"[{kind}] {count:,} licenses, {JULY} ({ZONE}), total {totals[0]} cents; medians of {runs}:")
+    print(
+        f"[{kind}] {count:,} licenses, {JULY} ({ZONE}), total {totals[0]} cents; medians of {runs}; "
+        f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}:"
+    )
     print(f"  floor: SQL aggregation of the rows     {floor_ms:8.1f} ms")
     print(
         f"  before: fetch + build_statement        {before_ms:8.1f} ms   {before_ms / floor_ms:5.2f}x floor"
@@ -79,6 +101,48 @@ async def measure(url: str, count: int, runs: int) -> None:
         f"  after: SQL sums over billed-day spans  {after_ms:8.1f} ms   {after_ms / floor_ms:5.2f}x floor"
         f"   (goal <= {GOAL_MS} ms on SQLite, <= {GOAL_RATIO:.0f}x floor)"
     )
+    for position, (sql, median_ms) in enumerate(statements.medians()):
+        print(
+            f"    statement {position + 1}: {median_ms:8.1f} ms   {median_ms / floor_ms:5.2f}x floor   {sql}"
+        )
+
+
+class _StatementTimes:
+    """Wall time of each statement the estimate runs, by its position in the estimate."""
+
+    def __init__(self) -> None:
+        self.current: list[tuple[str, float]] | None = None  # None: not recording
+        self.kept: list[list[tuple[str, float]]] = []
+
+    def start(self) -> None:
+        self.current = []
+
+    def keep(self) -> None:
+        if self.current is not None:
+            self.kept.append(self.current)
+        self.current = None
+
+    def medians(self) -> list[tuple[str, float]]:
+        return [
+            (runs[0][0], statistics.median(ms for _, ms in runs)) for runs in zip(*self.kept, strict=False)
+        ]
+
+
+def _statement_timer(database: Database) -> _StatementTimes:
+    times = _StatementTimes()
+    engine = database.engine.sync_engine
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def started(connection: Any, *_: Any) -> None:
+        connection.info["statement_started"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def ended(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        elapsed = (time.perf_counter() - connection.info["statement_started"]) * 1000
+        if times.current is not None and not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            times.current.append((" ".join(statement.split())[:60], elapsed))
+
+    return times
 
 
 def main() -> None:

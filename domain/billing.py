@@ -683,6 +683,12 @@ class MonthSums:
         """The [first, last] day spans (indices) whose days at the line's price are a cut weight."""
         line = plan.line
         periods = self.periods[line.product_slug]
+        if len(periods) == 1:  # one price all month: the spans whose length is a cut weight
+            return [
+                (first, first + days - 1)
+                for days in sorted(plan.allocation.cut_weights)
+                for first in range(self.month.days - days + 1)
+            ]
         return [
             (first, last)
             for first in range(self.month.days)
@@ -731,9 +737,13 @@ def sum_month(
     keys: dict[tuple[str, int | None], Counter[bool]] = defaultdict(Counter)
     first_days: dict[tuple[str, int | None], int] = {}
     product_keys: dict[str, Counter[bool]] = defaultdict(Counter)
+    split: dict[tuple[str, int, int], list[tuple[tuple[str, int | None], int, int]]] = {}
     for group in groups:
         product_keys[group.product_slug][group.assigned] += group.holdings
-        for line, days, first_day in _days_at_prices(periods[group.product_slug], group):
+        span = (group.product_slug, group.first, group.last)
+        if span not in split:  # a span's assigned and unassigned groups split alike
+            split[span] = _days_at_prices(periods[group.product_slug], group)
+        for line, days, first_day in split[span]:
             weights[line][days] += group.holdings
             if group.assigned:
                 assigned_weights[line][days] += group.holdings
@@ -779,6 +789,8 @@ def _days_at_prices(
 ) -> list[tuple[tuple[str, int | None], int, int]]:
     """A span's days at each daily price, as ((product, price), days, first day at that price), prices
     in the order they first apply (a price that comes back adds up)."""
+    if len(periods) == 1 and span.last >= span.first:  # the usual case: one price all month
+        return [((span.product_slug, periods[0].daily_price_micros), span.last - span.first + 1, span.first)]
     days_at: dict[int | None, list[int]] = {}
     for period in periods:
         first, last = max(span.first, period.first), min(span.last + 1, period.last)

@@ -2,11 +2,12 @@
 month's estimate as SQL sums over the holdings' stored billed-day spans (`licenses.first_billed_day`,
 `last_billed_day`, written with the day rule `domain.billing.billable_span`).
 
-The spans are clipped to the month (GREATEST/LEAST of day numbers), split at the month's price changes,
-and grouped by (product, daily price, days, assigned): `domain.billing.sum_month` prices the groups and
-plans the largest-remainder allocation, and only the lines whose allocation has a cut are ranked in SQL
-(ROW_NUMBER by key, then holding), as `allocate_largest_remainder` ranks them.
-"""
+The spans are clipped to the month (GREATEST/LEAST of day numbers) and counted by (product, first day,
+last day, assigned): `domain.billing.sum_month` splits the counts at the month's price changes, prices
+them and plans the largest-remainder allocation. Three statements answer an open month, each through an
+index: the counts, the keys held twice, and, for the lines whose allocation has a cut, how many of the
+first day-lines at the cut (by key, then holding, as `allocate_largest_remainder` ranks them) are on a
+site. Day-line pages rank in SQL (ROW_NUMBER) with the same allocation."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     CTE,
     BigInteger,
     ColumnElement,
+    Index,
     Integer,
     Select,
     String,
@@ -26,12 +28,10 @@ from sqlalchemy import (
     column,
     false,
     func,
-    literal,
     literal_column,
     or_,
     select,
     tuple_,
-    union_all,
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -55,6 +55,32 @@ from persistence.licenses import licenses
 from persistence.products import product_prices
 
 TRANSFERRED = "transferred"
+
+# The indexes the estimate reads through besides `ix_licenses_partner_id_billed_days` (persistence/
+# licenses.py; migration 0013_estimate): the month's transferred holdings, a short range instead of a
+# pass over the month, to find the keys held twice; and each product's holdings in key order, so the
+# contested cents of a line are ranked by walking the index (bytewise on PostgreSQL, as Python
+# compares keys) instead of sorting the month.
+TRANSFERRED_DAYS_INDEX = Index(
+    "ix_licenses_partner_id_transferred_days",
+    licenses.c.partner_id,
+    licenses.c.state,
+    licenses.c.last_billed_day,
+    licenses.c.first_billed_day,
+    licenses.c.product_slug,
+    licenses.c.key,
+)
+PRODUCT_KEY_INDEX = Index(
+    "ix_licenses_partner_id_product_key",
+    licenses.c.partner_id,
+    licenses.c.product_slug,
+    licenses.c.key,
+    licenses.c.id,
+    licenses.c.first_billed_day,
+    licenses.c.last_billed_day,
+    licenses.c.site,
+    postgresql_ops={"key": 'COLLATE "C"', "id": 'COLLATE "C"'},
+)
 
 
 class BillingReader:
@@ -114,33 +140,26 @@ class BillingReader:
     ) -> tuple[MonthSums, Statement]:
         """The month's lines, counts and costs, summed in SQL over the partner's billed-day spans (the
         statement has no day-lines; `day_lines` pages them with the sums' allocation)."""
-        spans = _spans(partner_id, month).cte("spans")
-        month_first = month.first_day.toordinal()
-        c = spans.c
-        assigned = c.site.is_not(None)
-        group = [c.product_slug, c.lo - month_first, c.hi - month_first, assigned]
         groups = [
-            SpanGroup(row[0], row[1], row[2], bool(row[3]), row[4])
-            for row in await self._connection.execute(select(*group, func.count()).group_by(*group))
+            SpanGroup(slug, first, last, assigned, int(count))  # PostgreSQL's SUM is a numeric
+            for slug, first, last, holdings, on_site in await self._connection.execute(
+                _span_groups(partner_id, month)
+            )
+            for assigned, count in ((True, on_site), (False, holdings - on_site))
+            if count
         ]
-        # Keys held twice in the month: the earlier holding left by transfer within the month.
-        again = select(c.key).where(c.state == TRANSFERRED).scalar_subquery()
         held_again = [
             HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
-            for row in await self._connection.execute(
-                select(c.id, c.key, c.product_slug, assigned, c.held_from, *group[1:3]).where(
-                    c.key.in_(again)
-                )
-            )
+            for row in await self._connection.execute(_held_again(partner_id, month, self._bytewise))
         ]
         sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
         assigned_at_cut: dict[tuple[str, int], int] = {}
-        if sums.cut_lines():
-            rows = await self._connection.execute(_assigned_at_cut(spans, sums, self._bytewise))
-            cut = sums.cut_lines()
+        cut = sums.cut_lines()
+        if cut:
+            row = (await self._connection.execute(_assigned_at_cut(partner_id, sums, self._bytewise))).one()
             assigned_at_cut = {
-                (cut[line].line.product_slug, cut[line].line.daily_price_micros): int(count)
-                for line, count in rows
+                (plan.line.product_slug, plan.line.daily_price_micros): int(count)
+                for plan, count in zip(cut, row, strict=True)
             }
         return sums, sums.statement(assigned_at_cut)
 
@@ -210,11 +229,22 @@ def _sqlite_least(element: least, compiler: SQLCompiler, **kw: Any) -> str:
     return f"min({compiler.process(element.clauses, **kw)})"
 
 
+def _clipped_span(
+    table: Any, month: BillingMonth
+) -> tuple[ColumnElement[int], ColumnElement[int], list[ColumnElement[bool]]]:
+    """A holding's billed days clipped to the month (lo..hi, day numbers), and the conditions for it to
+    have any: `table` is `licenses` or an alias of it."""
+    first, last = month.first_day.toordinal(), month.first_day.toordinal() + month.days - 1
+    c = table.c
+    until = func.coalesce(c.last_billed_day, last)
+    lo, hi = greatest(c.first_billed_day, first), least(until, last)
+    return lo, hi, [c.first_billed_day <= last, until >= first, until >= c.first_billed_day]
+
+
 def _spans(partner_id: str, month: BillingMonth) -> Select[Any]:
     """The partner's holdings with a billed day in the month, their spans clipped to it (lo..hi)."""
-    first, last = month.first_day.toordinal(), month.first_day.toordinal() + month.days - 1
     c = licenses.c
-    until = func.coalesce(c.last_billed_day, last)
+    lo, hi, billed = _clipped_span(licenses, month)
     return select(
         c.id,
         c.key,
@@ -222,14 +252,93 @@ def _spans(partner_id: str, month: BillingMonth) -> Select[Any]:
         c.site,
         c.state,
         raw_instant(c.held_from).label("held_from"),
-        greatest(c.first_billed_day, first).label("lo"),
-        least(until, last).label("hi"),
-    ).where(
-        c.partner_id == partner_id,
-        c.first_billed_day <= last,
-        until >= first,
-        until >= c.first_billed_day,
+        lo.label("lo"),
+        hi.label("hi"),
+    ).where(c.partner_id == partner_id, *billed)
+
+
+def _span_groups(partner_id: str, month: BillingMonth) -> Select[Any]:
+    """The month's holdings counted by (product, first and last billed day in the month): all, and
+    those on a site.
+
+    Counted twice over: by the stored (first, last, product), in the order of
+    `ix_licenses_partner_id_billed_days`, so the database counts while it walks the index (no sort of
+    the month's holdings); then those counts by their spans clipped to the month (a sort of a few
+    thousand rows)."""
+    month_first = month.first_day.toordinal()
+    c = licenses.c
+    _, _, billed = _clipped_span(licenses, month)
+    stored = (
+        select(
+            c.first_billed_day,
+            c.last_billed_day,
+            c.product_slug,
+            func.count().label("holdings"),
+            func.count(c.site).label("on_site"),
+        )
+        .where(c.partner_id == partner_id, *billed)
+        .group_by(c.first_billed_day, c.last_billed_day, c.product_slug)
+        .subquery("stored_spans")
     )
+    lo, hi, _ = _clipped_span(stored, month)
+    group = [stored.c.product_slug, lo - month_first, hi - month_first]
+    return select(*group, func.sum(stored.c.holdings), func.sum(stored.c.on_site)).group_by(*group)
+
+
+def _held_again(
+    partner_id: str, month: BillingMonth, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
+) -> Select[Any]:
+    """The holdings of keys the partner held twice in the month (the earlier one left by transfer
+    within it). The month's transferred holdings are a short range of
+    `ix_licenses_partner_id_transferred_days`; each of their keys is counted in
+    `ix_licenses_partner_id_product_key` (the index alone); only keys billed twice are read in full."""
+    month_first = month.first_day.toordinal()
+    left, of_key = licenses.alias("left_by_transfer"), licenses.alias("holdings_of_key")
+    _, _, left_billed = _clipped_span(left, month)
+    # `last_billed_day >= first` again without COALESCE (a transferred holding has one), so that it
+    # bounds the index range.
+    keys = (
+        select(left.c.product_slug, left.c.key)
+        .where(
+            left.c.partner_id == partner_id,
+            left.c.state == TRANSFERRED,
+            left.c.last_billed_day >= month_first,
+            *left_billed,
+        )
+        .distinct()
+        .subquery("keys_left_by_transfer")
+    )
+    key_lo, key_hi, _ = _clipped_span(of_key, month)
+    twice = (
+        select(of_key.c.key)
+        .select_from(
+            keys.join(
+                of_key,
+                and_(
+                    of_key.c.partner_id == partner_id,
+                    of_key.c.product_slug == keys.c.product_slug,
+                    # In the index's collation (on PostgreSQL), so that the index answers.
+                    bytewise(of_key.c.key) == keys.c.key,
+                ),
+            )
+        )
+        # Billed in the month (the same as `_clipped_span`'s conditions), in a form no index serves:
+        # the holdings are found by their key.
+        .where(key_lo <= key_hi)
+        .group_by(of_key.c.key)
+        .having(func.count() > 1)
+    )
+    c = licenses.c
+    lo, hi, _ = _clipped_span(licenses, month)
+    return select(
+        c.id,
+        c.key,
+        c.product_slug,
+        c.site.is_not(None),
+        raw_instant(c.held_from),
+        lo - month_first,
+        hi - month_first,
+    ).where(c.partner_id == partner_id, c.key.in_(twice), lo <= hi)
 
 
 def _price_periods(book: PriceBook, month: BillingMonth) -> tuple[CTE, bool]:
@@ -310,31 +419,34 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
 
 
 def _assigned_at_cut(
-    spans: CTE, sums: MonthSums, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
+    partner_id: str, sums: MonthSums, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
 ) -> Select[Any]:
-    """Per cut line (by its index in `sums.cut_lines()`): how many of its first `cut_units` day-lines
-    at the cut, ranked by key then holding, are on a site."""
-    c = spans.c
+    """One row: per cut line (in `sums.cut_lines()` order), how many of its first `cut_units` day-lines
+    at the cut, ranked by key then holding, are on a site.
+
+    Each line walks `ix_licenses_partner_id_product_key` in key order and stops after `cut_units`
+    day-lines at the cut: no sort, and no window over the month."""
     month_first = sums.month.first_day.toordinal()
-    cut = sums.cut_lines()
-    ranked = union_all(
-        *(
-            select(
-                literal(index, Integer).label("line"),
-                c.site.is_not(None).label("assigned"),
-                func.row_number().over(order_by=[bytewise(c.key), bytewise(c.id)]).label("rank"),
-            ).where(
+    c = licenses.c
+    lo, hi, billed = _clipped_span(licenses, sums.month)
+    counts = []
+    for plan in sums.cut_lines():
+        at_cut = (
+            select(c.site)
+            .where(
+                c.partner_id == partner_id,
                 c.product_slug == plan.line.product_slug,
-                tuple_(c.lo, c.hi).in_(
+                *billed,
+                tuple_(lo, hi).in_(
                     [(month_first + first, month_first + last) for first, last in sums.spans_at_cut(plan)]
                 ),
             )
-            for index, plan in enumerate(cut)
+            .order_by(bytewise(c.key), bytewise(c.id))
+            .limit(plan.allocation.cut_units)
+            .subquery()
         )
-    ).subquery("ranked")
-    r = ranked.c
-    units = case(*((r.line == index, plan.allocation.cut_units) for index, plan in enumerate(cut)), else_=0)
-    return select(r.line, func.count()).where(r.assigned, r.rank <= units).group_by(r.line)
+        counts.append(select(func.count(at_cut.c.site)).scalar_subquery())
+    return select(*counts)
 
 
 def raw_instant(column: ColumnElement[datetime]) -> ColumnElement[str]:

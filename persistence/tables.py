@@ -1,5 +1,6 @@
 """Imports every feature's tables so the metadata is complete (for Alembic and schema checks)."""
 
+import persistence.billing  # noqa: F401  (the estimate's indexes on licenses)
 from persistence.billing_runs import billing_run_partners, billing_runs
 from persistence.dunning import invoice_dunning
 from persistence.events import events

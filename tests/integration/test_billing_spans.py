@@ -4,9 +4,9 @@ Random histories are written through the license repository (which stores each h
 partner's zone), on the test database (SQLite, or PostgreSQL when DATABASE_URL is set). For each, the
 SQL estimate's lines, counts, costs and every day-line page must equal `build_statement` over the same
 holdings: DST months of New York and London, transfer chains (a key leaving and coming back in one
-month), mid-month price changes (one back to an earlier price), and keys that tie on remainders so the
-largest-remainder cut is ranked by key. See docs/rules.md, "The day rule" and "Money and rounding".
-"""
+month; the partner it went to holds it in between, and its estimate is checked too), mid-month price
+changes (one back to an earlier price), and keys that tie on remainders so the largest-remainder cut is
+ranked by key. See docs/rules.md, "The day rule" and "Money and rounding"."""
 
 from __future__ import annotations
 
@@ -91,6 +91,28 @@ def price_lists(draw: st.DrawFn, month: BillingMonth, prefix: str) -> list[Produ
     return prices
 
 
+def received_holdings(holdings: list[Holding], receiver: str) -> list[Holding]:
+    """The other partner's side of each transfer: it holds the key from the transfer until the next
+    link of the chain (the key came back), or for good after the last one."""
+    received = []
+    for holding, following in itertools.zip_longest(holdings, holdings[1:]):
+        if not holding.ended_by_transfer or holding.held_until is None:
+            continue
+        back = following is not None and following.key == holding.key
+        received.append(
+            Holding(
+                id=f"{holding.id}-{receiver}",
+                key=holding.key,
+                product_slug=holding.product_slug,
+                site=None,
+                held_from=holding.held_until,
+                held_until=following.held_from if back and following is not None else None,
+                ended_by_transfer=back,
+            )
+        )
+    return received
+
+
 def as_license(holding: Holding, partner_id: str) -> License:
     if holding.held_until is None:
         state = "issued" if holding.site is None else "assigned"
@@ -114,24 +136,34 @@ async def compare(
 ) -> None:
     holdings = data.draw(histories(zone, month, prefix))
     prices = data.draw(price_lists(month, prefix))
-    partner_id = f"ptr_{prefix}"
+    partner_id, receiver_id = f"ptr_{prefix}", f"ptr_{prefix}r"
+    # The partner the keys went to holds them in between: its holdings of the same keys must count
+    # neither as the partner's nor as keys it held twice.
+    received = received_holdings(holdings, receiver_id)
     database = Database(database_url)
     try:
         async with UnitOfWork(database) as uow:
             await uow.connection.execute(
-                insert(partners).values(
-                    id=partner_id,
-                    name=prefix,
-                    billing_zone=zone,
-                    currency="usd",
-                    created_at=datetime(2020, 1, 1, tzinfo=UTC),
-                )
+                insert(partners),
+                [
+                    {
+                        "id": each,
+                        "name": each,
+                        "billing_zone": zone,
+                        "currency": "usd",
+                        "created_at": datetime(2020, 1, 1, tzinfo=UTC),
+                    }
+                    for each in (partner_id, receiver_id)
+                ],
             )
             await uow.connection.execute(
                 insert(products), [{"slug": prefix + suffix, "name": prefix} for suffix in PRODUCT_SUFFIXES]
             )
             await uow.connection.execute(insert(product_prices), [price.__dict__ for price in prices])
-            await uow.licenses.add_many([as_license(holding, partner_id) for holding in holdings])
+            await uow.licenses.add_many(
+                [as_license(holding, partner_id) for holding in holdings]
+                + [as_license(holding, receiver_id) for holding in received]
+            )
         async with UnitOfWork(database, read_only=True) as uow:
             book = await uow.billing.price_book("usd")
             sums, estimated = await uow.billing.month_sums(
@@ -144,14 +176,19 @@ async def compare(
                 if len(page) < 3:
                     break
             count = await uow.billing.day_line_count(partner_id, book, month)
+            _, receiver_estimate = await uow.billing.month_sums(
+                receiver_id, book, month, zone, SUPPORTED_CURRENCIES["usd"]
+            )
         async with UnitOfWork(database) as uow:  # keep the session's catalog small
             slugs = [prefix + suffix for suffix in PRODUCT_SUFFIXES]
-            await uow.connection.execute(delete(licenses).where(licenses.c.partner_id == partner_id))
+            await uow.connection.execute(
+                delete(licenses).where(licenses.c.partner_id.in_([partner_id, receiver_id]))
+            )
             await uow.connection.execute(
                 delete(product_prices).where(product_prices.c.product_slug.in_(slugs))
             )
             await uow.connection.execute(delete(products).where(products.c.slug.in_(slugs)))
-            await uow.connection.execute(delete(partners).where(partners.c.id == partner_id))
+            await uow.connection.execute(delete(partners).where(partners.c.id.in_([partner_id, receiver_id])))
     finally:
         await database.dispose()
     expected = build_statement(holdings, PriceBook("usd", prices), month, zone, SUPPORTED_CURRENCIES["usd"])
@@ -160,6 +197,12 @@ async def compare(
     assert estimated.costs == expected.costs
     assert tuple(day_lines) == expected.day_lines
     assert count == len(expected.day_lines)
+    received_expected = build_statement(
+        received, PriceBook("usd", prices), month, zone, SUPPORTED_CURRENCIES["usd"]
+    )
+    assert receiver_estimate.product_lines == received_expected.product_lines
+    assert receiver_estimate.counts == received_expected.counts
+    assert receiver_estimate.costs == received_expected.costs
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
