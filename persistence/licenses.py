@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -25,8 +26,10 @@ from sqlalchemy import (
     Index,
     Integer,
     Row,
+    Select,
     String,
     Table,
+    bindparam,
     case,
     func,
     literal,
@@ -234,18 +237,10 @@ class LicenseRepository:
         after: str | None,
         count_total: bool = True,
     ) -> Page[License]:
-        column = _ORDER_COLUMNS[order.field]
-        missing_last = _EARLIEST if order.descending else _LATEST
-        sort_value: ColumnElement[Any] = (
-            column if not column.nullable else func.coalesce(column, literal(missing_last, UTCDateTime()))
-        )
-        statement = select(licenses, sort_value.label("sort_value")).where(
-            licenses.c.partner_id == partner_id, *_conditions(where)
-        )
-        # A cursor names the order it was taken in: one from another order is refused, not misread.
-        direction = "desc" if order.descending else "asc"
-        cursor = CursorCodec(f"licenses/{order.field.value}/{direction}", [cursor_instant, cursor_key])
-        sort = SortKey(columns=[sort_value, licenses.c.id], cursor=cursor, descending=order.descending)
+        conditions = _conditions(where)
+        statement, sort = _listing(order)
+        if conditions:
+            statement = statement.where(*conditions)
         return await keyset_page(
             self._connection,
             statement,
@@ -255,6 +250,9 @@ class LicenseRepository:
             to_item=_to_license,
             cursor_values=lambda row: [row.sort_value, row.id],
             count_total=count_total,
+            # Unfiltered lists (the usual page) are one shape per order: their statements are built once.
+            shape=None if conditions else ("licenses", order),
+            parameters={"partner_id": partner_id},
         )
 
     async def _zone_of(self, partner_id: str) -> str:
@@ -350,6 +348,23 @@ class TransferRepository:
                 accepted_at=transfer.accepted_at,
             )
         )
+
+
+@cache
+def _listing(order: LicenseOrder) -> tuple[Select[Any], SortKey]:
+    """A partner's licenses (`partner_id` bound at execution) in `order`, with the order's sort key."""
+    column = _ORDER_COLUMNS[order.field]
+    missing_last = _EARLIEST if order.descending else _LATEST
+    sort_value: ColumnElement[Any] = (
+        column if not column.nullable else func.coalesce(column, literal(missing_last, UTCDateTime()))
+    )
+    statement = select(licenses, sort_value.label("sort_value")).where(
+        licenses.c.partner_id == bindparam("partner_id")
+    )
+    # A cursor names the order it was taken in: one from another order is refused, not misread.
+    direction = "desc" if order.descending else "asc"
+    cursor = CursorCodec(f"licenses/{order.field.value}/{direction}", [cursor_instant, cursor_key])
+    return statement, SortKey(columns=[sort_value, licenses.c.id], cursor=cursor, descending=order.descending)
 
 
 def _latest_holding(*conditions: ColumnElement[bool]) -> Any:
