@@ -331,6 +331,7 @@ async def measure(url: str, count: int, runs: int) -> None:
                 f"  {label:<42} median {median:7.2f} ms   p95 {p95:7.2f} ms   CPU {cpu[label]:7.2f} ms"
                 f"   {samples.statements} statements"
             )
+        print(f"  load average (1, 5, 15 min): {os.getloadavg()}")
         floor = "floor: graphql-core, same page in memory"
         for label in [*list(measured)[:3], "Strawberry (cached parse), same page in memory"]:
             print(
