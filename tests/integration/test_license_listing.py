@@ -262,9 +262,7 @@ async def test_a_page_on_sqlite_costs_one_trip_to_its_thread_per_statement(
 
 async def test_the_viewer_and_its_standing_are_one_read(api: Api, good_partner: PartnerAccess) -> None:
     with counted_statements() as sent:
-        body = await api.data(
-            "{ viewer { name standing { state allowedActions } } }", {}, good_partner.token
-        )
+        body = await api.data("{ viewer { name standing { state allowedActions } } }", {}, good_partner.token)
     assert body["viewer"]["standing"]["state"] == "GOOD"
     assert "ISSUE" in body["viewer"]["standing"]["allowedActions"]
     partner_reads = [s for s in sent if "FROM partners" in s]
