@@ -187,6 +187,7 @@ def main(rounds: int, seconds: int, connections: int, licenses: int) -> None:
             cpu = [f.cpu_ms_per_request / r.cpu_ms_per_request for r, f in zip(runs, floor, strict=True)]
             print(f"{label} / floor, req/s per round:           {', '.join(f'{x:.3f}' for x in rates)}")
             print(f"{label} / floor, by CPU per request, per round: {', '.join(f'{x:.3f}' for x in cpu)}")
+        print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
         print("goal: trivial / floor >= 0.90")
         # Issue 14 measured the dashboard at 64 req/s beside a floor of 2,372-2,679 req/s (0.024-0.027).
         print("goal: dashboard / floor >= 0.10 (4x the 0.024-0.027 issue 14 measured)")

@@ -38,6 +38,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from app.demo import DEMO_CATALOG
 from app.http import tune_garbage_collection
 from app.settings import Settings
+from domain.billing import billable_span
 from domain.clock import SettableClock
 from domain.principals import Principal
 from domain.support import SupportContact
@@ -153,6 +154,8 @@ async def seed(database: Database, count: int) -> str:
             revoked = i % 7 == 0
             state = "revoked" if revoked else ("assigned" if assigned else "issued")
             site = f"https://site-{i}.example.com" if assigned and not revoked else None
+            until = at + timedelta(days=3) if revoked else None
+            span = billable_span(at, until, False, "UTC")
             rows.append(
                 {
                     "id": "lic_" + secrets.token_hex(12),
@@ -162,12 +165,14 @@ async def seed(database: Database, count: int) -> str:
                     "state": state,
                     "site": site,
                     "held_from": at,
-                    "held_until": at + timedelta(days=3) if revoked else None,
+                    "held_until": until,
                     "issued_at": at,
                     "assigned_at": at if site else None,
-                    "revoked_at": at + timedelta(days=3) if revoked else None,
+                    "revoked_at": until,
                     "transferred_at": None,
                     "version": 1,
+                    "first_billed_day": span.first,
+                    "last_billed_day": span.last,
                 }
             )
             event_rows.append(
@@ -326,6 +331,7 @@ async def measure(url: str, count: int, runs: int) -> None:
                 f"  {label:<42} median {median:7.2f} ms   p95 {p95:7.2f} ms   CPU {cpu[label]:7.2f} ms"
                 f"   {samples.statements} statements"
             )
+        print(f"  load average (1, 5, 15 min): {os.getloadavg()}")
         floor = "floor: graphql-core, same page in memory"
         for label in [*list(measured)[:3], "Strawberry (cached parse), same page in memory"]:
             print(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
-from sqlalchemy import ColumnElement, Row, Select, func, literal, tuple_
+from sqlalchemy import ColumnElement, Integer, Row, Select, bindparam, func, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
@@ -169,15 +169,21 @@ class SortKey:
     cursor: CursorCodec
     descending: bool = False
 
-    def after(self, values: list[Any]) -> ColumnElement[bool]:
+    def after(self) -> ColumnElement[bool]:
         """Rows strictly past the cursor in this order, as one row-value comparison, `(a, b) < (?, ?)`
         (the sort columns hold no NULLs): SQLite and PostgreSQL seek the ordering index to the cursor,
-        where the equivalent `a < ? OR (a = ? AND b < ?)` makes SQLite walk the index from its start."""
-        bound = [literal(value, column.type) for column, value in zip(self.columns, values, strict=True)]
+        where the equivalent `a < ? OR (a = ? AND b < ?)` makes SQLite walk the index from its start.
+        The cursor's values are parameters `cursor_0`, `cursor_1`, … (`cursor_parameters`), so a page
+        statement can be built once and run with any cursor."""
+        bound = [bindparam(f"cursor_{i}", type_=column.type) for i, column in enumerate(self.columns)]
         if len(bound) == 1:
             return self.columns[0] < bound[0] if self.descending else self.columns[0] > bound[0]
         left, right = tuple_(*self.columns), tuple_(*bound)
         return left < right if self.descending else left > right
+
+    @staticmethod
+    def cursor_parameters(values: list[Any]) -> dict[str, Any]:
+        return {f"cursor_{i}": value for i, value in enumerate(values)}
 
     def order_by(self) -> list[Any]:
         return [c.desc() if self.descending else c.asc() for c in self.columns]
@@ -193,24 +199,34 @@ async def keyset_page(
     to_item: Callable[[Row[Any]], T],
     cursor_values: Callable[[Row[Any]], Sequence[Any]],
     count_total: bool = True,
+    shape: Hashable | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Page[T]:
     """Run `statement` as one page: at most `first` rows past `after`, plus (if asked) the total count.
 
     One statement: the count of the whole list (`after` does not apply to it) rides along as a scalar
-    subquery column of the page's rows; only a page with no rows asks for it again on its own."""
+    subquery column of the page's rows; only a page with no rows asks for it again on its own.
+
+    A list read on every request names its `shape` (the same `statement` and `sort` for the same shape,
+    their values left as bound `parameters`): its page statements are then built once, since building
+    one costs more than SQLite running it."""
     size = page_size(first)
-    paged = statement
+    values = dict(parameters or {}, page_limit=size + 1)
     if after is not None:
-        paged = paged.where(sort.after(sort.cursor.decode(after)))
-    paged = paged.order_by(*sort.order_by()).limit(size + 1)
-    # COUNT over the list's own FROM and WHERE (not over a subquery of its columns).
-    count = statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
-    if count_total:
-        paged = paged.add_columns(count.scalar_subquery().correlate(None).label(PAGE_TOTAL))
-    rows = (await connection.execute(paged)).all()
+        values.update(sort.cursor_parameters(sort.cursor.decode(after)))
+    key = (shape, after is not None, count_total)
+    built = _BUILT_PAGES.get(key) if shape is not None else None
+    if built is None:
+        built = _page_statements(statement, sort, after is not None, count_total)
+        if shape is not None:
+            _BUILT_PAGES[key] = built
+    paged, count = built
+    rows = (await connection.execute(paged, values)).all()
     total = None
     if count_total:
-        total = int(rows[0]._mapping[PAGE_TOTAL] if rows else (await connection.execute(count)).scalar_one())
+        total = int(
+            rows[0]._mapping[PAGE_TOTAL] if rows else (await connection.execute(count, values)).scalar_one()
+        )
     kept = rows[:size]
     items = CursoredItems([to_item(row) for row in kept], [cursor_values(row) for row in kept], sort.cursor)
     return Page(
@@ -219,3 +235,21 @@ async def keyset_page(
         has_previous_page=after is not None,
         total_count=total,
     )
+
+
+# (shape, has a cursor, counted) -> the page statement and the count statement.
+_BUILT_PAGES: dict[tuple[Hashable, bool, bool], tuple[Select[Any], Select[Any]]] = {}
+
+
+def _page_statements(
+    statement: Select[Any], sort: SortKey, has_cursor: bool, count_total: bool
+) -> tuple[Select[Any], Select[Any]]:
+    paged = statement
+    if has_cursor:
+        paged = paged.where(sort.after())
+    paged = paged.order_by(*sort.order_by()).limit(bindparam("page_limit", type_=Integer))
+    # COUNT over the list's own FROM and WHERE (not over a subquery of its columns).
+    count = statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+    if count_total:
+        paged = paged.add_columns(count.scalar_subquery().correlate(None).label(PAGE_TOTAL))
+    return paged, count

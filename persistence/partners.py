@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Row, String, Table, or_, select, update
+from sqlalchemy import BigInteger, Column, Row, String, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.partners import Partner
+from domain.standing import Standing, StandingState
 from persistence.metadata import metadata
 from persistence.pagination import CursorCodec, Page, SortKey, cursor_key, cursor_text, keyset_page
 from persistence.types import UTCDateTime
@@ -50,10 +51,13 @@ class PartnerRepository:
         )
 
     async def get(self, partner_id: str) -> Partner | None:
-        row = (
-            await self._connection.execute(select(partners).where(partners.c.id == partner_id))
-        ).one_or_none()
+        row = (await self._connection.execute(_PARTNER, {"partner_id": partner_id})).one_or_none()
         return None if row is None else _to_partner(row)
+
+    async def get_with_standing(self, partner_id: str) -> tuple[Partner, Standing] | None:
+        """The partner and its standing, both from its one row (the dashboard asks for both)."""
+        row = (await self._connection.execute(_PARTNER, {"partner_id": partner_id})).one_or_none()
+        return None if row is None else (_to_partner(row), standing_of_row(row))
 
     async def set_currency(self, partner_id: str, currency: str) -> None:
         await self._connection.execute(
@@ -116,3 +120,12 @@ def _to_partner(row: Row[Any]) -> Partner:
         currency=row.currency,
         created_at=row.created_at,
     )
+
+
+# Built once (read on most requests): building a statement costs more than SQLite running it.
+_PARTNER = select(partners).where(partners.c.id == bindparam("partner_id"))
+
+
+def standing_of_row(row: Any) -> Standing:
+    """The standing stored on a partner's row (a Row with its `standing*` columns)."""
+    return Standing(StandingState(row.standing), row.standing_since, row.standing_reason_invoice_id)

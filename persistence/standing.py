@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.standing import Standing, StandingState
-from persistence.partners import partners
+from domain.standing import Standing
+from persistence.partners import partners, standing_of_row
 
 
 class StandingRepository:
@@ -23,7 +23,7 @@ class StandingRepository:
         ).one_or_none()
         if row is None:
             return None
-        return Standing(StandingState(row.standing), row.standing_since, row.standing_reason_invoice_id)
+        return standing_of_row(row)
 
     async def save(self, partner_id: str, standing: Standing) -> None:
         await self._connection.execute(

@@ -9,20 +9,21 @@ from domain.access import Permission
 from domain.errors import DomainError, ErrorCode
 from domain.partners import Partner, validate_billing_zone, validate_currency, validate_partner_name
 from domain.payments import PaymentMethod
-from domain.standing import StandingState
+from domain.standing import Standing, StandingState
 from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from resolvers.context import RequestContext
 from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
 
 
-async def viewer(ctx: RequestContext) -> Partner:
+async def viewer(ctx: RequestContext) -> tuple[Partner, Standing]:
+    """The caller's partner and its standing, read together (one statement)."""
     partner_id = ctx.partner_id()
     async with ctx.reader() as uow:
-        partner = await uow.partners.get(partner_id)
-    if partner is None:
+        found = await uow.partners.get_with_standing(partner_id)
+    if found is None:
         raise DomainError(ErrorCode.NOT_FOUND, "The partner of this token no longer exists.")
-    return partner
+    return found
 
 
 async def partner(ctx: RequestContext, *, partner_id: str) -> Partner:

@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 
 from domain.partners import Partner as DomainPartner
+from domain.standing import Standing as DomainStanding
 from domain.standing import StandingState
 from resolvers import licenses, partners
 from schema.context import Info
@@ -36,9 +37,13 @@ class Partner(Node):
     )
     currency: str = strawberry.field(description="ISO 4217 currency code (lower case) of its invoices.")
     created_at: datetime = strawberry.field(description="When the partner was enrolled.")
+    # Its standing when it was read with the partner (`viewer`): answered without another read.
+    read_standing: strawberry.Private[DomainStanding | None] = None
 
     @strawberry.field(description="Whether the partner may issue and assign licenses now, and why.")
     async def standing(self, info: Info) -> Standing:
+        if self.read_standing is not None:
+            return Standing.from_domain(self.read_standing, str(self.id))
         return await standing_of(info, str(self.id))
 
     @strawberry.field(description="Licenses in each state (staff: any partner's; a partner: its own).")
@@ -68,13 +73,14 @@ class Partner(Node):
         return await payment_methods_of(info, first, after)
 
     @classmethod
-    def from_domain(cls, partner: DomainPartner) -> Partner:
+    def from_domain(cls, partner: DomainPartner, standing: DomainStanding | None = None) -> Partner:
         return cls(
             id=strawberry.ID(partner.id),
             name=partner.name,
             billing_zone=partner.billing_zone,
             currency=partner.currency,
             created_at=partner.created_at,
+            read_standing=standing,
         )
 
 
@@ -111,7 +117,7 @@ class SetPartnerCurrencyPayload:
 class PartnerQuery:
     @strawberry.field(description="The partner the token belongs to.")
     async def viewer(self, info: Info) -> Partner:
-        return Partner.from_domain(await partners.viewer(info.context))
+        return Partner.from_domain(*await partners.viewer(info.context))
 
     @strawberry.field(
         description="Staff: partners by name; `search` matches name or id (any case), `standing` filters."

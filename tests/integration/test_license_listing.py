@@ -7,12 +7,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import aiosqlite
+import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from domain.clock import SettableClock
 from persistence.database import Database
+from tests.conftest import ON_POSTGRES
 from tests.integration.conftest import Api, PartnerAccess, enrol_in_good_standing
 from tests.integration.license_operations import REVOKE, assign, fresh_site, issue, mutate
 
@@ -226,6 +229,44 @@ async def test_a_query_reads_all_its_fields_through_one_connection(
     assert body["viewer"]["standing"]["state"] == "GOOD"
     assert len(sent) >= 5, sent
     assert len(checkouts) == 1, sent
+
+
+@contextmanager
+def counted_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Every call aiosqlite runs on a connection's thread while the block runs."""
+    trips: list[object] = []
+    send = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        return await send(self, fn, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(aiosqlite.Connection, "_execute", counted)
+        yield trips
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="trips to aiosqlite's thread exist only on SQLite")
+async def test_a_page_on_sqlite_costs_one_trip_to_its_thread_per_statement(
+    api: Api, good_partner: PartnerAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `BEGIN` rides with the first statement and the pool's rollback of an ended transaction
+    costs nothing: a statement is one trip, a read transaction one more (its rollback)."""
+    await issue(api, good_partner.token, "jetpack-backup", 30)
+    with counted_trips(monkeypatch) as trips, counted_statements() as sent:
+        body = await api.data(PAGE_WITHOUT_COUNT, {}, good_partner.token)
+    assert len(body["licenses"]["nodes"]) == 30
+    assert len(sent) == 4, sent
+    assert len(trips) == len(sent) + 1, trips
+
+
+async def test_the_viewer_and_its_standing_are_one_read(api: Api, good_partner: PartnerAccess) -> None:
+    with counted_statements() as sent:
+        body = await api.data("{ viewer { name standing { state allowedActions } } }", {}, good_partner.token)
+    assert body["viewer"]["standing"]["state"] == "GOOD"
+    assert "ISSUE" in body["viewer"]["standing"]["allowedActions"]
+    partner_reads = [s for s in sent if "FROM partners" in s]
+    assert len(partner_reads) == 1, sent
 
 
 async def test_a_mutation_answers_with_what_it_wrote(api: Api, good_partner: PartnerAccess) -> None:

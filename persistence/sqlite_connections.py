@@ -1,0 +1,155 @@
+"""SQLite connections whose statements cost one trip each to aiosqlite's thread.
+
+aiosqlite runs every call on its connection's own thread: a trip there and back is a queue put, a
+thread wake-up and a wake-up of the event loop. SQLAlchemy's aiosqlite adapter makes four trips per
+statement (create a cursor, execute, fetch the rows, close the cursor) and the read-only transaction
+around a query's reads three more for its `BEGIN`. Here a statement is one trip: the cursor is created,
+run, read to its end and closed on the thread, and what SQLAlchemy asks afterwards (the rows, the
+description, the row count) is answered from what came back. Statements are small (pages are capped
+at 100 rows), so reading every row at once is what SQLAlchemy's buffered cursor did anyway.
+
+Built on aiosqlite's `Connection` and `Cursor` (0.20-0.22): their `_execute` (one trip) and `_conn`
+(the sqlite3 connection, used only on the thread) are not public; tests/unit/test_sqlite_connections.py
+pins what is relied on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+from sqlalchemy import make_url
+
+
+class OneTripCursor(aiosqlite.Cursor):
+    """A cursor whose sqlite3 cursor lives only within one trip: execute, fetch everything, close."""
+
+    _conn: OneTripConnection
+
+    def __init__(self, conn: OneTripConnection) -> None:
+        self.iter_chunk_size = conn._iter_chunk_size
+        self._conn = conn
+        self._rows: list[Any] = []
+        self._closed_cursor: sqlite3.Cursor | None = None
+
+    @property
+    def _cursor(self) -> sqlite3.Cursor:  # type: ignore[override]
+        # The attributes read after a trip (description, rowcount, lastrowid) stay readable on a
+        # closed sqlite3 cursor.
+        if self._closed_cursor is None:
+            raise sqlite3.ProgrammingError("the cursor has not run a statement")
+        return self._closed_cursor
+
+    @_cursor.setter
+    def _cursor(self, cursor: sqlite3.Cursor) -> None:
+        self._closed_cursor = cursor
+
+    async def execute(self, sql: str, parameters: Any = None) -> OneTripCursor:
+        connection = self._conn
+        begin = connection.take_pending_begin()
+
+        def run() -> tuple[sqlite3.Cursor, list[Any]]:
+            if begin is not None:
+                connection._conn.execute(begin)
+            cursor = connection._conn.cursor()
+            try:
+                cursor.execute(sql, () if parameters is None else parameters)
+                return cursor, cursor.fetchall() if cursor.description else []
+            finally:
+                cursor.close()
+
+        self._closed_cursor, rows = await connection._execute(run)
+        self._rows = rows
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneTripCursor:
+        connection = self._conn
+        begin = connection.take_pending_begin()
+
+        def run() -> sqlite3.Cursor:
+            if begin is not None:
+                connection._conn.execute(begin)
+            cursor = connection._conn.cursor()
+            try:
+                cursor.executemany(sql, parameters)
+                return cursor
+            finally:
+                cursor.close()
+
+        self._closed_cursor = await connection._execute(run)
+        self._rows = []
+        return self
+
+    async def executescript(self, sql_script: str) -> OneTripCursor:
+        raise NotImplementedError("scripts are run by migrations, over a synchronous connection")
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        taken, self._rows = self._rows[:count], self._rows[count:]
+        return taken
+
+    async def fetchall(self) -> list[Any]:
+        taken, self._rows = self._rows, []
+        return taken
+
+    async def close(self) -> None:
+        self._rows = []
+
+    @property
+    def arraysize(self) -> int:
+        return 1 if self._closed_cursor is None else self._closed_cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+
+class OneTripConnection(aiosqlite.Connection):
+    """An aiosqlite connection handing out one-trip cursors (creating one costs no trip), whose `BEGIN`
+    rides with the transaction's first statement and whose commit or rollback of no transaction (the
+    pool's reset after a unit of work ended its own) costs no trip."""
+
+    _pending_begin: str | None = None
+
+    def begin_with_next_statement(self, begin: str) -> None:
+        """Open the transaction (`BEGIN` or `BEGIN IMMEDIATE`) in the same trip as its first statement:
+        SQLite takes a deferred transaction's snapshot at its first read anyway, and an immediate one
+        waits for the write lock before that statement runs either way."""
+        self._pending_begin = begin
+
+    def take_pending_begin(self) -> str | None:
+        begin, self._pending_begin = self._pending_begin, None
+        return begin
+
+    async def commit(self) -> None:
+        if self.take_pending_begin() is None and self.in_transaction:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        if self.take_pending_begin() is None and self.in_transaction:
+            await super().rollback()
+
+    def cursor(self) -> OneTripCursor:  # type: ignore[override]
+        # SQLAlchemy enters the cursor (`async with`) rather than awaiting `cursor()`.
+        return OneTripCursor(self)
+
+
+def one_trip_creator(url: str, **connect_args: Any) -> Any:
+    """`create_async_engine(async_creator=...)` for a sqlite+aiosqlite URL: opens a OneTripConnection
+    on the URL's file with sqlite3's `connect_args` (the thread is a daemon, as SQLAlchemy makes it)."""
+    database = make_url(url).database or ":memory:"
+
+    def open_connection() -> sqlite3.Connection:
+        return sqlite3.connect(database, **connect_args)
+
+    def create() -> OneTripConnection:
+        connection = OneTripConnection(open_connection, 64)
+        connection._thread.daemon = True
+        return connection
+
+    return create
