@@ -76,7 +76,7 @@ def start_worker(url: str, log: Path) -> Worker:
 
 
 async def wait_until_serving(worker: Worker) -> None:
-    # A worker imports the whole service before it serves; on a loaded 2-core machine that alone took over 30 s.
+    # A worker imports the whole service before it serves: on a loaded 2-core machine, over 30 s.
     async with httpx.AsyncClient() as client, asyncio.timeout(90):
         while True:
             assert worker.process.poll() is None, "the worker exited"
