@@ -88,6 +88,9 @@ class PartnerTail:
         self.database = database
         self.partner_id = partner_id
         self.entries: dict[LiveEntry, None] = {}
+        # One executor per sharing key, used by every entry with that key (their results are one and
+        # the same), and how many entries use it: a subscription's own executor is dropped on joining.
+        self._executors: dict[Hashable, tuple[FanoutExecutor, int]] = {}
         # Registered now, not when the task first runs: the entries count as waiting from their join.
         self._waiting: AbstractContextManager[Waiter] = database.signal.waiter(partner_id, poll=True)
         self._woken = self._waiting.__enter__()
@@ -96,6 +99,11 @@ class PartnerTail:
         self._task.add_done_callback(self._stopped)
 
     def join(self, entry: LiveEntry) -> None:
+        key = entry.executor.sharing_key()
+        if key is not None:
+            executor, users = self._executors.get(key, (entry.executor, 0))
+            self._executors[key] = (executor, users + 1)
+            entry.executor = executor
         self.entries[entry] = None
         self._woken.followers = len(self.entries)
         # Read again from the newcomer's position (a commit after its last read may have woken only it).
@@ -103,7 +111,16 @@ class PartnerTail:
 
     def leave(self, entry: LiveEntry) -> bool:
         """Remove an entry; True when the tail is empty and stopped."""
-        self.entries.pop(entry, None)
+        if entry not in self.entries:
+            return False
+        del self.entries[entry]
+        key = entry.executor.sharing_key()
+        if key is not None:
+            executor, users = self._executors[key]
+            if users > 1:
+                self._executors[key] = (executor, users - 1)
+            else:
+                del self._executors[key]
         self._woken.followers = len(self.entries)
         if self.entries:
             return False

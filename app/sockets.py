@@ -165,8 +165,11 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         if executor is None or self._ended or self.operations.get(operation.id) is not operation:
             return False
         entry = LiveEntry(self, operation.id, follower, executor)
-        # Its pipeline now ends without `complete`; the operation stays registered (limit, duplicate id).
+        # Its pipeline now ends without `complete`; the operation stays registered (limit, duplicate id),
+        # without its request (the entry has what its events are executed with).
         operation.completed = True
+        operation.query = ""
+        operation.variables = None
         if self._live is None:
             self._live = {}
         self._live[operation.id] = entry
