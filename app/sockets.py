@@ -48,7 +48,7 @@ from resolvers.context import RequestContext
 from resolvers.feed import LIVE_TAIL, LiveFollower
 from resolvers.tokens import still_active
 from schema.errors import mask_errors
-from schema.fanout import SharedData, subscription_executor
+from schema.fanout import SharedData, forget_subscription_executor, subscription_executor
 
 REVOKED_CLOSE_CODE = 4403
 # A watch that could not read its token (database unavailable) tries again after this.
@@ -158,7 +158,12 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
         # A feed subscription that catches up is offered to its partner's live tail (resolvers.feed).
         LIVE_TAIL.set(partial(self._go_live, operation))
-        await super().run_operation(operation)
+        try:
+            await super().run_operation(operation)
+        finally:
+            # The finished task keeps its context: it must not keep the executor or this handler alive.
+            LIVE_TAIL.set(None)
+            forget_subscription_executor()
 
     def _go_live(self, operation: Operation[RequestContext, None], follower: LiveFollower) -> bool:
         executor = subscription_executor()

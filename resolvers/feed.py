@@ -237,7 +237,7 @@ async def _starting_seq(database: Database, partner_id: str, since: str | None) 
 # -- subscriptions ------------------------------------------------------------------------------
 
 
-async def _items(
+async def follow_items(
     ctx: RequestContext,
     after_seq: int,
     wanted: Callable[[RecordedEvent], bool],
@@ -314,7 +314,7 @@ async def license_events(
     async def item(event: RecordedEvent) -> T:
         return convert(event)
 
-    return _items(ctx, after_seq, wanted, item, ("license", convert), poll_seconds)
+    return follow_items(ctx, after_seq, wanted, item, ("license", convert), poll_seconds)
 
 
 async def standing_changes(
@@ -341,7 +341,9 @@ async def standing_changes(
             # Read after the cursor: a move committing in between is delivered again, never lost.
             now = await _standing(ctx.database, partner_id)
             yield convert(StandingChange(after_seq, None, now), partner_id)
-        changes = _items(ctx, after_seq, _stream_is("standing"), item, ("standing", convert), poll_seconds)
+        changes = follow_items(
+            ctx, after_seq, _stream_is("standing"), item, ("standing", convert), poll_seconds
+        )
         async with contextlib.aclosing(changes):
             async for change in changes:
                 yield change
@@ -369,7 +371,7 @@ async def invoice_updates(
         )
         return None if invoice is None else convert(InvoiceUpdate(event.seq, event, invoice))
 
-    return _items(ctx, after_seq, _stream_is("invoice"), item, ("invoice", convert), poll_seconds)
+    return follow_items(ctx, after_seq, _stream_is("invoice"), item, ("invoice", convert), poll_seconds)
 
 
 def _stream_is(stream: str) -> Callable[[RecordedEvent], bool]:

@@ -303,6 +303,11 @@ def subscription_executor() -> FanoutExecutor | None:
     return _SUBSCRIPTION.get()
 
 
+def forget_subscription_executor() -> None:
+    """Drop this task's executor (a finished task keeps its context, and with it what it refers to)."""
+    _SUBSCRIPTION.set(None)
+
+
 class FanoutExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor; a subscription event's execution goes through `SharedExecutions`."""
 
