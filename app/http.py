@@ -36,6 +36,7 @@ from app.graphiql import GraphiQLPage
 from app.invoice_pdf import render_invoice_pdf
 from app.jobs import JobServices, job_engine
 from app.limits import RequestEdge, error_body, json_depth_exceeds, request_id_for
+from app.live_tail import PartnerTails
 from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
@@ -145,6 +146,8 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         self.services = services
         # One watch per API token for all of this worker's sockets (app.sockets).
         self.token_watches = TokenWatches(services.database, services.clock)
+        # One task per partner delivers its caught-up subscriptions (app.live_tail).
+        self.live_tails = PartnerTails(services.database)
         self.graphiql_page = GraphiQLPage() if settings.graphiql else None
 
     async def render_graphql_ide(self, request: Request) -> Response:

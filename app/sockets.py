@@ -9,7 +9,9 @@ thousand dashboards on one token cost one task and one read per change, not a th
 operation also re-checks the token first, so nothing runs after the revocation commits.
 
 A subscription result shared by several subscribers (schema.fanout) is serialized once: each socket
-gets the same JSON, framed with its own operation id.
+gets the same JSON, framed with its own operation id. A subscription caught up with its partner's feed
+is handed to the partner's live tail (app.live_tail): its pipeline ends and the operation stays open,
+delivered by the tail until the client completes it or the socket ends.
 """
 
 from __future__ import annotations
@@ -19,24 +21,34 @@ import contextlib
 import json
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    CompleteMessage,
     ConnectionInitMessage,
     Message,
+    NextMessage,
+    NextMessagePayload,
     SubscribeMessage,
 )
 
+from app.live_tail import LiveEntry, PartnerTails
 from domain.clock import Clock
 from persistence.database import Database
 from persistence.tokens import token_signal
 from resolvers.context import RequestContext
+from resolvers.feed import LIVE_TAIL, LiveFollower
 from resolvers.tokens import still_active
-from schema.fanout import SharedData
+from schema.errors import mask_errors
+from schema.fanout import SharedData, forget_subscription_executor, subscription_executor
 
 REVOKED_CLOSE_CODE = 4403
 # A watch that could not read its token (database unavailable) tries again after this.
@@ -122,6 +134,8 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     _watched_token: str | None = None
     _ended = False
+    # Operations handed to their partner's live tail, by id (made on the first one).
+    _live: dict[str, LiveEntry] | None = None
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -140,6 +154,71 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     async def shutdown(self) -> None:
         self._leave_watch()
         await super().shutdown()
+
+    async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        # A feed subscription that catches up is offered to its partner's live tail (resolvers.feed).
+        LIVE_TAIL.set(partial(self._go_live, operation))
+        try:
+            await super().run_operation(operation)
+        finally:
+            # The finished task keeps its context: it must not keep the executor or this handler alive.
+            LIVE_TAIL.set(None)
+            forget_subscription_executor()
+
+    def _go_live(self, operation: Operation[RequestContext, None], follower: LiveFollower) -> bool:
+        executor = subscription_executor()
+        if executor is None or self._ended or self.operations.get(operation.id) is not operation:
+            return False
+        entry = LiveEntry(self, operation.id, follower, executor)
+        # Its pipeline now ends without `complete`; the operation stays registered (limit, duplicate id),
+        # without its request (the entry has what its events are executed with).
+        operation.completed = True
+        operation.query = ""
+        operation.variables = None
+        if self._live is None:
+            self._live = {}
+        self._live[operation.id] = entry
+        self._tails().join(entry)
+        return True
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        self._leave_tail(operation_id)
+        await super().cleanup_operation(operation_id)
+
+    async def send_live(self, entry: LiveEntry, text: str) -> None:
+        """A live tail's ready `next` frame; a socket that is gone leaves the tail."""
+        try:
+            await self._send_text(text)
+        except Exception:
+            # The reader of this socket sees it closed and shuts it down; the tail just stops here.
+            self._leave_tail(entry.operation_id)
+
+    async def send_live_result(self, operation_id: str, result: ExecutionResult) -> None:
+        """A live result that is not shared (it has errors): presented as Strawberry presents it."""
+        payload: NextMessagePayload = {"data": result.data}
+        if result.errors:
+            self.schema.process_errors(list(result.errors))
+            mask_errors(result, self.context.request_id)
+            payload["errors"] = [error.formatted for error in result.errors or ()]
+        with contextlib.suppress(Exception):
+            await self.send_message(NextMessage(id=operation_id, type="next", payload=payload))
+
+    async def end_live(self, operation_id: str, result: ExecutionResult) -> None:
+        """A live subscription whose stream failed: its error, then `complete`, as from the pipeline."""
+        self._leave_tail(operation_id)
+        self.operations.pop(operation_id, None)
+        await self.send_live_result(operation_id, result)
+        with contextlib.suppress(Exception):
+            await self.send_message(CompleteMessage(id=operation_id, type="complete"))
+
+    def _leave_tail(self, operation_id: str) -> None:
+        entry = None if self._live is None else self._live.pop(operation_id, None)
+        if entry is not None:
+            self._tails().leave(entry)
+
+    def _tails(self) -> PartnerTails:
+        tails: PartnerTails = self.view.live_tails  # type: ignore[attr-defined]
+        return tails
 
     async def send_message(self, message: Message) -> None:
         if message["type"] == "next":

@@ -32,6 +32,8 @@ class Waiter(asyncio.Event):
     """A reader's wake-up, stamped with when it came (`time.monotonic()`), for the feed-lag metric."""
 
     woken_at = 0.0
+    # The subscriptions this waiter wakes: 1, or a partner's live tail's count (app.live_tail).
+    followers = 1
 
     def set(self) -> None:
         if not self.is_set():
@@ -107,9 +109,9 @@ class FeedSignal:
         return self._epoch, self._generations[partner_id]
 
     def waiting(self, *, excluding_prefix: str | None = None) -> int:
-        """How many waiters there are, optionally leaving out the keys with a prefix (e.g. tokens')."""
+        """How many followers wait, optionally leaving out the keys with a prefix (e.g. tokens')."""
         return sum(
-            len(waiters)
+            sum(waiter.followers for waiter in waiters)
             for key, waiters in self._waiters.items()
             if excluding_prefix is None or not key.startswith(excluding_prefix)
         )

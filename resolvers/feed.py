@@ -12,7 +12,8 @@ import contextlib
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ async def follow_events(
     wanted: Callable[[RecordedEvent], bool] = lambda _event: True,
     poll_seconds: float | None = None,
     on_delivery: Callable[[float], None] | None = None,
+    hand_off: Callable[[int], bool] | None = None,
 ) -> AsyncGenerator[RecordedEvent, None]:
     """Yield the partner's events with seq > after_seq forever: no gap, no duplicate.
 
@@ -47,7 +49,8 @@ async def follow_events(
     never skips an event that commits later. Wake-ups only shorten the wait; the poll is the fallback:
     the signal's shared one per partner (`poll_seconds` None), or this follower's own timer.
     `on_delivery(lag)` is told, for each event read after a wake-up, the seconds since that wake-up
-    (the replay before going live has none).
+    (the replay before going live has none). Once caught up, `hand_off(after_seq)` may take over the
+    following from there (returning True): the stream then ends.
     """
     signal = database.signal
     woken_at: float | None = None  # the wake-up that led to this read
@@ -63,6 +66,8 @@ async def follow_events(
                     yield event
             if len(batch) == BATCH:
                 continue
+            if hand_off is not None and hand_off(after_seq):
+                return
             if poll_seconds is None:
                 await woken.wait()
             else:
@@ -70,6 +75,33 @@ async def follow_events(
                     async with asyncio.timeout(poll_seconds):
                         await woken.wait()
             woken_at = woken.woken_at if woken.is_set() else None
+
+
+@dataclass(slots=True, eq=False)
+class LiveFollower:
+    """A subscription caught up with its partner's feed, handed to the partner's live tail
+    (app.live_tail): one task reads the partner's events and delivers them to every follower.
+
+    `item(event)` makes what the subscription yields for an event it wants (None: nothing); followers
+    with the same `kind` make the same item of an event, so it is made once for all of them."""
+
+    partner_id: str
+    after_seq: int
+    wanted: Callable[[RecordedEvent], bool]
+    item: Callable[[RecordedEvent], Awaitable[object | None]]
+    kind: Hashable
+    on_delivery: Callable[[float], None] = field(default=lambda _lag: None)
+
+
+# Set by the transport for the operation running in this task: takes a caught-up follower (True) or
+# not (False: the subscription keeps following on its own). Unset: nothing is handed off.
+LIVE_TAIL: ContextVar[Callable[[LiveFollower], bool] | None] = ContextVar("live_tail", default=None)
+
+
+async def read_after(database: Database, partner_id: str, seq: int) -> list[RecordedEvent]:
+    """The partner's next batch after `seq`, shared with every reader asking after the same wake-up."""
+    signal = database.signal
+    return await _shared_reads(database).after(partner_id, seq, signal.generation(partner_id))
 
 
 class SharedReads:
@@ -205,6 +237,41 @@ async def _starting_seq(database: Database, partner_id: str, since: str | None) 
 # -- subscriptions ------------------------------------------------------------------------------
 
 
+async def follow_items(
+    ctx: RequestContext,
+    after_seq: int,
+    wanted: Callable[[RecordedEvent], bool],
+    item: Callable[[RecordedEvent], Awaitable[T | None]],
+    kind: Hashable,
+    poll_seconds: float | None,
+) -> AsyncGenerator[T, None]:
+    """A subscription's items: the replay from its cursor, then live ones; once caught up it is handed
+    to the partner's live tail when the transport offers one (LIVE_TAIL) and follows on its own
+    otherwise (or with its own poll timer)."""
+    partner_id = ctx.partner_id()
+    take = LIVE_TAIL.get() if poll_seconds is None else None
+
+    def hand_off(seq: int) -> bool:
+        assert take is not None
+        follower = LiveFollower(partner_id, seq, wanted, item, kind, ctx.observer.feed_delivered)
+        return take(follower)
+
+    feed = follow_events(
+        ctx.database,
+        partner_id,
+        after_seq=after_seq,
+        wanted=wanted,
+        poll_seconds=poll_seconds,
+        on_delivery=ctx.observer.feed_delivered,
+        hand_off=None if take is None else hand_off,
+    )
+    async with contextlib.aclosing(feed):
+        async for event in feed:
+            made = await item(event)
+            if made is not None:
+                yield made
+
+
 @dataclass(frozen=True)
 class StandingChange:
     """A standing event (none for the snapshot sent on subscribing) and the standing when delivered."""
@@ -228,9 +295,11 @@ async def license_events(
     *,
     keys: Sequence[str] | None,
     since: str | None,
+    convert: Callable[[RecordedEvent], T],
     poll_seconds: float | None = None,
-) -> AsyncGenerator[RecordedEvent, None]:
-    """The caller's license events, optionally only for `keys`; checks the arguments before streaming.
+) -> AsyncGenerator[T, None]:
+    """The caller's license events (each as `convert` makes it), optionally only for `keys`; checks the
+    arguments before streaming.
 
     Another partner's key is never refused (that would tell whether it exists): it simply never
     matches, because the stream only ever holds the caller's own partner's events.
@@ -242,73 +311,71 @@ async def license_events(
     def wanted(event: RecordedEvent) -> bool:
         return event.stream == "license" and (watched is None or event.subject in watched)
 
-    return follow_events(
-        ctx.database,
-        partner_id,
-        after_seq=after_seq,
-        wanted=wanted,
-        poll_seconds=poll_seconds,
-        on_delivery=ctx.observer.feed_delivered,
-    )
+    async def item(event: RecordedEvent) -> T:
+        return convert(event)
+
+    return follow_items(ctx, after_seq, wanted, item, ("license", convert), poll_seconds)
 
 
 async def standing_changes(
-    ctx: RequestContext, *, since: str | None, poll_seconds: float | None = None
-) -> AsyncGenerator[StandingChange, None]:
-    """The caller's standing each time it moves; without `since`, first the standing as it is now."""
+    ctx: RequestContext,
+    *,
+    since: str | None,
+    convert: Callable[[StandingChange, str], T],
+    poll_seconds: float | None = None,
+) -> AsyncGenerator[T, None]:
+    """The caller's standing each time it moves (as `convert(change, partner_id)` makes it); without
+    `since`, first the standing as it is now."""
     partner_id = ctx.partner_id()
     after_seq = await _starting_seq(ctx.database, partner_id, since)
+    reads = _in_flight(ctx.database)
 
-    async def stream() -> AsyncGenerator[StandingChange, None]:
+    async def item(event: RecordedEvent) -> T:
+        standing = await reads.read(
+            ("standing", partner_id, event.seq), partial(_standing, ctx.database, partner_id)
+        )
+        return convert(StandingChange(event.seq, event, standing), partner_id)
+
+    async def stream() -> AsyncGenerator[T, None]:
         if since is None:
             # Read after the cursor: a move committing in between is delivered again, never lost.
-            yield StandingChange(after_seq, None, await _standing(ctx.database, partner_id))
-        feed = follow_events(
-            ctx.database,
-            partner_id,
-            after_seq=after_seq,
-            wanted=lambda event: event.stream == "standing",
-            poll_seconds=poll_seconds,
-            on_delivery=ctx.observer.feed_delivered,
+            now = await _standing(ctx.database, partner_id)
+            yield convert(StandingChange(after_seq, None, now), partner_id)
+        changes = follow_items(
+            ctx, after_seq, _stream_is("standing"), item, ("standing", convert), poll_seconds
         )
-        reads = _in_flight(ctx.database)
-        async with contextlib.aclosing(feed):
-            async for event in feed:
-                standing = await reads.read(
-                    ("standing", partner_id, event.seq), partial(_standing, ctx.database, partner_id)
-                )
-                yield StandingChange(event.seq, event, standing)
+        async with contextlib.aclosing(changes):
+            async for change in changes:
+                yield change
 
     return stream()
 
 
 async def invoice_updates(
-    ctx: RequestContext, *, since: str | None, poll_seconds: float | None = None
-) -> AsyncGenerator[InvoiceUpdate, None]:
-    """The caller's invoices each time one is finalized, paid, fails a charge or is voided."""
+    ctx: RequestContext,
+    *,
+    since: str | None,
+    convert: Callable[[InvoiceUpdate], T],
+    poll_seconds: float | None = None,
+) -> AsyncGenerator[T, None]:
+    """The caller's invoices (as `convert` makes them) each time one is finalized, paid, fails a charge
+    or is voided."""
     partner_id = ctx.partner_id()
     after_seq = await _starting_seq(ctx.database, partner_id, since)
+    reads = _in_flight(ctx.database)
 
-    async def stream() -> AsyncGenerator[InvoiceUpdate, None]:
-        feed = follow_events(
-            ctx.database,
-            partner_id,
-            after_seq=after_seq,
-            wanted=lambda event: event.stream == "invoice",
-            poll_seconds=poll_seconds,
-            on_delivery=ctx.observer.feed_delivered,
+    async def item(event: RecordedEvent) -> T | None:
+        invoice = await reads.read(
+            ("invoice", partner_id, event.seq),
+            partial(_invoice, ctx.database, partner_id, event.subject),
         )
-        reads = _in_flight(ctx.database)
-        async with contextlib.aclosing(feed):
-            async for event in feed:
-                invoice = await reads.read(
-                    ("invoice", partner_id, event.seq),
-                    partial(_invoice, ctx.database, partner_id, event.subject),
-                )
-                if invoice is not None:
-                    yield InvoiceUpdate(event.seq, event, invoice)
+        return None if invoice is None else convert(InvoiceUpdate(event.seq, event, invoice))
 
-    return stream()
+    return follow_items(ctx, after_seq, _stream_is("invoice"), item, ("invoice", convert), poll_seconds)
+
+
+def _stream_is(stream: str) -> Callable[[RecordedEvent], bool]:
+    return lambda event: event.stream == stream
 
 
 def _watched_keys(keys: Sequence[str] | None) -> frozenset[str] | None:

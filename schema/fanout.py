@@ -27,6 +27,7 @@ import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Hashable, Mapping
+from contextvars import ContextVar
 from typing import Any, cast
 
 from graphql import (
@@ -34,6 +35,7 @@ from graphql import (
     FieldNode,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     VariableNode,
     Visitor,
     visit,
@@ -291,19 +293,55 @@ class _SharedEvent:
 _UNKNOWN = object()
 
 
+# The subscription executor built last in this task (each websocket operation runs in its own task):
+# what a subscription handed to its partner's live tail keeps to execute its events (app.live_tail).
+_SUBSCRIPTION: ContextVar[FanoutExecutor | None] = ContextVar("subscription_executor", default=None)
+
+
+def subscription_executor() -> FanoutExecutor | None:
+    """The executor of the subscription this task runs (None outside a subscription)."""
+    return _SUBSCRIPTION.get()
+
+
+def forget_subscription_executor() -> None:
+    """Drop this task's executor (a finished task keeps its context, and with it what it refers to)."""
+    _SUBSCRIPTION.set(None)
+
+
 class FanoutExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor; a subscription event's execution goes through `SharedExecutions`."""
 
     _fanout_key: Hashable = _UNKNOWN
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.operation.operation is OperationType.SUBSCRIPTION:
+            _SUBSCRIPTION.set(self)
+
     def build_per_event_executor(self, payload: Any) -> Any:
         shared = shared_executions(self.schema)
+        key = self.sharing_key()
+        if key is None:
+            return _Counted(shared.stats, self.event_executor(payload))
+        return _SharedEvent(shared, (key, event_key(payload)), payload, self)
+
+    def sharing_key(self) -> Hashable:
+        """What this subscription's events are executed with, or None when they are not shared."""
         if self._fanout_key is _UNKNOWN:
             # Once per subscription: its document, variables and caller do not change.
-            self._fanout_key = shared.subscription_key(self)
-        if self._fanout_key is None:
-            return _Counted(shared.stats, self.event_executor(payload))
-        return _SharedEvent(shared, (self._fanout_key, event_key(payload)), payload, self)
+            self._fanout_key = shared_executions(self.schema).subscription_key(self)
+        return self._fanout_key
+
+    def run_event(self, payload: Any) -> ExecutionResult | Awaitable[ExecutionResult]:
+        """The selection for one event of this subscription (shared as `SharedExecutions` decides)."""
+        result: ExecutionResult | Awaitable[ExecutionResult] = self.build_per_event_executor(
+            payload
+        ).execute_operation(False)
+        return result
+
+    def count_reuse(self) -> None:
+        """Count a shared result handed out again without asking `SharedExecutions` (app.live_tail)."""
+        shared_executions(self.schema).stats.reused += 1
 
     def event_executor(self, payload: Any) -> StrawberryGraphQLCoreExecutionContext:
         """graphql-core's own per-event executor (built only when the event is really executed)."""

@@ -7,7 +7,6 @@ subscriptions to get what was missed, then live events, with no gap and no dupli
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
@@ -19,6 +18,7 @@ import strawberry
 from domain.actors import Actor as RecordedActor
 from domain.invoices import InvoiceStatus
 from domain.standing import StandingState
+from persistence.events import RecordedEvent
 from resolvers import feed
 from schema.actors import Actor, actor_for
 from schema.context import Info
@@ -149,11 +149,8 @@ class _Converted:
 _converted = _Converted()
 
 
-async def _mapped(items: AsyncGenerator[T, None], to_type: Callable[[T], R]) -> AsyncGenerator[R, None]:
-    """The resolver's stream as GraphQL objects; closing the subscription closes the stream."""
-    async with contextlib.aclosing(items):
-        async for item in items:
-            yield _converted(to_type, item)
+def _license_event(event: RecordedEvent) -> LicenseEvent:
+    return _converted(LicenseEvent.from_recorded, event)
 
 
 @strawberry.type
@@ -178,8 +175,7 @@ class FeedSubscription:
         keys: Annotated[list[str] | None, strawberry.argument(description=KEYS_DESCRIPTION)] = None,
         since: Annotated[str | None, strawberry.argument(description=SINCE_DESCRIPTION)] = None,
     ) -> AsyncGenerator[LicenseEvent, None]:
-        events = await feed.license_events(info.context, keys=keys, since=since)
-        return _mapped(events, LicenseEvent.from_recorded)
+        return await feed.license_events(info.context, keys=keys, since=since, convert=_license_event)
 
     @strawberry.subscription(
         description="The partner's standing each time it changes. Without `since`, the current "
@@ -190,9 +186,7 @@ class FeedSubscription:
         info: Info,
         since: Annotated[str | None, strawberry.argument(description=SINCE_DESCRIPTION)] = None,
     ) -> AsyncGenerator[StandingChange, None]:
-        changes = await feed.standing_changes(info.context, since=since)
-        partner_id = info.context.partner_id()
-        return _mapped(changes, lambda change: StandingChange.from_domain(change, partner_id))
+        return await feed.standing_changes(info.context, since=since, convert=StandingChange.from_domain)
 
     @strawberry.subscription(
         description="The partner's invoices each time one changes: finalized at month close, paid, "
@@ -203,5 +197,4 @@ class FeedSubscription:
         info: Info,
         since: Annotated[str | None, strawberry.argument(description=SINCE_DESCRIPTION)] = None,
     ) -> AsyncGenerator[InvoiceUpdate, None]:
-        updates = await feed.invoice_updates(info.context, since=since)
-        return _mapped(updates, InvoiceUpdate.from_domain)
+        return await feed.invoice_updates(info.context, since=since, convert=InvoiceUpdate.from_domain)
