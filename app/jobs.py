@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from croniter import croniter
 from sqlalchemy.engine import make_url
 
+from domain.actors import DUNNING, MONTH_CLOSE, SystemJob
 from domain.billing_runs import MAX_PARTNER_TRIES as PARTNER_TRIES
 from domain.clock import Clock
 from domain.payments import CollectionPolicy
@@ -45,7 +46,7 @@ class TaskSpec:
     name: str
     function: TaskFunction
     # Who the task acts as: recorded with what it does (see resolvers.jobs.Job.request_id).
-    actor: str
+    actor: SystemJob
     # Deliveries after the first when it raises; the pause doubles from `retry_seconds` each time.
     retries: int = 0
     retry_seconds: int = 2
@@ -59,11 +60,11 @@ class TaskRegistry:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
 
     def task(
-        self, name: str, function: TaskFunction, *, actor: str, retries: int = 0, queue: str = "default"
+        self, name: str, function: TaskFunction, *, actor: SystemJob, retries: int = 0, queue: str = "default"
     ) -> None:
         self.tasks[name] = TaskSpec(name, function, actor, retries=retries, queue=queue)
 
-    def periodic(self, name: str, function: TaskFunction, *, actor: str, cron: str) -> None:
+    def periodic(self, name: str, function: TaskFunction, *, actor: SystemJob, cron: str) -> None:
         self.tasks[name] = TaskSpec(name, function, actor, cron=cron)
 
     def spec(self, name: str) -> TaskSpec:
@@ -77,13 +78,21 @@ class TaskRegistry:
 BILLING = "billing"  # the queue of month-close jobs
 
 TASKS = TaskRegistry()
-TASKS.task(runs.DISPATCH_RUN, runs.dispatch_run, actor="month-close", retries=5, queue=BILLING)
+TASKS.task(runs.DISPATCH_RUN, runs.dispatch_run, actor=MONTH_CLOSE, retries=5, queue=BILLING)
 TASKS.task(
-    runs.CLOSE_PARTNER, runs.close_run_partner, actor="month-close", retries=PARTNER_TRIES, queue=BILLING
+    # A batch runs again while any of its partners has tries left (each failure counts on the partner).
+    runs.CLOSE_PARTNERS,
+    runs.close_run_partners,
+    actor=MONTH_CLOSE,
+    retries=2 * PARTNER_TRIES,
+    queue=BILLING,
 )
-TASKS.task(dunning.REVOKE_FOR_NONPAYMENT, dunning.revoke_for_nonpayment_job, actor="dunning", retries=5)
-TASKS.periodic(dunning.DAILY_DUNNING, dunning.daily_dunning, actor="dunning", cron="0 6 * * *")
-TASKS.periodic(runs.RESUME_STALLED, runs.resume_stalled_runs, actor="month-close", cron="*/5 * * * *")
+TASKS.task(
+    runs.CLOSE_PARTNER, runs.close_run_partner, actor=MONTH_CLOSE, retries=PARTNER_TRIES, queue=BILLING
+)
+TASKS.task(dunning.REVOKE_FOR_NONPAYMENT, dunning.revoke_for_nonpayment_job, actor=DUNNING, retries=5)
+TASKS.periodic(dunning.DAILY_DUNNING, dunning.daily_dunning, actor=DUNNING, cron="0 6 * * *")
+TASKS.periodic(runs.RESUME_STALLED, runs.resume_stalled_runs, actor=MONTH_CLOSE, cron="*/5 * * * *")
 
 
 @dataclass

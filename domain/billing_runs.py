@@ -1,6 +1,6 @@
-"""A billing run: one month close for every partner, carried out by background jobs, one partner at a
-time, and counted as it goes. The run is finished when no partner is left to do (a partner that keeps
-failing is given up after `MAX_PARTNER_TRIES` and reported with its reason)."""
+"""A billing run: one month close for every partner, carried out by background jobs, a batch of
+partners per job, and counted as each batch is done. The run is finished when no partner is left to do
+(a partner that keeps failing is given up after `MAX_PARTNER_TRIES` and reported with its reason)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ class RunPartner:
     tries: int
     reason: str | None
     updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How many of a run's partners are no longer open, and whether this look finished the run."""
+
+    done: int
+    total: int
+    finished_now: bool
 
 
 def after_failure(tries_before: int) -> PartnerState:

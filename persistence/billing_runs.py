@@ -18,11 +18,12 @@ from sqlalchemy import (
     Row,
     String,
     Table,
-    and_,
+    bindparam,
     case,
     exists,
     func,
     literal,
+    or_,
     select,
     text,
     update,
@@ -36,6 +37,7 @@ from domain.billing_runs import (
     PartnerState,
     RunCounts,
     RunPartner,
+    RunProgress,
     RunStatus,
 )
 from persistence.invoices import invoices
@@ -196,32 +198,70 @@ class BillingRunRepository:
         )
         return [_to_partner(row) for row in rows]
 
-    async def record(self, run_id: str, partner_id: str, **values: Any) -> None:
-        """Store how far a partner got (state, close_result, charge_result, tries, reason, updated_at),
-        if it is still open: a duplicate delivery of a finished partner's job changes nothing."""
+    async def partners(self, run_id: str, partner_ids: list[str]) -> list[RunPartner]:
+        """These partners' parts in the run (in the order given; unknown ones left out)."""
+        rows = await self._connection.execute(
+            select(billing_run_partners).where(
+                billing_run_partners.c.run_id == run_id,
+                billing_run_partners.c.partner_id.in_(partner_ids),
+            )
+        )
+        found = {row.partner_id: _to_partner(row) for row in rows}
+        return [found[partner_id] for partner_id in partner_ids if partner_id in found]
+
+    async def record(self, run_id: str, parts: list[RunPartner]) -> None:
+        """Store how far each partner got, if it is still open: a duplicate delivery of a finished
+        partner's job changes nothing. One statement for the batch."""
+        if not parts:
+            return
         await self._connection.execute(
             update(billing_run_partners)
             .where(
                 billing_run_partners.c.run_id == run_id,
-                billing_run_partners.c.partner_id == partner_id,
-                billing_run_partners.c.state.in_(OPEN_STATES),
+                billing_run_partners.c.partner_id == bindparam("part_id"),
+                # (IN would expand its list, which an executemany cannot)
+                or_(*(billing_run_partners.c.state == state for state in OPEN_STATES)),
             )
-            .values(**values)
+            .values(
+                state=bindparam("part_state"),
+                close_result=bindparam("part_close"),
+                charge_result=bindparam("part_charge"),
+                tries=bindparam("part_tries"),
+                reason=bindparam("part_reason"),
+                updated_at=bindparam("part_updated_at"),
+            ),
+            [
+                {
+                    "part_id": part.partner_id,
+                    "part_state": part.state.value,
+                    "part_close": None if part.close is None else part.close.value,
+                    "part_charge": None if part.charge is None else part.charge.value,
+                    "part_tries": part.tries,
+                    "part_reason": part.reason,
+                    "part_updated_at": part.updated_at,
+                }
+                for part in parts
+            ],
         )
 
-    async def finish_if_done(self, run_id: str, at: datetime) -> bool:
-        """Mark the run finished if no partner is left to do. Run it after the partner's own commit:
-        then the last of two concurrent partners to commit always sees both done."""
-        left = exists().where(
-            billing_run_partners.c.run_id == run_id,
-            billing_run_partners.c.state.in_(OPEN_STATES),
-        )
-        result = await self._connection.execute(
-            update(billing_runs)
-            .where(and_(billing_runs.c.id == run_id, billing_runs.c.status == RunStatus.RUNNING.value), ~left)
-            .values(status=RunStatus.FINISHED.value, finished_at=at)
-        )
-        return bool(result.rowcount)
+    async def finish_if_done(self, run_id: str, at: datetime) -> RunProgress:
+        """Mark the run finished if no partner is left to do, and say how far it is. Run it after the
+        partners' own commit: then the last of two concurrent batches to commit always sees both done."""
+        left = func.sum(case((billing_run_partners.c.state.in_(OPEN_STATES), 1), else_=0))
+        total, open_left = (
+            await self._connection.execute(
+                select(func.count(), func.coalesce(left, 0)).where(billing_run_partners.c.run_id == run_id)
+            )
+        ).one()
+        finished = False
+        if open_left == 0:
+            result = await self._connection.execute(
+                update(billing_runs)
+                .where(billing_runs.c.id == run_id, billing_runs.c.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.FINISHED.value, finished_at=at)
+            )
+            finished = bool(result.rowcount)
+        return RunProgress(int(total) - int(open_left), int(total), finished)
 
     async def counts(self, run_id: str) -> RunCounts:
         rows = await self._connection.execute(
