@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from domain.actors import OPERATOR_CLI, Actor
+
 # A partner's close is tried this many times (the job engine retries it with a growing pause) before
 # the run reports it failed for good and finishes without it.
 MAX_PARTNER_TRIES = 3
@@ -114,3 +116,11 @@ class BillingRun:
     finished_at: datetime | None
     started_by: str | None  # the staff token, if a person started it
     counts: RunCounts
+    started_by_label: str | None = None  # that token's label
+
+    @property
+    def started_as(self) -> Actor:
+        """Who started the run: a staff token, or (no token) an operator at the command line."""
+        if self.started_by is None:
+            return Actor.system(OPERATOR_CLI)
+        return Actor.token(self.started_by, self.started_by_label or "", None)

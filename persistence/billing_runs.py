@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     PrimaryKeyConstraint,
     Row,
+    Select,
     String,
     Table,
     bindparam,
@@ -43,6 +44,7 @@ from domain.billing_runs import (
 from persistence.invoices import invoices
 from persistence.metadata import metadata
 from persistence.partners import partners
+from persistence.tokens import api_tokens
 from persistence.types import UTCDateTime
 
 billing_runs = Table(
@@ -83,6 +85,13 @@ billing_run_partners = Table(
 OPEN_STATES = [PartnerState.PENDING.value, PartnerState.RETRYING.value]
 
 
+def _run_rows() -> Select[Any]:
+    """Runs with the label of the staff token that started one (labels never change)."""
+    return select(billing_runs, api_tokens.c.label.label("started_by_label")).select_from(
+        billing_runs.outerjoin(api_tokens, api_tokens.c.id == billing_runs.c.started_by)
+    )
+
+
 class BillingRunRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -90,7 +99,7 @@ class BillingRunRepository:
     async def running(self, month: str) -> BillingRun | None:
         row = (
             await self._connection.execute(
-                select(billing_runs).where(
+                _run_rows().where(
                     billing_runs.c.month == month, billing_runs.c.status == RunStatus.RUNNING.value
                 )
             )
@@ -127,21 +136,17 @@ class BillingRunRepository:
         )
 
     async def get(self, run_id: str) -> BillingRun | None:
-        row = (
-            await self._connection.execute(select(billing_runs).where(billing_runs.c.id == run_id))
-        ).one_or_none()
+        row = (await self._connection.execute(_run_rows().where(billing_runs.c.id == run_id))).one_or_none()
         return None if row is None else await self._run(row)
 
     async def get_header(self, run_id: str) -> BillingRun | None:
         """The run without its counts (what a job needs, without counting every partner)."""
-        row = (
-            await self._connection.execute(select(billing_runs).where(billing_runs.c.id == run_id))
-        ).one_or_none()
+        row = (await self._connection.execute(_run_rows().where(billing_runs.c.id == run_id))).one_or_none()
         return None if row is None else _to_run(row, RunCounts())
 
     async def listed(self, *, limit: int) -> list[BillingRun]:
         rows = await self._connection.execute(
-            select(billing_runs).order_by(billing_runs.c.started_at.desc(), billing_runs.c.id).limit(limit)
+            _run_rows().order_by(billing_runs.c.started_at.desc(), billing_runs.c.id).limit(limit)
         )
         return [await self._run(row) for row in rows.all()]
 
@@ -302,6 +307,7 @@ def _to_run(row: Row[Any], counts: RunCounts) -> BillingRun:
         finished_at=row.finished_at,
         started_by=row.started_by,
         counts=counts,
+        started_by_label=row.started_by_label,
     )
 
 
