@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from croniter import croniter
 from sqlalchemy.engine import make_url
 
-from domain.actors import DUNNING, MONTH_CLOSE, SystemJob
+from domain.actors import DUNNING, MONTH_CLOSE, PARTNER_WEBHOOKS, SystemJob
 from domain.billing_runs import MAX_PARTNER_TRIES as PARTNER_TRIES
 from domain.clock import Clock
 from domain.payments import CollectionPolicy
@@ -33,8 +33,10 @@ from payments.gateway import PaymentGateway
 from persistence.database import Database
 from resolvers import billing_runs as runs
 from resolvers import dunning
+from resolvers import webhook_jobs as webhooks
 from resolvers.jobs import Job, JobQueue, JsonValue
 from resolvers.observation import NO_OBSERVER, Observer
+from resolvers.webhook_deliveries import WebhookDelivery
 
 log = logging.getLogger("licensing.jobs")
 
@@ -76,6 +78,7 @@ class TaskRegistry:
 
 
 BILLING = "billing"  # the queue of month-close jobs
+WEBHOOKS = "webhooks"  # the queue of partner webhook deliveries
 
 TASKS = TaskRegistry()
 TASKS.task(runs.DISPATCH_RUN, runs.dispatch_run, actor=MONTH_CLOSE, retries=5, queue=BILLING)
@@ -93,6 +96,13 @@ TASKS.task(
 TASKS.task(dunning.REVOKE_FOR_NONPAYMENT, dunning.revoke_for_nonpayment_job, actor=DUNNING, retries=5)
 TASKS.periodic(dunning.DAILY_DUNNING, dunning.daily_dunning, actor=DUNNING, cron="0 6 * * *")
 TASKS.periodic(runs.RESUME_STALLED, runs.resume_stalled_runs, actor=MONTH_CLOSE, cron="*/5 * * * *")
+# Partner webhooks: on a queue of their own, so a slow endpoint never holds up a month close.
+TASKS.task(webhooks.DELIVER_ENDPOINT, webhooks.deliver_endpoint_job, actor=PARTNER_WEBHOOKS, queue=WEBHOOKS)
+TASKS.task(webhooks.DELIVER_DUE, webhooks.deliver_due, actor=PARTNER_WEBHOOKS, queue=WEBHOOKS)
+# A safety net where no `licensing serve` queues the look (its timer does, every few seconds).
+TASKS.periodic(
+    webhooks.DELIVER_DUE + "_every_minute", webhooks.deliver_due, actor=PARTNER_WEBHOOKS, cron="* * * * *"
+)
 
 
 @dataclass
@@ -104,10 +114,19 @@ class JobServices:
     clock: Clock
     policy: CollectionPolicy
     observer: Observer = NO_OBSERVER
+    webhooks: WebhookDelivery | None = None  # None: partner webhooks are not delivered here
 
     def job(self, spec: TaskSpec, queue: JobQueue, job_id: str) -> Job:
         return Job(
-            self.database, self.gateway, self.clock, self.policy, queue, spec.actor, job_id, self.observer
+            self.database,
+            self.gateway,
+            self.clock,
+            self.policy,
+            queue,
+            spec.actor,
+            job_id,
+            self.observer,
+            self.webhooks,
         )
 
 
@@ -117,11 +136,19 @@ class JobEngine(JobQueue, Protocol):
     async def close(self) -> None: ...
 
 
+Queued = tuple[TaskSpec, dict[str, JsonValue], int, str | None]  # task, arguments, attempt, lock
+# Jobs of a queue run at once in-process: SQLite has one writer, but webhook attempts mostly wait on
+# the partner's server (up to its timeout), so several endpoints are sent to at once.
+IN_PROCESS_RUNNERS = {WEBHOOKS: 8}
+
+
 class InProcessJobs:
-    """SQLite: tasks run one at a time in this process's event loop, retried like procrastinate does.
+    """SQLite: each queue's tasks run in this process's event loop, one at a time (webhooks: several),
+    so a slow webhook endpoint never holds up a month close; retried like procrastinate does.
 
     What is queued lives in memory: on start, unfinished billing runs are queued again (their steps
-    are idempotent), so a server that stopped mid-run finishes the run when it comes back."""
+    are idempotent), so a server that stopped mid-run finishes the run when it comes back; webhook
+    deliveries are found again by the periodic look for due work."""
 
     def __init__(
         self, services: JobServices, registry: TaskRegistry = TASKS, *, periodic: bool = True
@@ -129,10 +156,11 @@ class InProcessJobs:
         self.services = services
         self.registry = registry
         self.periodic = periodic
-        self._queue: asyncio.Queue[tuple[TaskSpec, dict[str, JsonValue], int]] = asyncio.Queue()
+        self._queues: dict[str, asyncio.Queue[Queued]] = {}
+        self._runners: dict[str, list[asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: asyncio.Task[None] | None = None
         self._numbers = iter(range(1, 1 << 62))
+        self._waiting_locks: set[str] = set()  # locks of jobs queued and not started yet
 
     async def defer(self, task: str, **arguments: JsonValue) -> None:
         self._put(self.registry.spec(task), arguments, 0)
@@ -142,8 +170,19 @@ class InProcessJobs:
         for one in arguments:
             self._put(spec, one, 0)
 
+    async def defer_once(
+        self, task: str, *, lock: str, delay_seconds: float = 0, **arguments: JsonValue
+    ) -> None:
+        if lock in self._waiting_locks:
+            return
+        self._waiting_locks.add(lock)
+        spec = self.registry.spec(task)
+        if delay_seconds > 0:
+            self._spawn(self._put_later(delay_seconds, spec, arguments, 0, lock))
+        else:
+            self._put(spec, arguments, 0, lock)
+
     async def start(self) -> None:
-        self._ensure_runner()
         resume = self.services.job(self.registry.spec(runs.DISPATCH_RUN), self, "startup")
         await runs.resume_unfinished_runs(resume)
         if self.periodic:
@@ -151,34 +190,50 @@ class InProcessJobs:
                 self._spawn(self._every(spec))
 
     async def drain(self) -> None:
-        """Wait until everything queued (and what it queued) has run."""
-        await self._queue.join()
+        """Wait until everything queued (and what it queued, on any queue) has run."""
+        while any(queue._unfinished_tasks for queue in self._queues.values()):  # type: ignore[attr-defined]
+            for queue in list(self._queues.values()):
+                await queue.join()
 
     async def close(self) -> None:
-        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+        running = [*self._tasks, *(runner for runners in self._runners.values() for runner in runners)]
+        for task in running:
             task.cancel()
-        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+        for task in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        self._runner = None
+        self._runners.clear()
+        self._waiting_locks.clear()
 
-    def _put(self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int) -> None:
-        self._ensure_runner()
-        self._queue.put_nowait((spec, arguments, attempt))
+    def _put(
+        self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int, lock: str | None = None
+    ) -> None:
+        queue = self._queues.setdefault(spec.queue, asyncio.Queue())
+        runners = [runner for runner in self._runners.get(spec.queue, []) if not runner.done()]
+        loop = asyncio.get_running_loop()
+        runners += [
+            loop.create_task(self._work(queue))
+            for _ in range(IN_PROCESS_RUNNERS.get(spec.queue, 1) - len(runners))
+        ]
+        self._runners[spec.queue] = runners
+        queue.put_nowait((spec, arguments, attempt, lock))
 
-    def _ensure_runner(self) -> None:
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._work())
+    async def _put_later(
+        self, seconds: float, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int, lock: str | None
+    ) -> None:
+        await asyncio.sleep(seconds)
+        self._put(spec, arguments, attempt, lock)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _work(self) -> None:
+    async def _work(self, queue: asyncio.Queue[Queued]) -> None:
         while True:
-            spec, arguments, attempt = await self._queue.get()
+            spec, arguments, attempt, lock = await queue.get()
+            self._waiting_locks.discard(lock or "")  # started: the next one may queue
             try:
                 await spec.function(
                     self.services.job(spec, self, f"local-{next(self._numbers)}"), **arguments
@@ -186,13 +241,10 @@ class InProcessJobs:
             except Exception:
                 log.exception("task %s failed (attempt %d)", spec.name, attempt + 1)
                 if attempt < spec.retries:
-                    self._spawn(self._retry_later(spec, arguments, attempt + 1))
+                    delay = spec.retry_seconds * 2**attempt
+                    self._spawn(self._put_later(delay, spec, arguments, attempt + 1, None))
             finally:
-                self._queue.task_done()
-
-    async def _retry_later(self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int) -> None:
-        await asyncio.sleep(spec.retry_seconds * 2 ** (attempt - 1))
-        self._put(spec, arguments, attempt)
+                queue.task_done()
 
     async def _every(self, spec: TaskSpec) -> None:
         schedule = croniter(spec.cron, datetime.now(UTC))
@@ -266,6 +318,25 @@ class ProcrastinateJobs:
         await self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue)).defer_async(
             **arguments
         )
+        if self.embedded_worker:
+            await self.start()
+
+    async def defer_once(
+        self, task: str, *, lock: str, delay_seconds: float = 0, **arguments: JsonValue
+    ) -> None:
+        """procrastinate's queueing lock: a second job with the lock while one waits is refused. Its
+        locks are one namespace for the whole database, so they carry the queue prefix too."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        await self._open()
+        deferrer = self.app.configure_task(
+            task,
+            queue=self.queue(self.registry.spec(task).queue),
+            queueing_lock=self.queue(lock),
+            schedule_in={"seconds": int(delay_seconds + 0.999)} if delay_seconds > 0 else None,
+        )
+        with contextlib.suppress(AlreadyEnqueued):
+            await deferrer.defer_async(**arguments)
         if self.embedded_worker:
             await self.start()
 

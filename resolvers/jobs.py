@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from domain.actors import Actor, SystemJob
 from domain.clock import Clock
@@ -18,6 +18,9 @@ from domain.payments import CollectionPolicy
 from payments.gateway import PaymentGateway
 from persistence.database import Database
 from resolvers.observation import NO_OBSERVER, Observer
+
+if TYPE_CHECKING:  # (resolvers.webhook_deliveries imports the request context, which imports this)
+    from resolvers.webhook_deliveries import WebhookDelivery
 
 JsonValue: TypeAlias = "dict[str, JsonValue] | list[JsonValue] | str | int | float | bool | None"
 
@@ -28,6 +31,13 @@ class JobQueue(Protocol):
     async def defer(self, task: str, **arguments: JsonValue) -> None: ...
 
     async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None: ...
+
+    async def defer_once(
+        self, task: str, *, lock: str, delay_seconds: float = 0, **arguments: JsonValue
+    ) -> None:
+        """Queue the task unless a job holding `lock` is still waiting (that one will do the work), to
+        run no sooner than `delay_seconds` from now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Job:
     job_id: str
     # Told of charges and month-close progress (the server's metrics, when the job runs in it).
     observer: Observer = NO_OBSERVER
+    # How partner webhooks are sent (None where delivery is off: the tasks then do nothing).
+    webhooks: WebhookDelivery | None = None
 
     @property
     def recorded_as(self) -> Actor:
