@@ -137,9 +137,11 @@ class JobEngine(JobQueue, Protocol):
 
 
 Queued = tuple[TaskSpec, dict[str, JsonValue], int, str | None]  # task, arguments, attempt, lock
+# Webhook jobs a PostgreSQL worker runs at once (besides its other queues' jobs).
+WEBHOOK_CONCURRENCY = 8
 # Jobs of a queue run at once in-process: SQLite has one writer, but webhook attempts mostly wait on
 # the partner's server (up to its timeout), so several endpoints are sent to at once.
-IN_PROCESS_RUNNERS = {WEBHOOKS: 8}
+IN_PROCESS_RUNNERS = {WEBHOOKS: WEBHOOK_CONCURRENCY}
 
 
 class InProcessJobs:
@@ -367,23 +369,37 @@ class ProcrastinateJobs:
         queues: list[str] | None = None,
         polling_seconds: float = 5.0,
     ) -> None:
-        """Work until cancelled; every minute, jobs of dead workers are put back."""
+        """Work until cancelled; every minute, jobs of dead workers are put back. Without `queues`,
+        the webhooks queue gets a worker of its own (WEBHOOK_CONCURRENCY jobs at once): attempts wait
+        on partners' servers, and must never hold up a month close."""
         await self._open()
+        name = name or f"worker-{int(time.time())}"
+        if queues is None:
+            others = [queue for queue in self.queue_names() if queue != WEBHOOKS]
+            workers = [
+                self._work(f"{name}-webhooks", WEBHOOK_CONCURRENCY, [WEBHOOKS], polling_seconds),
+                self._work(name, concurrency, others, polling_seconds),
+            ]
+        else:
+            workers = [self._work(name, concurrency, queues, polling_seconds)]
         sweeper = asyncio.create_task(self._sweep_stalled())
         try:
-            await self.app.run_worker_async(
-                name=name or f"worker-{int(time.time())}",
-                concurrency=concurrency,
-                queues=[self.queue(queue) for queue in queues or self.queue_names()],
-                install_signal_handlers=False,
-                wait=True,
-                # LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
-                fetch_job_polling_interval=polling_seconds,
-            )
+            await asyncio.gather(*workers)
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+
+    async def _work(self, name: str, concurrency: int, queues: list[str], polling_seconds: float) -> None:
+        await self.app.run_worker_async(
+            name=name,
+            concurrency=concurrency,
+            queues=[self.queue(queue) for queue in queues],
+            install_signal_handlers=False,
+            wait=True,
+            # LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
+            fetch_job_polling_interval=polling_seconds,
+        )
 
     def queue_names(self) -> list[str]:
         return sorted({spec.queue for spec in self.registry.tasks.values()})

@@ -30,7 +30,8 @@ from tests.integration.test_billing_runs import worker  # noqa: F401  (the fixtu
 
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="terminates PostgreSQL backends")
 
-JULY = BillingMonth.parse("2026-07")
+# A month no other test closes: a run of it left running elsewhere would be answered instead.
+SEPTEMBER = BillingMonth.parse("2026-09")
 
 
 async def cut_every_connection() -> int:
@@ -46,10 +47,10 @@ async def cut_every_connection() -> int:
         await connection.close()
 
 
-async def july_invoices(database: Database) -> int:
+async def september_invoices(database: Database) -> int:
     async with UnitOfWork(database, read_only=True) as uow:
         found = await uow.connection.execute(
-            select(func.count()).select_from(invoices).where(invoices.c.month == str(JULY))
+            select(func.count()).select_from(invoices).where(invoices.c.month == str(SEPTEMBER))
         )
         return int(found.scalar_one())
 
@@ -66,15 +67,16 @@ async def test_a_run_whose_database_connections_are_cut_twice_midway_invoices_an
     declined = [await partner_with(api, staff_token, localstripe, DECLINES_CHARGES) for _ in range(8)]
     for access in [*with_cards, *declined]:
         await issue(api, access.token)
-    clock.advance_to(first_of(8))
-    run, _ = await start_run(database, JULY, as_of=clock.now(), started_by=None)
-    before = await july_invoices(database)
+    clock.advance_to(first_of(10))
+    run, started = await start_run(database, SEPTEMBER, as_of=clock.now(), started_by=None)
+    assert started
+    before = await september_invoices(database)
 
     await worker.defer(DISPATCH_RUN, run_id=run.id)
     cuts_mid_run = 0
     deadline = time.monotonic() + 120
     for done_at_least in (1, 6):  # once after the first partner, once about halfway
-        while await july_invoices(database) - before < done_at_least and time.monotonic() < deadline:
+        while await september_invoices(database) - before < done_at_least and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         async with UnitOfWork(database, read_only=True) as uow:
             running = await uow.billing_runs.get(run.id)
@@ -83,11 +85,12 @@ async def test_a_run_whose_database_connections_are_cut_twice_midway_invoices_an
     finished = await finished_run(api, run.id, staff_token, timeout=240)
 
     assert cuts_mid_run >= 1, "the run finished before the connections were cut"
-    assert finished["pending"] == 0 and finished["failed"] == 0, finished["failures"]
+    assert finished["pending"] == 0
     ours = [*with_cards, *declined]
-    statuses = await july_statuses(database, [access.id for access in ours])
+    statuses = await september_statuses(database, [access.id for access in ours])
     async with UnitOfWork(database, read_only=True) as uow:
         parts = await uow.billing_runs.partners(run.id, [access.id for access in ours])
+    assert {part.state.value for part in parts} == {"done"}, parts
     counted = {part.partner_id: part.charge.value if part.charge else None for part in parts}
     # One invoice each. A charge cut between Stripe's answer and its commit stays in flight: the run
     # leaves that invoice OPEN for dunning (counted uncollected) rather than charge it again.
@@ -107,12 +110,12 @@ async def test_a_run_whose_database_connections_are_cut_twice_midway_invoices_an
     assert charged_twice.all() == []
 
 
-async def july_statuses(database: Database, partner_ids: list[str]) -> dict[str, list[str]]:
+async def september_statuses(database: Database, partner_ids: list[str]) -> dict[str, list[str]]:
     """Each partner's July invoices' statuses (one each, when none was invoiced twice)."""
     async with database.engine.connect() as connection:
         rows = await connection.execute(
             select(invoices.c.partner_id, invoices.c.status).where(
-                invoices.c.month == str(JULY), invoices.c.partner_id.in_(partner_ids)
+                invoices.c.month == str(SEPTEMBER), invoices.c.partner_id.in_(partner_ids)
             )
         )
     found: dict[str, list[str]] = {partner_id: [] for partner_id in partner_ids}
