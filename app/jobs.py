@@ -142,6 +142,7 @@ WEBHOOK_CONCURRENCY = 8
 # Jobs of a queue run at once in-process: SQLite has one writer, but webhook attempts mostly wait on
 # the partner's server (up to its timeout), so several endpoints are sent to at once.
 IN_PROCESS_RUNNERS = {WEBHOOKS: WEBHOOK_CONCURRENCY}
+CLOSE_GRACE_SECONDS = 5.0
 
 
 class InProcessJobs:
@@ -163,6 +164,8 @@ class InProcessJobs:
         self._tasks: set[asyncio.Task[None]] = set()
         self._numbers = iter(range(1, 1 << 62))
         self._waiting_locks: set[str] = set()  # locks of jobs queued and not started yet
+        self._busy: set[asyncio.Task[None] | None] = set()  # runners in the middle of a job
+        self._closing = False
 
     async def defer(self, task: str, **arguments: JsonValue) -> None:
         self._put(self.registry.spec(task), arguments, 0)
@@ -198,15 +201,23 @@ class InProcessJobs:
                 await queue.join()
 
     async def close(self) -> None:
-        running = [*self._tasks, *(runner for runners in self._runners.values() for runner in runners)]
-        for task in running:
+        """Stop: timers and waiting jobs at once; a job already running gets CLOSE_GRACE_SECONDS to end
+        (cancelled mid-transaction, it could leave SQLite's write lock held until collected)."""
+        self._closing = True
+        runners = [runner for runners in self._runners.values() for runner in runners]
+        busy = [runner for runner in runners if runner in self._busy]
+        for task in [*self._tasks, *(runner for runner in runners if runner not in busy)]:
             task.cancel()
-        for task in running:
+        if busy:
+            await asyncio.wait(busy, timeout=CLOSE_GRACE_SECONDS)
+        for task in [*self._tasks, *runners]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
         self._runners.clear()
         self._waiting_locks.clear()
+        self._closing = False
 
     def _put(
         self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int, lock: str | None = None
@@ -233,9 +244,11 @@ class InProcessJobs:
         task.add_done_callback(self._tasks.discard)
 
     async def _work(self, queue: asyncio.Queue[Queued]) -> None:
-        while True:
+        runner = asyncio.current_task()
+        while not self._closing:
             spec, arguments, attempt, lock = await queue.get()
             self._waiting_locks.discard(lock or "")  # started: the next one may queue
+            self._busy.add(runner)
             try:
                 await spec.function(
                     self.services.job(spec, self, f"local-{next(self._numbers)}"), **arguments
@@ -246,6 +259,7 @@ class InProcessJobs:
                     delay = spec.retry_seconds * 2**attempt
                     self._spawn(self._put_later(delay, spec, arguments, attempt + 1, None))
             finally:
+                self._busy.discard(runner)
                 queue.task_done()
 
     async def _every(self, spec: TaskSpec) -> None:
