@@ -22,6 +22,7 @@ from app.http import make_clock, make_gateway
 from app.jobs import BILLING, InProcessJobs, JobServices, ProcrastinateJobs, job_engine
 from app.observability import logging_config
 from app.settings import BadSettings, InsecureSettings, Settings
+from app.webhook_dispatch import webhook_delivery
 from domain.access import Role, TokenChange, token_event
 from domain.actors import OPERATOR_CLI, Actor
 from domain.billing import BillingMonth
@@ -266,12 +267,19 @@ def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _job_services(settings: Settings) -> JobServices:
+    """What jobs run with here; partner webhooks are delivered unless LICENSING_WEBHOOK_DELIVERY=0."""
+    database, clock = Database(settings.database_url), make_clock(settings)
+    delivery = webhook_delivery(settings, database, clock)[0] if settings.webhook_delivery else None
     return JobServices(
-        Database(settings.database_url),
-        make_gateway(settings),
-        make_clock(settings),
-        settings.collection_policy(),
+        database, make_gateway(settings), clock, settings.collection_policy(), webhooks=delivery
     )
+
+
+async def _close_services(services: JobServices) -> None:
+    await services.gateway.close()
+    if services.webhooks is not None:
+        await services.webhooks.sender.close()
+    await services.database.dispose()
 
 
 def _close_month(args: argparse.Namespace, settings: Settings) -> int:
@@ -302,8 +310,7 @@ def _close_month(args: argparse.Namespace, settings: Settings) -> int:
             if worker is not None:
                 worker.cancel()
             await engine.close()
-            await services.gateway.close()
-            await services.database.dispose()
+            await _close_services(services)
 
     run = asyncio.run(close())
     counts = run.counts
@@ -343,8 +350,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             await engine.run_worker(name=args.name, concurrency=args.concurrency, queues=args.queues)
         finally:
             await engine.close()
-            await services.gateway.close()
-            await services.database.dispose()
+            await _close_services(services)
 
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
         asyncio.run(work())

@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -41,7 +40,7 @@ from app.observability import Metrics, OperationObserver, RequestObserver
 from app.readiness import Readiness, StripeProbe
 from app.settings import Settings
 from app.sockets import TokenBoundHandler, TokenWatches
-from app.webhook_dispatch import WebhookDispatcher
+from app.webhook_dispatch import WebhookDispatcher, webhook_delivery
 from domain.clock import Clock, SettableClock, SystemClock
 from domain.errors import DomainError, ErrorCode
 from payments.gateway import PaymentGateway, WebhookRejected
@@ -56,8 +55,7 @@ from resolvers.license_checks import CheckLimits
 from resolvers.observation import NO_OBSERVER, Observer
 from resolvers.stripe_webhooks import apply_webhook
 from resolvers.tokens import authenticate, identify_caller
-from resolvers.webhook_deliveries import CLAIM_FOR, WebhookDelivery
-from resolvers.webhook_sending import AddressLookup, HttpWebhookSender
+from resolvers.webhook_sending import AddressLookup
 from schema.build import build_schema
 from schema.fanout import fanout_stats
 
@@ -422,30 +420,22 @@ def create_app(
             )
             listener.start()
             services.feed_listener = listener
-        sender = HttpWebhookSender(
-            services.webhook_lookup,
-            sandbox=settings.sandbox,
-            timeout_seconds=settings.webhook_timeout_seconds,
+        delivery, sender = webhook_delivery(
+            settings, services.database, services.clock, services.webhook_lookup
         )
         if settings.webhook_delivery:
-            delivery = WebhookDelivery(
-                services.database,
-                sender,
-                services.clock,
-                sandbox=settings.sandbox,
-                claim_for=max(CLAIM_FOR, timedelta(seconds=2 * settings.webhook_timeout_seconds)),
-            )
+            services.job_services.webhooks = delivery
             services.webhook_dispatcher = WebhookDispatcher(
-                delivery, poll_seconds=settings.webhook_poll_seconds
+                services.database, services.jobs, poll_seconds=settings.webhook_poll_seconds
             )
             services.webhook_dispatcher.start()
         await services.start_jobs()
         try:
             yield
         finally:
-            await services.jobs.close()
             if services.webhook_dispatcher is not None:
                 await services.webhook_dispatcher.stop()
+            await services.jobs.close()
             await sender.close()
             if listener is not None:
                 await listener.stop()

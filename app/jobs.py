@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from croniter import croniter
 from sqlalchemy.engine import make_url
 
+from domain.actors import DUNNING, MONTH_CLOSE, PARTNER_WEBHOOKS, SystemJob
 from domain.billing_runs import MAX_PARTNER_TRIES as PARTNER_TRIES
 from domain.clock import Clock
 from domain.payments import CollectionPolicy
@@ -32,8 +33,10 @@ from payments.gateway import PaymentGateway
 from persistence.database import Database
 from resolvers import billing_runs as runs
 from resolvers import dunning
+from resolvers import webhook_jobs as webhooks
 from resolvers.jobs import Job, JobQueue, JsonValue
 from resolvers.observation import NO_OBSERVER, Observer
+from resolvers.webhook_deliveries import WebhookDelivery
 
 log = logging.getLogger("licensing.jobs")
 
@@ -45,7 +48,7 @@ class TaskSpec:
     name: str
     function: TaskFunction
     # Who the task acts as: recorded with what it does (see resolvers.jobs.Job.request_id).
-    actor: str
+    actor: SystemJob
     # Deliveries after the first when it raises; the pause doubles from `retry_seconds` each time.
     retries: int = 0
     retry_seconds: int = 2
@@ -59,11 +62,11 @@ class TaskRegistry:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
 
     def task(
-        self, name: str, function: TaskFunction, *, actor: str, retries: int = 0, queue: str = "default"
+        self, name: str, function: TaskFunction, *, actor: SystemJob, retries: int = 0, queue: str = "default"
     ) -> None:
         self.tasks[name] = TaskSpec(name, function, actor, retries=retries, queue=queue)
 
-    def periodic(self, name: str, function: TaskFunction, *, actor: str, cron: str) -> None:
+    def periodic(self, name: str, function: TaskFunction, *, actor: SystemJob, cron: str) -> None:
         self.tasks[name] = TaskSpec(name, function, actor, cron=cron)
 
     def spec(self, name: str) -> TaskSpec:
@@ -75,15 +78,31 @@ class TaskRegistry:
 
 
 BILLING = "billing"  # the queue of month-close jobs
+WEBHOOKS = "webhooks"  # the queue of partner webhook deliveries
 
 TASKS = TaskRegistry()
-TASKS.task(runs.DISPATCH_RUN, runs.dispatch_run, actor="month-close", retries=5, queue=BILLING)
+TASKS.task(runs.DISPATCH_RUN, runs.dispatch_run, actor=MONTH_CLOSE, retries=5, queue=BILLING)
 TASKS.task(
-    runs.CLOSE_PARTNER, runs.close_run_partner, actor="month-close", retries=PARTNER_TRIES, queue=BILLING
+    # A batch runs again while any of its partners has tries left (each failure counts on the partner).
+    runs.CLOSE_PARTNERS,
+    runs.close_run_partners,
+    actor=MONTH_CLOSE,
+    retries=2 * PARTNER_TRIES,
+    queue=BILLING,
 )
-TASKS.task(dunning.REVOKE_FOR_NONPAYMENT, dunning.revoke_for_nonpayment_job, actor="dunning", retries=5)
-TASKS.periodic(dunning.DAILY_DUNNING, dunning.daily_dunning, actor="dunning", cron="0 6 * * *")
-TASKS.periodic(runs.RESUME_STALLED, runs.resume_stalled_runs, actor="month-close", cron="*/5 * * * *")
+TASKS.task(
+    runs.CLOSE_PARTNER, runs.close_run_partner, actor=MONTH_CLOSE, retries=PARTNER_TRIES, queue=BILLING
+)
+TASKS.task(dunning.REVOKE_FOR_NONPAYMENT, dunning.revoke_for_nonpayment_job, actor=DUNNING, retries=5)
+TASKS.periodic(dunning.DAILY_DUNNING, dunning.daily_dunning, actor=DUNNING, cron="0 6 * * *")
+TASKS.periodic(runs.RESUME_STALLED, runs.resume_stalled_runs, actor=MONTH_CLOSE, cron="*/5 * * * *")
+# Partner webhooks: on a queue of their own, so a slow endpoint never holds up a month close.
+TASKS.task(webhooks.DELIVER_ENDPOINT, webhooks.deliver_endpoint_job, actor=PARTNER_WEBHOOKS, queue=WEBHOOKS)
+TASKS.task(webhooks.DELIVER_DUE, webhooks.deliver_due, actor=PARTNER_WEBHOOKS, queue=WEBHOOKS)
+# A safety net where no `licensing serve` queues the look (its timer does, every few seconds).
+TASKS.periodic(
+    webhooks.DELIVER_DUE + "_every_minute", webhooks.deliver_due, actor=PARTNER_WEBHOOKS, cron="* * * * *"
+)
 
 
 @dataclass
@@ -95,10 +114,19 @@ class JobServices:
     clock: Clock
     policy: CollectionPolicy
     observer: Observer = NO_OBSERVER
+    webhooks: WebhookDelivery | None = None  # None: partner webhooks are not delivered here
 
     def job(self, spec: TaskSpec, queue: JobQueue, job_id: str) -> Job:
         return Job(
-            self.database, self.gateway, self.clock, self.policy, queue, spec.actor, job_id, self.observer
+            self.database,
+            self.gateway,
+            self.clock,
+            self.policy,
+            queue,
+            spec.actor,
+            job_id,
+            self.observer,
+            self.webhooks,
         )
 
 
@@ -108,11 +136,22 @@ class JobEngine(JobQueue, Protocol):
     async def close(self) -> None: ...
 
 
+Queued = tuple[TaskSpec, dict[str, JsonValue], int, str | None]  # task, arguments, attempt, lock
+# Webhook jobs a PostgreSQL worker runs at once (besides its other queues' jobs).
+WEBHOOK_CONCURRENCY = 8
+# Jobs of a queue run at once in-process: SQLite has one writer, but webhook attempts mostly wait on
+# the partner's server (up to its timeout), so several endpoints are sent to at once.
+IN_PROCESS_RUNNERS = {WEBHOOKS: WEBHOOK_CONCURRENCY}
+CLOSE_GRACE_SECONDS = 5.0
+
+
 class InProcessJobs:
-    """SQLite: tasks run one at a time in this process's event loop, retried like procrastinate does.
+    """SQLite: each queue's tasks run in this process's event loop, one at a time (webhooks: several),
+    so a slow webhook endpoint never holds up a month close; retried like procrastinate does.
 
     What is queued lives in memory: on start, unfinished billing runs are queued again (their steps
-    are idempotent), so a server that stopped mid-run finishes the run when it comes back."""
+    are idempotent), so a server that stopped mid-run finishes the run when it comes back; webhook
+    deliveries are found again by the periodic look for due work."""
 
     def __init__(
         self, services: JobServices, registry: TaskRegistry = TASKS, *, periodic: bool = True
@@ -120,10 +159,13 @@ class InProcessJobs:
         self.services = services
         self.registry = registry
         self.periodic = periodic
-        self._queue: asyncio.Queue[tuple[TaskSpec, dict[str, JsonValue], int]] = asyncio.Queue()
+        self._queues: dict[str, asyncio.Queue[Queued]] = {}
+        self._runners: dict[str, list[asyncio.Task[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: asyncio.Task[None] | None = None
         self._numbers = iter(range(1, 1 << 62))
+        self._waiting_locks: set[str] = set()  # locks of jobs queued and not started yet
+        self._busy: set[asyncio.Task[None] | None] = set()  # runners in the middle of a job
+        self._closing = False
 
     async def defer(self, task: str, **arguments: JsonValue) -> None:
         self._put(self.registry.spec(task), arguments, 0)
@@ -133,8 +175,19 @@ class InProcessJobs:
         for one in arguments:
             self._put(spec, one, 0)
 
+    async def defer_once(
+        self, task: str, *, lock: str, delay_seconds: float = 0, **arguments: JsonValue
+    ) -> None:
+        if lock in self._waiting_locks:
+            return
+        self._waiting_locks.add(lock)
+        spec = self.registry.spec(task)
+        if delay_seconds > 0:
+            self._spawn(self._put_later(delay_seconds, spec, arguments, 0, lock))
+        else:
+            self._put(spec, arguments, 0, lock)
+
     async def start(self) -> None:
-        self._ensure_runner()
         resume = self.services.job(self.registry.spec(runs.DISPATCH_RUN), self, "startup")
         await runs.resume_unfinished_runs(resume)
         if self.periodic:
@@ -142,34 +195,60 @@ class InProcessJobs:
                 self._spawn(self._every(spec))
 
     async def drain(self) -> None:
-        """Wait until everything queued (and what it queued) has run."""
-        await self._queue.join()
+        """Wait until everything queued (and what it queued, on any queue) has run."""
+        while any(queue._unfinished_tasks for queue in self._queues.values()):  # type: ignore[attr-defined]
+            for queue in list(self._queues.values()):
+                await queue.join()
 
     async def close(self) -> None:
-        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+        """Stop: timers and waiting jobs at once; a job already running gets CLOSE_GRACE_SECONDS to end
+        (cancelled mid-transaction, it could leave SQLite's write lock held until collected)."""
+        self._closing = True
+        runners = [runner for runners in self._runners.values() for runner in runners]
+        busy = [runner for runner in runners if runner in self._busy]
+        for task in [*self._tasks, *(runner for runner in runners if runner not in busy)]:
             task.cancel()
-        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+        if busy:
+            await asyncio.wait(busy, timeout=CLOSE_GRACE_SECONDS)
+        for task in [*self._tasks, *runners]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        self._runner = None
+        self._runners.clear()
+        self._waiting_locks.clear()
+        self._closing = False
 
-    def _put(self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int) -> None:
-        self._ensure_runner()
-        self._queue.put_nowait((spec, arguments, attempt))
+    def _put(
+        self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int, lock: str | None = None
+    ) -> None:
+        queue = self._queues.setdefault(spec.queue, asyncio.Queue())
+        runners = [runner for runner in self._runners.get(spec.queue, []) if not runner.done()]
+        loop = asyncio.get_running_loop()
+        runners += [
+            loop.create_task(self._work(queue))
+            for _ in range(IN_PROCESS_RUNNERS.get(spec.queue, 1) - len(runners))
+        ]
+        self._runners[spec.queue] = runners
+        queue.put_nowait((spec, arguments, attempt, lock))
 
-    def _ensure_runner(self) -> None:
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._work())
+    async def _put_later(
+        self, seconds: float, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int, lock: str | None
+    ) -> None:
+        await asyncio.sleep(seconds)
+        self._put(spec, arguments, attempt, lock)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _work(self) -> None:
-        while True:
-            spec, arguments, attempt = await self._queue.get()
+    async def _work(self, queue: asyncio.Queue[Queued]) -> None:
+        runner = asyncio.current_task()
+        while not self._closing:
+            spec, arguments, attempt, lock = await queue.get()
+            self._waiting_locks.discard(lock or "")  # started: the next one may queue
+            self._busy.add(runner)
             try:
                 await spec.function(
                     self.services.job(spec, self, f"local-{next(self._numbers)}"), **arguments
@@ -177,13 +256,11 @@ class InProcessJobs:
             except Exception:
                 log.exception("task %s failed (attempt %d)", spec.name, attempt + 1)
                 if attempt < spec.retries:
-                    self._spawn(self._retry_later(spec, arguments, attempt + 1))
+                    delay = spec.retry_seconds * 2**attempt
+                    self._spawn(self._put_later(delay, spec, arguments, attempt + 1, None))
             finally:
-                self._queue.task_done()
-
-    async def _retry_later(self, spec: TaskSpec, arguments: dict[str, JsonValue], attempt: int) -> None:
-        await asyncio.sleep(spec.retry_seconds * 2 ** (attempt - 1))
-        self._put(spec, arguments, attempt)
+                self._busy.discard(runner)
+                queue.task_done()
 
     async def _every(self, spec: TaskSpec) -> None:
         schedule = croniter(spec.cron, datetime.now(UTC))
@@ -260,6 +337,25 @@ class ProcrastinateJobs:
         if self.embedded_worker:
             await self.start()
 
+    async def defer_once(
+        self, task: str, *, lock: str, delay_seconds: float = 0, **arguments: JsonValue
+    ) -> None:
+        """procrastinate's queueing lock: a second job with the lock while one waits is refused. Its
+        locks are one namespace for the whole database, so they carry the queue prefix too."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        await self._open()
+        deferrer = self.app.configure_task(
+            task,
+            queue=self.queue(self.registry.spec(task).queue),
+            queueing_lock=self.queue(lock),
+            schedule_in={"seconds": int(delay_seconds + 0.999)} if delay_seconds > 0 else None,
+        )
+        with contextlib.suppress(AlreadyEnqueued):
+            await deferrer.defer_async(**arguments)
+        if self.embedded_worker:
+            await self.start()
+
     async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None:
         await self._open()
         deferrer = self.app.configure_task(task, queue=self.queue(self.registry.spec(task).queue))
@@ -287,23 +383,37 @@ class ProcrastinateJobs:
         queues: list[str] | None = None,
         polling_seconds: float = 5.0,
     ) -> None:
-        """Work until cancelled; every minute, jobs of dead workers are put back."""
+        """Work until cancelled; every minute, jobs of dead workers are put back. Without `queues`,
+        the webhooks queue gets a worker of its own (WEBHOOK_CONCURRENCY jobs at once): attempts wait
+        on partners' servers, and must never hold up a month close."""
         await self._open()
+        name = name or f"worker-{int(time.time())}"
+        if queues is None:
+            others = [queue for queue in self.queue_names() if queue != WEBHOOKS]
+            workers = [
+                self._work(f"{name}-webhooks", WEBHOOK_CONCURRENCY, [WEBHOOKS], polling_seconds),
+                self._work(name, concurrency, others, polling_seconds),
+            ]
+        else:
+            workers = [self._work(name, concurrency, queues, polling_seconds)]
         sweeper = asyncio.create_task(self._sweep_stalled())
         try:
-            await self.app.run_worker_async(
-                name=name or f"worker-{int(time.time())}",
-                concurrency=concurrency,
-                queues=[self.queue(queue) for queue in queues or self.queue_names()],
-                install_signal_handlers=False,
-                wait=True,
-                # LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
-                fetch_job_polling_interval=polling_seconds,
-            )
+            await asyncio.gather(*workers)
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+
+    async def _work(self, name: str, concurrency: int, queues: list[str], polling_seconds: float) -> None:
+        await self.app.run_worker_async(
+            name=name,
+            concurrency=concurrency,
+            queues=[self.queue(queue) for queue in queues],
+            install_signal_handlers=False,
+            wait=True,
+            # LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
+            fetch_job_polling_interval=polling_seconds,
+        )
 
     def queue_names(self) -> list[str]:
         return sorted({spec.queue for spec in self.registry.tasks.values()})

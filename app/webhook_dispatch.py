@@ -1,36 +1,62 @@
-"""Runs webhook delivery inside `licensing serve`: one asyncio task per worker that calls the delivery
-use case (resolvers.webhook_deliveries.deliver_due) when the event feed commits something and on a timer
-(retries coming due). It holds no state of its own: the database says what is due and who has claimed
-what, so any number of workers, or a job engine calling the same use case instead, deliver each event
-in order and at least once."""
+"""Partner webhooks in the processes that run jobs: how they are sent (`webhook_delivery`, from the
+settings), and, inside `licensing serve`, what tells the job engine to look for due work
+(`WebhookDispatcher`): the feed committing something, and a timer (a sandbox clock moved, a missed
+wake-up). The delivery itself is a job-engine task (resolvers/webhook_jobs.py): procrastinate workers on
+PostgreSQL, the in-process runner on SQLite."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
+from app.settings import Settings
+from domain.clock import Clock
 from persistence.database import Database
 from persistence.tokens import TOKEN_SIGNAL_PREFIX
-from resolvers.webhook_deliveries import WebhookDelivery, deliver_due
+from resolvers.jobs import JobQueue
+from resolvers.webhook_deliveries import CLAIM_FOR, WebhookDelivery
+from resolvers.webhook_jobs import DELIVER_DUE, DUE_LOCK
+from resolvers.webhook_sending import AddressLookup, HttpWebhookSender
 
 log = logging.getLogger("licensing.webhooks")
 
 
+def webhook_delivery(
+    settings: Settings, database: Database, clock: Clock, lookup: AddressLookup | None = None
+) -> tuple[WebhookDelivery, HttpWebhookSender]:
+    """Delivery as the settings say, and its sender (close it when done)."""
+    sender = HttpWebhookSender(
+        lookup or AddressLookup(dict(settings.webhook_resolve)),
+        sandbox=settings.sandbox,
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
+    delivery = WebhookDelivery(
+        database,
+        sender,
+        clock,
+        sandbox=settings.sandbox,
+        # A claim outlives an attempt's deadline: only a crashed sender's claim ever runs out.
+        claim_for=max(CLAIM_FOR, timedelta(seconds=2 * settings.webhook_timeout_seconds)),
+    )
+    return delivery, sender
+
+
 class WebhookDispatcher:
-    def __init__(self, delivery: WebhookDelivery, *, poll_seconds: float) -> None:
-        self._delivery = delivery
+    """Queues the look for due webhook work (one job at most waiting: the queueing lock) when woken
+    by the feed and every `poll_seconds`; it sends nothing itself."""
+
+    def __init__(self, database: Database, queue: JobQueue, *, poll_seconds: float) -> None:
+        self._database = database
+        self._queue = queue
         self._poll_seconds = poll_seconds
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stop_listening = lambda: None
 
-    @property
-    def database(self) -> Database:
-        return self._delivery.database
-
     def start(self) -> None:
-        self._stop_listening = self.database.signal.on_wake(self._on_wake)
+        self._stop_listening = self._database.signal.on_wake(self._on_wake)
         self._task = asyncio.create_task(self._run(), name="licensing-webhook-dispatcher")
 
     async def stop(self) -> None:
@@ -50,14 +76,11 @@ class WebhookDispatcher:
 
     async def _run(self) -> None:
         while True:
-            self._woken.clear()  # before looking: a commit during the pass wakes the next one
+            self._woken.clear()  # before queueing: a commit after it wakes the next one
             try:
-                made = await deliver_due(self._delivery)
-            except Exception:  # the next pass retries; the rows say what is left
-                log.exception("webhook delivery pass failed")
-                made = 0
-            if made:
-                continue  # a pass stops after a bounded number of attempts: there may be more
+                await self._queue.defer_once(DELIVER_DUE, lock=DUE_LOCK)
+            except Exception:  # the next wake-up or tick queues it again
+                log.exception("could not queue the look for due webhooks")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_seconds):
                     await self._woken.wait()

@@ -1,8 +1,9 @@
 """A billing run at scale on PostgreSQL: partners and licenses with random histories, bulk-seeded with
 COPY, a month closed by 1 and by 2 `licensing worker` processes (procrastinate), then by 2 workers one
 of which is killed (SIGKILL) mid-run. Prints each run's wall time, its partners per second, the peak
-memory of each worker, the 2-worker/1-worker ratio, and SQL checks that no partner was invoiced twice
-and no invoice was charged twice.
+memory of each worker, the 2-worker/1-worker ratio, the load average, a per-partner cost in PostgreSQL
+round trips (a `SELECT 1` floor measured just before each run), and SQL checks that no partner was
+invoiced twice and no invoice was charged twice.
 
     su postgres -c "createdb -O licensing licensing_jobs_bench"
     BENCH_DATABASE_URL=postgresql+asyncpg://licensing:licensing@127.0.0.1:5432/licensing_jobs_bench \\
@@ -33,7 +34,7 @@ import asyncpg
 from app.demo import DEMO_CATALOG
 from app.devstripe import LocalStripe, free_port
 from app.jobs import JobServices, ProcrastinateJobs
-from domain.billing import BillingMonth
+from domain.billing import BillingMonth, billable_span
 from domain.clock import SettableClock
 from domain.payments import CollectionPolicy
 from domain.principals import Principal
@@ -59,6 +60,10 @@ def raw_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+def partner_zone(index: int) -> str:
+    return ZONES[index % len(ZONES)]
+
+
 def license_rows(count: int, partner_ids: list[str], rng: random.Random):  # type: ignore[no-untyped-def]
     """Issued some time in June or July; then still active (assigned or not), revoked, or transferred."""
     start = datetime(2026, 6, 1, tzinfo=UTC)
@@ -71,10 +76,12 @@ def license_rows(count: int, partner_ids: list[str], rng: random.Random):  # typ
             held_until, state = held_from + timedelta(minutes=rng.randrange(1, 40 * 24 * 60)), "revoked"
         elif fate < 0.4:
             held_until, state = held_from + timedelta(minutes=rng.randrange(1, 40 * 24 * 60)), "transferred"
+        partner = rng.randrange(len(partner_ids))
+        span = billable_span(held_from, held_until, state == "transferred", partner_zone(partner))
         yield (
             f"lic_{i:012x}",
             f"{product}_{i:012x}{secrets.token_hex(6)}",
-            partner_ids[rng.randrange(len(partner_ids))],
+            partner_ids[partner],
             product,
             state,
             f"https://client-{i}.example.com" if state == "assigned" else None,
@@ -82,6 +89,8 @@ def license_rows(count: int, partner_ids: list[str], rng: random.Random):  # typ
             held_until,
             held_from,
             1,
+            span.first,
+            span.last,
         )
 
 
@@ -100,15 +109,14 @@ async def seed(url: str, partners: int, licenses: int, cards: int, stripe_base: 
         await connection.copy_records_to_table(
             "partners",
             records=[
-                (pid, f"Agency {i}", ZONES[i % len(ZONES)], "usd", enrolled)
-                for i, pid in enumerate(partner_ids)
+                (pid, f"Agency {i}", partner_zone(i), "usd", enrolled) for i, pid in enumerate(partner_ids)
             ],
             columns=["id", "name", "billing_zone", "currency", "created_at"],
         )
         rows = license_rows(licenses, partner_ids, rng)
         columns = [
             "id", "key", "partner_id", "product_slug", "state", "site",
-            "held_from", "held_until", "issued_at", "version",
+            "held_from", "held_until", "issued_at", "version", "first_billed_day", "last_billed_day",
         ]  # fmt: skip
         while batch := [row for _, row in zip(range(COPY_BATCH), rows, strict=False)]:
             await connection.copy_records_to_table("licenses", records=batch, columns=columns)
@@ -270,13 +278,33 @@ async def check(url: str) -> dict[str, int]:
         await connection.close()
 
 
-def report(label: str, outcome: Outcome) -> None:
+async def round_trip_floor(url: str, trips: int = 2000) -> float:
+    """Milliseconds per `SELECT 1` round trip to PostgreSQL now: the floor a partner's statements are
+    measured against, taken in the same run (the machine is shared, so its load moves)."""
+    connection = await asyncpg.connect(raw_dsn(url))
+    try:
+        started = time.perf_counter()
+        for _ in range(trips):
+            await connection.fetchval("SELECT 1")
+        return (time.perf_counter() - started) * 1000 / trips
+    finally:
+        await connection.close()
+
+
+def load() -> str:
+    return "load " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def report(label: str, outcome: Outcome, floor_ms: float) -> None:
     counts = outcome.counts
     peaks = ", ".join(f"{peak:.0f}" for peak in outcome.peak_rss_mib)
+    per_partner = outcome.seconds * 1000 / max(outcome.partners, 1)
     print(
         f"{label}: {outcome.seconds:7.1f} s  {outcome.partners / outcome.seconds:6.1f} partners/s  "
+        f"{per_partner:.0f} ms/partner = {per_partner / floor_ms:.0f} round trips of {floor_ms:.2f} ms  "
         f"closed {counts['closed']:,} paid {counts['paid']:,} past due {counts['past_due']:,} "
-        f"uncollected {counts['uncollected']:,} failed {counts['failed']:,}  peak RSS per worker {peaks} MiB"
+        f"uncollected {counts['uncollected']:,} failed {counts['failed']:,}  "
+        f"peak RSS per worker {peaks} MiB  ({load()})"
     )
 
 
@@ -288,6 +316,7 @@ async def main() -> int:
     parser.add_argument("--cards", type=int, default=300, help="partners with a localstripe card")
     parser.add_argument("--skip-seed", action="store_true", help="reuse the seeded database")
     parser.add_argument("--no-kill", action="store_true", help="skip the killed-worker run")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of 1 then 2 workers")
     args = parser.parse_args()
     if not args.database_url.startswith("postgresql"):
         print("skipped: set BENCH_DATABASE_URL to a scratch PostgreSQL database (it is emptied)")
@@ -299,16 +328,26 @@ async def main() -> int:
         if not args.skip_seed:
             await seed(url, args.partners, args.licenses, args.cards, stripe.base_url)
         outcomes = {}
-        for workers in (1, 2):
-            await reset_month(url)
-            outcomes[workers] = await close_with_workers(url, stripe.base_url, workers)
-            report(f"{workers} worker{'s' if workers > 1 else ' '}", outcomes[workers])
-            print(f"  checks: {await check(url)}")
-        print(f"ratio 2 workers / 1 worker: {outcomes[2].seconds / outcomes[1].seconds:.2f}x the time")
+        for round_number in range(1, args.rounds + 1):
+            for workers in (1, 2):
+                await reset_month(url)
+                floor_ms = await round_trip_floor(url)
+                outcomes[workers] = await close_with_workers(url, stripe.base_url, workers)
+                report(
+                    f"round {round_number}, {workers} worker{'s' if workers > 1 else ' '}",
+                    outcomes[workers],
+                    floor_ms,
+                )
+                print(f"  checks: {await check(url)}")
+            print(
+                f"round {round_number}: 2 workers / 1 worker: "
+                f"{outcomes[2].seconds / outcomes[1].seconds:.2f}x the time"
+            )
         if not args.no_kill:
             await reset_month(url)
+            floor_ms = await round_trip_floor(url)
             killed = await close_with_workers(url, stripe.base_url, 2, kill_at=0.3)
-            report("2 workers, one killed at 30%", killed)
+            report("2 workers, one killed at 30%", killed, floor_ms)
             print(f"  checks: {await check(url)}")
     finally:
         stripe.stop()

@@ -1,6 +1,6 @@
-"""A billing run: one month close for every partner, carried out by background jobs, one partner at a
-time, and counted as it goes. The run is finished when no partner is left to do (a partner that keeps
-failing is given up after `MAX_PARTNER_TRIES` and reported with its reason)."""
+"""A billing run: one month close for every partner, carried out by background jobs, a batch of
+partners per job, and counted as each batch is done. The run is finished when no partner is left to do
+(a partner that keeps failing is given up after `MAX_PARTNER_TRIES` and reported with its reason)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from domain.actors import OPERATOR_CLI, Actor
 
 # A partner's close is tried this many times (the job engine retries it with a growing pause) before
 # the run reports it failed for good and finishes without it.
@@ -53,6 +55,15 @@ class RunPartner:
     tries: int
     reason: str | None
     updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How many of a run's partners are no longer open, and whether this look finished the run."""
+
+    done: int
+    total: int
+    finished_now: bool
 
 
 def after_failure(tries_before: int) -> PartnerState:
@@ -105,3 +116,11 @@ class BillingRun:
     finished_at: datetime | None
     started_by: str | None  # the staff token, if a person started it
     counts: RunCounts
+    started_by_label: str | None = None  # that token's label
+
+    @property
+    def started_as(self) -> Actor:
+        """Who started the run: a staff token, or (no token) an operator at the command line."""
+        if self.started_by is None:
+            return Actor.system(OPERATOR_CLI)
+        return Actor.token(self.started_by, self.started_by_label or "", None)

@@ -16,13 +16,15 @@ from sqlalchemy import (
     Integer,
     PrimaryKeyConstraint,
     Row,
+    Select,
     String,
     Table,
-    and_,
+    bindparam,
     case,
     exists,
     func,
     literal,
+    or_,
     select,
     text,
     update,
@@ -36,11 +38,13 @@ from domain.billing_runs import (
     PartnerState,
     RunCounts,
     RunPartner,
+    RunProgress,
     RunStatus,
 )
 from persistence.invoices import invoices
 from persistence.metadata import metadata
 from persistence.partners import partners
+from persistence.tokens import api_tokens
 from persistence.types import UTCDateTime
 
 billing_runs = Table(
@@ -81,6 +85,13 @@ billing_run_partners = Table(
 OPEN_STATES = [PartnerState.PENDING.value, PartnerState.RETRYING.value]
 
 
+def _run_rows() -> Select[Any]:
+    """Runs with the label of the staff token that started one (labels never change)."""
+    return select(billing_runs, api_tokens.c.label.label("started_by_label")).select_from(
+        billing_runs.outerjoin(api_tokens, api_tokens.c.id == billing_runs.c.started_by)
+    )
+
+
 class BillingRunRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -88,7 +99,7 @@ class BillingRunRepository:
     async def running(self, month: str) -> BillingRun | None:
         row = (
             await self._connection.execute(
-                select(billing_runs).where(
+                _run_rows().where(
                     billing_runs.c.month == month, billing_runs.c.status == RunStatus.RUNNING.value
                 )
             )
@@ -125,21 +136,17 @@ class BillingRunRepository:
         )
 
     async def get(self, run_id: str) -> BillingRun | None:
-        row = (
-            await self._connection.execute(select(billing_runs).where(billing_runs.c.id == run_id))
-        ).one_or_none()
+        row = (await self._connection.execute(_run_rows().where(billing_runs.c.id == run_id))).one_or_none()
         return None if row is None else await self._run(row)
 
     async def get_header(self, run_id: str) -> BillingRun | None:
         """The run without its counts (what a job needs, without counting every partner)."""
-        row = (
-            await self._connection.execute(select(billing_runs).where(billing_runs.c.id == run_id))
-        ).one_or_none()
+        row = (await self._connection.execute(_run_rows().where(billing_runs.c.id == run_id))).one_or_none()
         return None if row is None else _to_run(row, RunCounts())
 
     async def listed(self, *, limit: int) -> list[BillingRun]:
         rows = await self._connection.execute(
-            select(billing_runs).order_by(billing_runs.c.started_at.desc(), billing_runs.c.id).limit(limit)
+            _run_rows().order_by(billing_runs.c.started_at.desc(), billing_runs.c.id).limit(limit)
         )
         return [await self._run(row) for row in rows.all()]
 
@@ -196,32 +203,70 @@ class BillingRunRepository:
         )
         return [_to_partner(row) for row in rows]
 
-    async def record(self, run_id: str, partner_id: str, **values: Any) -> None:
-        """Store how far a partner got (state, close_result, charge_result, tries, reason, updated_at),
-        if it is still open: a duplicate delivery of a finished partner's job changes nothing."""
+    async def partners(self, run_id: str, partner_ids: list[str]) -> list[RunPartner]:
+        """These partners' parts in the run (in the order given; unknown ones left out)."""
+        rows = await self._connection.execute(
+            select(billing_run_partners).where(
+                billing_run_partners.c.run_id == run_id,
+                billing_run_partners.c.partner_id.in_(partner_ids),
+            )
+        )
+        found = {row.partner_id: _to_partner(row) for row in rows}
+        return [found[partner_id] for partner_id in partner_ids if partner_id in found]
+
+    async def record(self, run_id: str, parts: list[RunPartner]) -> None:
+        """Store how far each partner got, if it is still open: a duplicate delivery of a finished
+        partner's job changes nothing. One statement for the batch."""
+        if not parts:
+            return
         await self._connection.execute(
             update(billing_run_partners)
             .where(
                 billing_run_partners.c.run_id == run_id,
-                billing_run_partners.c.partner_id == partner_id,
-                billing_run_partners.c.state.in_(OPEN_STATES),
+                billing_run_partners.c.partner_id == bindparam("part_id"),
+                # (IN would expand its list, which an executemany cannot)
+                or_(*(billing_run_partners.c.state == state for state in OPEN_STATES)),
             )
-            .values(**values)
+            .values(
+                state=bindparam("part_state"),
+                close_result=bindparam("part_close"),
+                charge_result=bindparam("part_charge"),
+                tries=bindparam("part_tries"),
+                reason=bindparam("part_reason"),
+                updated_at=bindparam("part_updated_at"),
+            ),
+            [
+                {
+                    "part_id": part.partner_id,
+                    "part_state": part.state.value,
+                    "part_close": None if part.close is None else part.close.value,
+                    "part_charge": None if part.charge is None else part.charge.value,
+                    "part_tries": part.tries,
+                    "part_reason": part.reason,
+                    "part_updated_at": part.updated_at,
+                }
+                for part in parts
+            ],
         )
 
-    async def finish_if_done(self, run_id: str, at: datetime) -> bool:
-        """Mark the run finished if no partner is left to do. Run it after the partner's own commit:
-        then the last of two concurrent partners to commit always sees both done."""
-        left = exists().where(
-            billing_run_partners.c.run_id == run_id,
-            billing_run_partners.c.state.in_(OPEN_STATES),
-        )
-        result = await self._connection.execute(
-            update(billing_runs)
-            .where(and_(billing_runs.c.id == run_id, billing_runs.c.status == RunStatus.RUNNING.value), ~left)
-            .values(status=RunStatus.FINISHED.value, finished_at=at)
-        )
-        return bool(result.rowcount)
+    async def finish_if_done(self, run_id: str, at: datetime) -> RunProgress:
+        """Mark the run finished if no partner is left to do, and say how far it is. Run it after the
+        partners' own commit: then the last of two concurrent batches to commit always sees both done."""
+        left = func.sum(case((billing_run_partners.c.state.in_(OPEN_STATES), 1), else_=0))
+        total, open_left = (
+            await self._connection.execute(
+                select(func.count(), func.coalesce(left, 0)).where(billing_run_partners.c.run_id == run_id)
+            )
+        ).one()
+        finished = False
+        if open_left == 0:
+            result = await self._connection.execute(
+                update(billing_runs)
+                .where(billing_runs.c.id == run_id, billing_runs.c.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.FINISHED.value, finished_at=at)
+            )
+            finished = bool(result.rowcount)
+        return RunProgress(int(total) - int(open_left), int(total), finished)
 
     async def counts(self, run_id: str) -> RunCounts:
         rows = await self._connection.execute(
@@ -262,6 +307,7 @@ def _to_run(row: Row[Any], counts: RunCounts) -> BillingRun:
         finished_at=row.finished_at,
         started_by=row.started_by,
         counts=counts,
+        started_by_label=row.started_by_label,
     )
 
 

@@ -160,6 +160,12 @@ class InvoiceRepository:
                 ],
             )
 
+    async def renumber(self, invoice_id: str, number: str) -> None:
+        """Give an invoice stored under a provisional number its real one (same transaction)."""
+        await self._connection.execute(
+            update(invoices).where(invoices.c.id == invoice_id).values(number=number)
+        )
+
     async def next_number(self, year: int) -> int:
         """Take the next invoice number of `year` (1, 2, ...); the counter row stays locked until commit."""
         counters = invoice_number_counters

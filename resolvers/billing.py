@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -131,6 +131,12 @@ class CloseOutcome(StrEnum):
     PENDING = "pending"  # the month has not ended yet in the partner's zone
 
 
+@dataclass(frozen=True)
+class MonthClose:
+    outcome: CloseOutcome
+    invoice: Invoice | None = None  # the invoice this close finalized (CLOSED only)
+
+
 async def close_partner_month(
     database: Database,
     partner_id: str,
@@ -141,36 +147,58 @@ async def close_partner_month(
     actor: Actor = MONTH_CLOSE_ACTOR,
 ) -> CloseOutcome:
     """Finalize one partner's month in its own transaction (a crash leaves others to a re-run)."""
+    closed = await finalize_partner_month(
+        database, partner_id, month, now=now, request_id=request_id, actor=actor
+    )
+    return closed.outcome
+
+
+async def finalize_partner_month(
+    database: Database,
+    partner_id: str,
+    month: BillingMonth,
+    *,
+    now: datetime,
+    request_id: str | None = None,
+    actor: Actor = MONTH_CLOSE_ACTOR,
+) -> MonthClose:
+    """`close_partner_month`, answering the invoice it finalized too (a billing run charges it next,
+    without reading it again)."""
     try:
         async with UnitOfWork(database, actor=actor) as uow:
             await uow.partners.lock(partner_id)
             partner = await uow.partners.get(partner_id)
             if partner is None or not month.is_over(now, partner.billing_zone):
-                return CloseOutcome.PENDING
+                return MonthClose(CloseOutcome.PENDING)
             if await uow.invoices.exists(partner_id, month):
-                return CloseOutcome.ALREADY_CLOSED
+                return MonthClose(CloseOutcome.ALREADY_CLOSED)
             statement = await live_statement(uow, partner, month)
+            draft = draft_invoice(partner, month, statement, now)
+            # Stored under its own id as a provisional number first: the year's counter row is locked
+            # from taking the number to the commit, so it is taken last, after the day-lines are
+            # written, and concurrent closes wait on it only for an update and the commit.
+            await uow.invoices.add(finalize_invoice(draft, at=now)[0], statement)
             number = invoice_number(now.year, await uow.invoices.next_number(now.year))
-            invoice, events = finalize_invoice(draft_invoice(partner, month, statement, now, number), at=now)
-            await uow.invoices.add(invoice, statement)
+            await uow.invoices.renumber(draft.id, number)
+            invoice, events = finalize_invoice(replace(draft, number=number), at=now)
             for event in events:
                 uow.collect(event, request_id=request_id)
-            return CloseOutcome.CLOSED
+            return MonthClose(CloseOutcome.CLOSED, invoice)
     except IntegrityError:
         # Another closer won the race for this (partner, month); the unique constraint kept one invoice.
-        return CloseOutcome.ALREADY_CLOSED
+        return MonthClose(CloseOutcome.ALREADY_CLOSED)
 
 
-def draft_invoice(
-    partner: Partner, month: BillingMonth, statement: Statement, now: datetime, number: str
-) -> Invoice:
-    """The month's statement as an invoice still in draft; `finalize_invoice` moves it on."""
+def draft_invoice(partner: Partner, month: BillingMonth, statement: Statement, now: datetime) -> Invoice:
+    """The month's statement as an invoice still in draft, numbered by its own id until it is given
+    the year's next number; `finalize_invoice` moves it on."""
     start, end = month.bounds(partner.billing_zone)
+    invoice_id = "inv_" + secrets.token_hex(8)
     return Invoice(
-        id="inv_" + secrets.token_hex(8),
+        id=invoice_id,
         partner_id=partner.id,
         month=month,
-        number=number,
+        number=invoice_id,
         status=InvoiceStatus.DRAFT,
         zone=partner.billing_zone,
         currency=partner.currency,

@@ -1,11 +1,11 @@
 """Billing runs: `closeBillingMonth` starts a run and answers at once; background jobs close and charge
-each partner's month (one job per partner), count it on the run, and finish the run when no partner is
-left. Every step is idempotent, so a job killed at any point is simply run again:
+each partner's month (a batch of partners per job), count them on the run, and finish the run when no
+partner is left. Every step is idempotent, so a job killed at any point is simply run again:
 
 - the invoice is unique per partner and month (a second close finds it, and counts it as closed);
 - a charge is an attempt with a stable Stripe idempotency key, stored before Stripe hears of it, and a
   pending attempt blocks any other charge of its invoice (resolvers/charging.py);
-- the run's row per partner is only written once the partner is done, and only while it is still open.
+- the run's row per partner is only written once its batch is done, and only while it is still open.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from domain.access import Permission
@@ -22,26 +23,34 @@ from domain.billing_runs import (
     BillingRun,
     ChargeResult,
     CloseResult,
+    PartnerState,
     RunPartner,
     RunStatus,
     after_failure,
 )
 from domain.errors import DomainError, ErrorCode
-from domain.invoices import InvoiceStatus
+from domain.invoices import Invoice, InvoiceStatus
 from domain.payments import ChargeTrigger
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import EARLIEST_ZONE, CloseOutcome, close_partner_month
+from resolvers.billing import EARLIEST_ZONE, CloseOutcome, finalize_partner_month
 from resolvers.charging import CollectionOutcome, Collector, collect_invoice
 from resolvers.context import RequestContext
 from resolvers.idempotency import idempotent_call, replay_race, staff_scope, store_outcome, stored_outcome
-from resolvers.jobs import Job
+from resolvers.jobs import Job, JsonValue
 
 log = logging.getLogger("licensing.billing_runs")
 
 # Task names, as registered in app/jobs.py.
 DISPATCH_RUN = "billing.dispatch_run"
-CLOSE_PARTNER = "billing.close_partner"
+CLOSE_PARTNERS = "billing.close_partners"
+CLOSE_PARTNER = "billing.close_partner"  # one partner per job, as queued before batches
+
+# Partners closed by one job: a batch is one job to fetch and finish, one read of the partners' run
+# rows and one write of their results, instead of one each per partner; small enough that progress
+# moves often and a batch run again after a crash redoes little (its done partners are skipped).
+PARTNERS_PER_JOB = 25
+
 RESUME_STALLED = "billing.resume_stalled_runs"
 
 # A run with partners left and no progress for this long lost its jobs (a crash between starting the
@@ -166,73 +175,94 @@ async def watch_run(
 
 
 async def dispatch_run(job: Job, *, run_id: str) -> None:
-    """Queue one close job per partner still open in the run (again, after a crash: each is idempotent)."""
+    """Queue one close job per batch of partners still open in the run (again, after a crash: each is
+    idempotent)."""
     async with UnitOfWork(job.database, read_only=True) as uow:
         open_partners = await uow.billing_runs.open_partner_ids(run_id)
     if open_partners:
+        batches: list[list[JsonValue]] = [
+            list(open_partners[start : start + PARTNERS_PER_JOB])
+            for start in range(0, len(open_partners), PARTNERS_PER_JOB)
+        ]
         await job.queue.defer_many(
-            CLOSE_PARTNER, [{"run_id": run_id, "partner_id": partner_id} for partner_id in open_partners]
+            CLOSE_PARTNERS, [{"run_id": run_id, "partner_ids": ids} for ids in batches]
         )
     else:
-        await _finish_if_done(job, run_id)
+        await _finish_if_done(job, run_id, job.clock.now())
+
+
+async def close_run_partners(job: Job, *, run_id: str, partner_ids: list[str]) -> None:
+    """Close and charge each of these partners' month for the run (each in its own transactions), then
+    store how far every one got in one write. A failure is stored with its reason; the job then raises
+    (so the engine retries it, skipping the partners done) until the partner has had its tries, when it
+    is given up. A job killed before its write is run again: its invoices and charges are found, not
+    made twice, and counted by their status."""
+    async with UnitOfWork(job.database, read_only=True) as uow:
+        run = await uow.billing_runs.get_header(run_id)
+        parts = await uow.billing_runs.partners(run_id, partner_ids)
+    if run is None:
+        return
+    now = job.now_at_least(run.as_of)
+    month = BillingMonth.parse(run.month)
+    outcomes = [await _close_and_charge(job, part, month, now) for part in parts if part.state.is_open]
+    await _record(job, run_id, outcomes)
+    await _finish_if_done(job, run_id, now)
+    retrying = [part.partner_id for part in outcomes if part.state.is_open]
+    if retrying:
+        raise PartnersRetrying(f"billing run {run_id}: {len(retrying)} partner(s) to retry: {retrying[:5]}")
 
 
 async def close_run_partner(job: Job, *, run_id: str, partner_id: str) -> None:
-    """Close and charge one partner's month for the run. A failure is stored with its reason and
-    raised (so the engine retries) until the partner has had its tries; then it is given up."""
-    async with UnitOfWork(job.database, read_only=True) as uow:
-        run = await uow.billing_runs.get_header(run_id)
-        part = await uow.billing_runs.partner(run_id, partner_id)
-    if run is None or part is None or not part.state.is_open:
-        return  # done by an earlier delivery of this job
-    now = job.now_at_least(run.as_of)
-    month = BillingMonth.parse(run.month)
+    """A job queued one partner at a time (before batches): closed as a batch of one."""
+    await close_run_partners(job, run_id=run_id, partner_ids=[partner_id])
+
+
+class PartnersRetrying(Exception):
+    """Some partners of a batch failed and have tries left: the job engine runs the batch again."""
+
+
+async def _close_and_charge(job: Job, part: RunPartner, month: BillingMonth, now: datetime) -> RunPartner:
+    """One partner's close and charge, as the run records it."""
+    tries = part.tries + 1
     try:
-        close = await _close(job, part, month, now)
-        charge = await _charge(job, part, month, now, closed_now=close is CloseResult.CLOSED)
+        close, invoice = await _close(job, part, month, now)
+        charge = await _charge(job, part, month, now, closed_now=close is CloseResult.CLOSED, invoice=invoice)
     except Exception as error:
         state = after_failure(part.tries)
-        log.warning("billing run %s: partner %s failed (%s): %s", run_id, partner_id, state, error)
-        await _record(
-            job, run_id, partner_id, state=state.value, tries=part.tries + 1, reason=_reason(error), at=now
-        )
-        if not state.is_open:
-            await _finish_if_done(job, run_id, now)
-            return
-        raise
-    await _record(
-        job,
-        run_id,
-        partner_id,
-        state="done",
-        close_result=None if close is None else close.value,
-        charge_result=None if charge is None else charge.value,
-        tries=part.tries + 1,
-        reason=None,
-        at=now,
-    )
-    await _finish_if_done(job, run_id, now)
+        log.warning("partner %s failed (%s): %s", part.partner_id, state, error)
+        return replace(part, state=state, tries=tries, reason=_reason(error), updated_at=now)
+    return RunPartner(part.partner_id, PartnerState.DONE, close, charge, tries, None, now)
 
 
-async def _close(job: Job, part: RunPartner, month: BillingMonth, now: datetime) -> CloseResult:
+async def _close(
+    job: Job, part: RunPartner, month: BillingMonth, now: datetime
+) -> tuple[CloseResult, Invoice | None]:
+    """How the partner's close went, and the invoice it finalized now (None: read it to charge it)."""
     if part.close is CloseResult.ALREADY_CLOSED:
-        return CloseResult.ALREADY_CLOSED  # invoiced before the run started; only its charge is left
-    outcome = await close_partner_month(
+        return CloseResult.ALREADY_CLOSED, None  # invoiced before the run started; only its charge is left
+    closed = await finalize_partner_month(
         job.database, part.partner_id, month, now=now, request_id=job.request_id, actor=job.recorded_as
     )
-    if outcome is CloseOutcome.PENDING:
-        return CloseResult.NOT_OVER
+    if closed.outcome is CloseOutcome.PENDING:
+        return CloseResult.NOT_OVER, None
     # ALREADY_CLOSED here means an earlier delivery of this job committed the invoice, then died.
-    return CloseResult.CLOSED
+    return CloseResult.CLOSED, closed.invoice
 
 
 async def _charge(
-    job: Job, part: RunPartner, month: BillingMonth, now: datetime, *, closed_now: bool
+    job: Job,
+    part: RunPartner,
+    month: BillingMonth,
+    now: datetime,
+    *,
+    closed_now: bool,
+    invoice: Invoice | None,
 ) -> ChargeResult | None:
     """Charge the month's invoice if it is still open; an invoice this run closed that a dead delivery
     already charged is counted by its status."""
-    async with UnitOfWork(job.database, read_only=True) as uow:
-        invoice = await uow.invoices.for_month(part.partner_id, month)
+    if invoice is None:
+        async with UnitOfWork(job.database, read_only=True) as uow:
+            invoice = await uow.invoices.for_month(part.partner_id, month)
     if invoice is None:
         return None
     if invoice.status is InvoiceStatus.OPEN:
@@ -260,19 +290,19 @@ async def _charge(
     return None
 
 
-async def _record(job: Job, run_id: str, partner_id: str, *, at: datetime, **values: object) -> None:
+async def _record(job: Job, run_id: str, outcomes: list[RunPartner]) -> None:
     async with UnitOfWork(job.database) as uow:
-        await uow.billing_runs.record(run_id, partner_id, updated_at=at, **values)
+        await uow.billing_runs.record(run_id, outcomes)
 
 
-async def _finish_if_done(job: Job, run_id: str, at: datetime | None = None) -> None:
+async def _finish_if_done(job: Job, run_id: str, at: datetime) -> None:
+    """Finish the run if nothing is left (in its own transaction, after the batch's commit), and tell
+    the observer how far it is."""
     async with UnitOfWork(job.database) as uow:
-        if await uow.billing_runs.finish_if_done(run_id, at or job.clock.now()):
-            log.info("billing run %s finished", run_id)
-        run = await uow.billing_runs.get(run_id)
-    if run is not None:
-        counts = run.counts
-        job.observer.month_close_progress(counts.partners_total - counts.pending, counts.partners_total)
+        progress = await uow.billing_runs.finish_if_done(run_id, at)
+    if progress.finished_now:
+        log.info("billing run %s finished", run_id)
+    job.observer.month_close_progress(progress.done, progress.total)
 
 
 def _reason(error: Exception) -> str:

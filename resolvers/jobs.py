@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from domain.actors import Actor, SystemJob
 from domain.clock import Clock
@@ -19,7 +19,10 @@ from payments.gateway import PaymentGateway
 from persistence.database import Database
 from resolvers.observation import NO_OBSERVER, Observer
 
-JsonValue = str | int | float | bool | None
+if TYPE_CHECKING:  # (resolvers.webhook_deliveries imports the request context, which imports this)
+    from resolvers.webhook_deliveries import WebhookDelivery
+
+JsonValue: TypeAlias = "dict[str, JsonValue] | list[JsonValue] | str | int | float | bool | None"
 
 
 class JobQueue(Protocol):
@@ -29,27 +32,36 @@ class JobQueue(Protocol):
 
     async def defer_many(self, task: str, arguments: Sequence[dict[str, JsonValue]]) -> None: ...
 
+    async def defer_once(
+        self, task: str, *, lock: str, delay_seconds: float = 0, **arguments: JsonValue
+    ) -> None:
+        """Queue the task unless a job holding `lock` is still waiting (that one will do the work), to
+        run no sooner than `delay_seconds` from now."""
+        ...
+
 
 @dataclass(frozen=True)
 class Job:
-    """One run of a task: its collaborators, and the system job it acts as ("month-close",
-    "dunning", …), which is set where the task is registered (app/jobs.py) and recorded on its events
-    as their actor (`recorded_as`), with `request_id` naming the job run."""
+    """One run of a task: its collaborators, and the system job it acts as (domain.actors'
+    `MONTH_CLOSE`, `DUNNING`, …), which is set where the task is registered (app/jobs.py) and recorded
+    on its events as their actor (`recorded_as`), with `request_id` naming the job run."""
 
     database: Database
     gateway: PaymentGateway
     clock: Clock
     policy: CollectionPolicy
     queue: JobQueue
-    actor: str
+    actor: SystemJob
     job_id: str
     # Told of charges and month-close progress (the server's metrics, when the job runs in it).
     observer: Observer = NO_OBSERVER
+    # How partner webhooks are sent (None where delivery is off: the tasks then do nothing).
+    webhooks: WebhookDelivery | None = None
 
     @property
     def recorded_as(self) -> Actor:
         """The actor this job's events are recorded as made by."""
-        return Actor.system(SystemJob(self.actor))
+        return Actor.system(self.actor)
 
     @property
     def request_id(self) -> str:

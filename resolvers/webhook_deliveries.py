@@ -1,6 +1,6 @@
-"""Delivering the partner feed to webhook endpoints: plain, idempotent use cases that any runner may call
-(the in-process dispatcher of `licensing serve`, or a job engine's tasks), any number of times, from any
-number of workers (docs/webhooks.md, "Delivery").
+"""Delivering the partner feed to webhook endpoints: a plain, idempotent use case that the job engine's
+tasks call (resolvers/webhook_jobs.py), any number of times, from any number of workers
+(docs/webhooks.md, "Delivery").
 
 `deliver_endpoint` takes one endpoint forward: under its partner's lock it turns the feed's new events
 into pending deliveries and claims the oldest pending one if it is due; it sends it with no transaction
@@ -12,7 +12,6 @@ delivered or given up. A redelivery asked for by the partner is one extra attemp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Callable
@@ -43,7 +42,6 @@ QUEUE_BATCH = 500
 MAX_ATTEMPTS_PER_CALL = 100
 # A claim outlives the attempt's own deadline: only a crashed sender's claim ever runs out.
 CLAIM_FOR = timedelta(minutes=2)
-CONCURRENT_ENDPOINTS = 8
 
 
 @dataclass
@@ -70,20 +68,6 @@ class Claimed:
     url: str
     secret: str
     event: RecordedEvent
-
-
-async def deliver_due(delivery: WebhookDelivery) -> int:
-    """Take every endpoint with work forward (feed events not queued yet, or a delivery due now).
-    Returns the number of attempts made."""
-    async with UnitOfWork(delivery.database, read_only=True) as uow:
-        endpoint_ids = await uow.webhooks.endpoints_with_work(delivery.clock.now())
-    limit = asyncio.Semaphore(CONCURRENT_ENDPOINTS)
-
-    async def one(endpoint_id: str) -> int:
-        async with limit:
-            return await deliver_endpoint(delivery, endpoint_id)
-
-    return sum(await asyncio.gather(*(one(endpoint_id) for endpoint_id in endpoint_ids)))
 
 
 async def deliver_endpoint(delivery: WebhookDelivery, endpoint_id: str) -> int:

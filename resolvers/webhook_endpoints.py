@@ -22,6 +22,7 @@ from persistence.pagination import Page
 from persistence.unit_of_work import UnitOfWork
 from persistence.webhooks import Attempt, Delivery, StoredEndpoint
 from resolvers.context import RequestContext
+from resolvers.webhook_jobs import queue_endpoint
 from resolvers.webhook_sending import AddressLookup
 
 
@@ -163,6 +164,8 @@ async def redeliver_webhook(ctx: RequestContext, *, delivery_id: str) -> Deliver
         requested = await uow.webhooks.delivery(delivery_id)
         attempts = await uow.webhooks.attempts_of([delivery_id])
     assert requested is not None
+    if ctx.jobs is not None:  # sent by the next free worker, not at the next look for due work
+        await queue_endpoint(ctx.jobs, requested.endpoint_id)
     return DeliveryRecord(requested, attempts[delivery_id])
 
 

@@ -94,6 +94,8 @@ class SendResult:
 class WebhookSender(Protocol):
     async def send(self, url: EndpointUrl, body: bytes, headers: Mapping[str, str]) -> SendResult: ...
 
+    async def close(self) -> None: ...
+
 
 class HttpWebhookSender:
     """Sends webhooks with httpx: one POST per attempt, to a checked address, within one deadline."""

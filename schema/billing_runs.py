@@ -13,6 +13,7 @@ import strawberry
 from domain.billing_runs import BillingRun as DomainBillingRun
 from domain.billing_runs import PartnerState, RunPartner, RunStatus
 from resolvers import billing_runs
+from schema.actors import Actor
 from schema.context import Info
 from schema.enums import described_enum
 
@@ -82,6 +83,10 @@ class BillingRun:
     )
     started_at: datetime = strawberry.field(description="When the run started.")
     finished_at: datetime | None = strawberry.field(description="When the last partner was done.")
+    started_by: Actor = strawberry.field(
+        description="Who started the run: the staff token (its id and label), or the operator-cli job "
+        "for `licensing billing close`. Its partners' invoices are recorded as the month-close job."
+    )
 
     @strawberry.field(description="Partners whose close failed, with the reason (at most 100).")
     async def failures(self, info: Info) -> list[BillingRunFailure]:
@@ -106,6 +111,8 @@ class BillingRun:
             uncollected=counts.uncollected,
             started_at=run.started_at,
             finished_at=run.finished_at,
+            # Only staff read runs, and staff see every actor in full (seen by no partner: None).
+            started_by=Actor.of(run.started_as.seen_by(None)),
         )
 
 

@@ -171,6 +171,25 @@ async def test_a_job_that_died_after_invoicing_a_partner_is_run_again_without_in
     assert finished["failed"] == 0
 
 
+STARTED_BY = "query($id: ID!) { billingRun(id: $id) { startedBy { kind tokenId label job } } }"
+
+
+async def test_a_run_names_the_staff_token_that_started_it_and_the_command_line_when_no_token_did(
+    api: Api, staff_token: str, database: Database, clock: SettableClock
+) -> None:
+    await enrol(api, staff_token, "Started Agency")
+    clock.advance_to(first_of(8))
+    run_id = (await close_month(api, "2026-07", staff_token))["run"]["id"]
+    from_cli, _ = await start_run(database, BillingMonth.parse("2026-06"), as_of=clock.now(), started_by=None)
+
+    by_staff = (await api.data(STARTED_BY, {"id": run_id}, staff_token))["billingRun"]["startedBy"]
+    by_operator = (await api.data(STARTED_BY, {"id": from_cli.id}, staff_token))["billingRun"]["startedBy"]
+
+    assert by_staff["kind"] == "STAFF" and by_staff["label"] == "test staff" and by_staff["job"] is None
+    assert by_staff["tokenId"] and by_staff["tokenId"].startswith("tok_")
+    assert by_operator == {"kind": "SYSTEM", "tokenId": None, "label": None, "job": "operator-cli"}
+
+
 async def test_billing_runs_are_for_staff_only(api: Api, partner: PartnerAccess) -> None:
     refused = await api.call(BILLING_RUN, {"id": "run_x"}, partner.token)
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,13 +17,17 @@ import httpx
 import pytest
 
 from app.http import create_app
+from app.jobs import JobServices, job_engine
 from app.settings import Settings
-from domain.clock import SettableClock
-from domain.webhooks import SIGNATURE_HEADER, signed_by
+from domain.clock import SettableClock, SystemClock
+from domain.payments import CollectionPolicy
+from domain.webhooks import SIGNATURE_HEADER, RetryPolicy, signed_by
 from persistence.database import Database
 from resolvers.webhook_deliveries import WebhookDelivery, deliver_endpoint
+from resolvers.webhook_jobs import queue_endpoint
 from resolvers.webhook_sending import AddressLookup, HttpWebhookSender
 from tests.integration.conftest import Api, PartnerAccess, enrol, own_secrets, serve, stripe_settings
+from tests.memory_gateway import InMemoryGateway
 
 CREATE_ENDPOINT = """
 mutation($input: CreateWebhookEndpointInput!) {
@@ -615,3 +620,89 @@ async def test_the_server_delivers_new_events_by_itself(
                 break
             await asyncio.sleep(0.05)
         assert labels(receiver.events("/live")) == ["live one", "live two"]
+
+
+async def test_a_redelivery_is_sent_at_once_by_a_job_not_at_the_next_look_for_due_work(
+    database_url: str,
+    clock: SettableClock,
+    catalog: None,
+    localstripe: Any,
+    staff_token: str,
+    receiver: Receiver,
+) -> None:
+    # The server's own look for due work comes only every hour: what arrives sooner was queued.
+    settings = stripe_settings(database_url, localstripe).replace(webhook_poll_seconds=3600)
+    async with (
+        serve(create_app(settings, clock=clock)) as server,
+        httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as client,
+    ):
+        api = Api(client)
+        partner = await enrol(api, staff_token, "Redelivered Agency")
+        endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/redo"), ["api_token"])
+        await make_events(api, partner.token, "redo")
+        await arrivals(receiver, "/redo", 1)
+        (delivered,) = await deliveries(api, partner.token, endpoint_id)
+
+        asked = (await api.data(REDELIVER, {"id": delivered["id"]}, partner.token))["redeliverWebhook"]
+
+        assert asked["errors"] == []
+        await arrivals(receiver, "/redo", 2)
+        first, again = receiver.events("/redo")
+        assert first["id"] == again["id"] == delivered["eventId"]
+
+
+async def test_a_failed_delivery_is_retried_by_a_job_queued_for_its_retry_time(
+    database_url: str, database: Database, partner: PartnerAccess, api: Api, receiver: Receiver
+) -> None:
+    """No look for due work runs here: only the job the failure queued for later can send it again."""
+    clock = SystemClock()
+    sending = HttpWebhookSender(AddressLookup(), sandbox=True, timeout_seconds=5)
+    soon = RetryPolicy(first_delay=timedelta(seconds=1))
+    services = JobServices(
+        database,
+        InMemoryGateway(),
+        clock,
+        CollectionPolicy(),
+        webhooks=WebhookDelivery(database, sending, clock, sandbox=True, policy=soon),
+    )
+    engine = job_engine(
+        database_url,
+        services,
+        periodic=False,
+        embedded_worker=True,
+        queue_prefix=f"hooks-{secrets.token_hex(4)}-",
+    )
+    endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/later"), ["api_token"])
+    receiver.on("/later", reply(503, b"busy"), reply(200, b"ok"))
+    await make_events(api, partner.token, "later")
+    try:
+        await queue_endpoint(engine, endpoint_id)
+        await arrivals(receiver, "/later", 2)
+        delivered = await settled(api, partner.token, endpoint_id)
+    finally:
+        await engine.close()
+        await sending.close()
+    assert delivered["status"] == "SUCCEEDED"
+    failed, succeeded = delivered["attempts"]
+    assert failed["statusCode"] == 503 and succeeded["statusCode"] == 200
+    waited = datetime.fromisoformat(succeeded["startedAt"]) - datetime.fromisoformat(failed["startedAt"])
+    assert waited >= timedelta(seconds=1)
+
+
+async def arrivals(receiver: Receiver, path: str, count: int, *, seconds: float = 30) -> None:
+    """Wait until `path` has received `count` requests."""
+    for _ in range(int(seconds / 0.05)):
+        if len(receiver.events(path)) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path}: {len(receiver.events(path))} of {count} requests after {seconds}s")
+
+
+async def settled(api: Api, token: str, endpoint_id: str, *, seconds: float = 30) -> dict[str, Any]:
+    """The endpoint's only delivery once it is no longer pending (its last attempt is recorded)."""
+    for _ in range(int(seconds / 0.05)):
+        (delivery,) = await deliveries(api, token, endpoint_id)
+        if delivery["status"] != "PENDING":
+            return delivery
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"delivery still pending after {seconds}s: {delivery}")
