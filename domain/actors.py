@@ -2,8 +2,8 @@
 
 A system job is a small value any background work passes when it opens its unit of work
 (`UnitOfWork(database, actor=Actor.system(DUNNING))`); a new job needs only a new name, e.g.
-`SystemJob("partner-webhooks")`. A token may also act through a job (staff closing a month runs the
-month-close job): the token is the actor, the job says how.
+`SystemJob("partner-webhooks")`. Work a token starts in the background (a staff token starting a billing
+run) is recorded as the job that does it; the run itself keeps who started it.
 
 Who may see which part of an actor is decided here too (`Actor.seen_by`): a partner sees its own tokens'
 ids and labels, but of a staff token or another partner's token (a transfer accepted by the receiver
@@ -71,12 +71,6 @@ class Actor:
     @classmethod
     def system(cls, job: SystemJob) -> Actor:
         return cls(job=job.name)
-
-    def via(self, job: SystemJob) -> Actor:
-        """This actor running `job` (a staff token closing a month): a job actor keeps its own job."""
-        if self.token_id is None:
-            return self
-        return Actor(self.token_id, self.label, self.token_partner_id, job.name)
 
     @property
     def kind(self) -> ActorKind:
