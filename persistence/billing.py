@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     case,
     column,
     false,
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.sql.sqltypes import TupleType
 
 from domain.billing import (
     BillingMonth,
@@ -140,23 +142,25 @@ class BillingReader:
     ) -> tuple[MonthSums, Statement]:
         """The month's lines, counts and costs, summed in SQL over the partner's billed-day spans (the
         statement has no day-lines; `day_lines` pages them with the sums' allocation)."""
+        parameters = _month_parameters(partner_id, month)
         groups = [
             SpanGroup(slug, first, last, assigned, int(count))  # PostgreSQL's SUM is a numeric
             for slug, first, last, holdings, on_site in await self._connection.execute(
-                _span_groups(partner_id, month)
+                SPAN_GROUPS, parameters
             )
             for assigned, count in ((True, on_site), (False, holdings - on_site))
             if count
         ]
         held_again = [
             HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
-            for row in await self._connection.execute(_held_again(partner_id, month, self._bytewise))
+            for row in await self._connection.execute(self._held_again(), parameters)
         ]
         sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
         assigned_at_cut: dict[tuple[str, int], int] = {}
         cut = sums.cut_lines()
         if cut:
-            row = (await self._connection.execute(_assigned_at_cut(partner_id, sums, self._bytewise))).one()
+            statement = self._assigned_at_cut(len(cut))
+            row = (await self._connection.execute(statement, _cut_parameters(partner_id, sums))).one()
             assigned_at_cut = {
                 (plan.line.product_slug, plan.line.daily_price_micros): int(count)
                 for plan, count in zip(cut, row, strict=True)
@@ -196,6 +200,20 @@ class BillingReader:
             for holding_id, key, slug, site, days, price, rank in rows
         ]
 
+    def _held_again(self) -> Select[Any]:
+        dialect = self._connection.dialect.name
+        statement = HELD_AGAIN.get(dialect)
+        if statement is None:
+            statement = HELD_AGAIN[dialect] = _held_again(self._bytewise)
+        return statement
+
+    def _assigned_at_cut(self, lines: int) -> Select[Any]:
+        shape = (self._connection.dialect.name, lines)
+        statement = ASSIGNED_AT_CUT.get(shape)
+        if statement is None:
+            statement = ASSIGNED_AT_CUT[shape] = _assigned_at_cut(lines, self._bytewise)
+        return statement
+
     def _bytewise(self, column: ColumnElement[str]) -> ColumnElement[str]:
         """Order text as Python does (by code point): PostgreSQL's default collation may not."""
         return column.collate("C") if self._connection.dialect.name == "postgresql" else column
@@ -229,12 +247,30 @@ def _sqlite_least(element: least, compiler: SQLCompiler, **kw: Any) -> str:
     return f"min({compiler.process(element.clauses, **kw)})"
 
 
+# The estimate's first two statements are built once, with the partner and the month's first and last
+# day numbers as bound parameters: for a partner of a few hundred licenses, building a statement and
+# its cache key anew cost SQLAlchemy more than the database took to run it.
+PARTNER = bindparam("partner_id", type_=String)
+MONTH_FIRST = bindparam("month_first", type_=Integer)
+MONTH_LAST = bindparam("month_last", type_=Integer)
+
+
+def _month_parameters(partner_id: str, month: BillingMonth) -> dict[str, Any]:
+    first, last = _month_days(month)
+    return {"partner_id": partner_id, "month_first": first, "month_last": last}
+
+
+def _month_days(month: BillingMonth) -> tuple[int, int]:
+    """The month's first and last day numbers."""
+    first = month.first_day.toordinal()
+    return first, first + month.days - 1
+
+
 def _clipped_span(
-    table: Any, month: BillingMonth
+    table: Any, first: int | ColumnElement[int], last: int | ColumnElement[int]
 ) -> tuple[ColumnElement[int], ColumnElement[int], list[ColumnElement[bool]]]:
-    """A holding's billed days clipped to the month (lo..hi, day numbers), and the conditions for it to
-    have any: `table` is `licenses` or an alias of it."""
-    first, last = month.first_day.toordinal(), month.first_day.toordinal() + month.days - 1
+    """A holding's billed days clipped to the month's days first..last (lo..hi, day numbers), and the
+    conditions for it to have any: `table` is `licenses` or an alias of it."""
     c = table.c
     until = func.coalesce(c.last_billed_day, last)
     lo, hi = greatest(c.first_billed_day, first), least(until, last)
@@ -244,7 +280,7 @@ def _clipped_span(
 def _spans(partner_id: str, month: BillingMonth) -> Select[Any]:
     """The partner's holdings with a billed day in the month, their spans clipped to it (lo..hi)."""
     c = licenses.c
-    lo, hi, billed = _clipped_span(licenses, month)
+    lo, hi, billed = _clipped_span(licenses, *_month_days(month))
     return select(
         c.id,
         c.key,
@@ -257,7 +293,7 @@ def _spans(partner_id: str, month: BillingMonth) -> Select[Any]:
     ).where(c.partner_id == partner_id, *billed)
 
 
-def _span_groups(partner_id: str, month: BillingMonth) -> Select[Any]:
+def _span_groups() -> Select[Any]:
     """The month's holdings counted by (product, first and last billed day in the month): all, and
     those on a site.
 
@@ -265,9 +301,8 @@ def _span_groups(partner_id: str, month: BillingMonth) -> Select[Any]:
     `ix_licenses_partner_id_billed_days`, so the database counts while it walks the index (no sort of
     the month's holdings); then those counts by their spans clipped to the month (a sort of a few
     thousand rows)."""
-    month_first = month.first_day.toordinal()
     c = licenses.c
-    _, _, billed = _clipped_span(licenses, month)
+    _, _, billed = _clipped_span(licenses, MONTH_FIRST, MONTH_LAST)
     stored = (
         select(
             c.first_billed_day,
@@ -276,46 +311,43 @@ def _span_groups(partner_id: str, month: BillingMonth) -> Select[Any]:
             func.count().label("holdings"),
             func.count(c.site).label("on_site"),
         )
-        .where(c.partner_id == partner_id, *billed)
+        .where(c.partner_id == PARTNER, *billed)
         .group_by(c.first_billed_day, c.last_billed_day, c.product_slug)
         .subquery("stored_spans")
     )
-    lo, hi, _ = _clipped_span(stored, month)
-    group = [stored.c.product_slug, lo - month_first, hi - month_first]
+    lo, hi, _ = _clipped_span(stored, MONTH_FIRST, MONTH_LAST)
+    group = [stored.c.product_slug, lo - MONTH_FIRST, hi - MONTH_FIRST]
     return select(*group, func.sum(stored.c.holdings), func.sum(stored.c.on_site)).group_by(*group)
 
 
-def _held_again(
-    partner_id: str, month: BillingMonth, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
-) -> Select[Any]:
+def _held_again(bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]) -> Select[Any]:
     """The holdings of keys the partner held twice in the month (the earlier one left by transfer
     within it). The month's transferred holdings are a short range of
     `ix_licenses_partner_id_transferred_days`; each of their keys is counted in
     `ix_licenses_partner_id_product_key` (the index alone); only keys billed twice are read in full."""
-    month_first = month.first_day.toordinal()
     left, of_key = licenses.alias("left_by_transfer"), licenses.alias("holdings_of_key")
-    _, _, left_billed = _clipped_span(left, month)
+    _, _, left_billed = _clipped_span(left, MONTH_FIRST, MONTH_LAST)
     # `last_billed_day >= first` again without COALESCE (a transferred holding has one), so that it
     # bounds the index range.
     keys = (
         select(left.c.product_slug, left.c.key)
         .where(
-            left.c.partner_id == partner_id,
+            left.c.partner_id == PARTNER,
             left.c.state == TRANSFERRED,
-            left.c.last_billed_day >= month_first,
+            left.c.last_billed_day >= MONTH_FIRST,
             *left_billed,
         )
         .distinct()
         .subquery("keys_left_by_transfer")
     )
-    key_lo, key_hi, _ = _clipped_span(of_key, month)
+    key_lo, key_hi, _ = _clipped_span(of_key, MONTH_FIRST, MONTH_LAST)
     twice = (
         select(of_key.c.key)
         .select_from(
             keys.join(
                 of_key,
                 and_(
-                    of_key.c.partner_id == partner_id,
+                    of_key.c.partner_id == PARTNER,
                     of_key.c.product_slug == keys.c.product_slug,
                     # In the index's collation (on PostgreSQL), so that the index answers.
                     bytewise(of_key.c.key) == keys.c.key,
@@ -329,16 +361,20 @@ def _held_again(
         .having(func.count() > 1)
     )
     c = licenses.c
-    lo, hi, _ = _clipped_span(licenses, month)
+    lo, hi, _ = _clipped_span(licenses, MONTH_FIRST, MONTH_LAST)
     return select(
         c.id,
         c.key,
         c.product_slug,
         c.site.is_not(None),
         raw_instant(c.held_from),
-        lo - month_first,
-        hi - month_first,
-    ).where(c.partner_id == partner_id, c.key.in_(twice), lo <= hi)
+        lo - MONTH_FIRST,
+        hi - MONTH_FIRST,
+    ).where(c.partner_id == PARTNER, c.key.in_(twice), lo <= hi)
+
+
+SPAN_GROUPS = _span_groups()
+HELD_AGAIN: dict[str, Select[Any]] = {}  # by dialect: PostgreSQL compares keys in the "C" collation
 
 
 def _price_periods(book: PriceBook, month: BillingMonth) -> tuple[CTE, bool]:
@@ -418,35 +454,49 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
     return or_(false(), *conditions)
 
 
-def _assigned_at_cut(
-    partner_id: str, sums: MonthSums, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]
-) -> Select[Any]:
-    """One row: per cut line (in `sums.cut_lines()` order), how many of its first `cut_units` day-lines
-    at the cut, ranked by key then holding, are on a site.
+def _assigned_at_cut(lines: int, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]) -> Select[Any]:
+    """One row: per cut line n (in `sums.cut_lines()` order; its product, spans and units bound by
+    `_cut_parameters`), how many of its first `units_n` day-lines at the cut, ranked by key then
+    holding, are on a site.
 
-    Each line walks `ix_licenses_partner_id_product_key` in key order and stops after `cut_units`
+    Each line walks `ix_licenses_partner_id_product_key` in key order and stops after its units'
     day-lines at the cut: no sort, and no window over the month."""
-    month_first = sums.month.first_day.toordinal()
     c = licenses.c
-    lo, hi, billed = _clipped_span(licenses, sums.month)
+    lo, hi, billed = _clipped_span(licenses, MONTH_FIRST, MONTH_LAST)
     counts = []
-    for plan in sums.cut_lines():
+    for n in range(lines):
+        spans = bindparam(f"spans_{n}", expanding=True, type_=TupleType(Integer(), Integer()))
         at_cut = (
             select(c.site)
             .where(
-                c.partner_id == partner_id,
-                c.product_slug == plan.line.product_slug,
+                c.partner_id == PARTNER,
+                c.product_slug == bindparam(f"product_{n}", type_=String),
                 *billed,
-                tuple_(lo, hi).in_(
-                    [(month_first + first, month_first + last) for first, last in sums.spans_at_cut(plan)]
-                ),
+                tuple_(lo, hi).in_(spans),
             )
             .order_by(bytewise(c.key), bytewise(c.id))
-            .limit(plan.allocation.cut_units)
+            .limit(bindparam(f"units_{n}", type_=Integer))
             .subquery()
         )
         counts.append(select(func.count(at_cut.c.site)).scalar_subquery())
     return select(*counts)
+
+
+def _cut_parameters(partner_id: str, sums: MonthSums) -> dict[str, Any]:
+    """`_assigned_at_cut`'s parameters for the month's cut lines."""
+    parameters = _month_parameters(partner_id, sums.month)
+    month_first = parameters["month_first"]
+    for n, plan in enumerate(sums.cut_lines()):
+        parameters[f"product_{n}"] = plan.line.product_slug
+        parameters[f"spans_{n}"] = [
+            (month_first + first, month_first + last) for first, last in sums.spans_at_cut(plan)
+        ]
+        parameters[f"units_{n}"] = plan.allocation.cut_units
+    return parameters
+
+
+# Built once per dialect and number of cut lines.
+ASSIGNED_AT_CUT: dict[tuple[str, int], Select[Any]] = {}
 
 
 def raw_instant(column: ColumnElement[datetime]) -> ColumnElement[str]:
