@@ -183,6 +183,8 @@ async def worker(
     try:
         async with httpx.AsyncClient() as client, asyncio.timeout(WAIT_SECONDS):
             while True:
+                if process.poll() is not None:  # e.g. its port was taken after free_port() chose it
+                    raise SystemExit(f"{' '.join(command)} exited ({process.returncode}); see {log}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"http://{address}/healthz")).status_code == 200:
                         break
