@@ -11,7 +11,7 @@ site. Day-line pages rank in SQL (ROW_NUMBER) with the same allocation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,13 +153,13 @@ class BillingReader:
         ]
         held_again = [
             HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
-            for row in await self._connection.execute(self._held_again(), parameters)
+            for row in await self._connection.execute(_held_again(self._connection.dialect.name), parameters)
         ]
         sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
         assigned_at_cut: dict[tuple[str, int], int] = {}
         cut = sums.cut_lines()
         if cut:
-            statement = self._assigned_at_cut(len(cut))
+            statement = _assigned_at_cut(self._connection.dialect.name, len(cut))
             row = (await self._connection.execute(statement, _cut_parameters(partner_id, sums))).one()
             assigned_at_cut = {
                 (plan.line.product_slug, plan.line.daily_price_micros): int(count)
@@ -200,23 +200,8 @@ class BillingReader:
             for holding_id, key, slug, site, days, price, rank in rows
         ]
 
-    def _held_again(self) -> Select[Any]:
-        dialect = self._connection.dialect.name
-        statement = HELD_AGAIN.get(dialect)
-        if statement is None:
-            statement = HELD_AGAIN[dialect] = _held_again(self._bytewise)
-        return statement
-
-    def _assigned_at_cut(self, lines: int) -> Select[Any]:
-        shape = (self._connection.dialect.name, lines)
-        statement = ASSIGNED_AT_CUT.get(shape)
-        if statement is None:
-            statement = ASSIGNED_AT_CUT[shape] = _assigned_at_cut(lines, self._bytewise)
-        return statement
-
     def _bytewise(self, column: ColumnElement[str]) -> ColumnElement[str]:
-        """Order text as Python does (by code point): PostgreSQL's default collation may not."""
-        return column.collate("C") if self._connection.dialect.name == "postgresql" else column
+        return _bytewise(column, self._connection.dialect.name)
 
     async def day_line_count(self, partner_id: str, book: PriceBook, month: BillingMonth) -> int:
         lines = _holding_lines(partner_id, book, month)
@@ -247,7 +232,7 @@ def _sqlite_least(element: least, compiler: SQLCompiler, **kw: Any) -> str:
     return f"min({compiler.process(element.clauses, **kw)})"
 
 
-# The estimate's first two statements are built once, with the partner and the month's first and last
+# The estimate's statements are built once, with the partner and the month's first and last
 # day numbers as bound parameters: for a partner of a few hundred licenses, building a statement and
 # its cache key anew cost SQLAlchemy more than the database took to run it.
 PARTNER = bindparam("partner_id", type_=String)
@@ -320,7 +305,13 @@ def _span_groups() -> Select[Any]:
     return select(*group, func.sum(stored.c.holdings), func.sum(stored.c.on_site)).group_by(*group)
 
 
-def _held_again(bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]) -> Select[Any]:
+def _bytewise(column: ColumnElement[str], dialect: str) -> ColumnElement[str]:
+    """Order and compare text as Python does (by code point): PostgreSQL's default collation may not."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+@functools.cache  # built once per dialect: PostgreSQL compares keys in the "C" collation
+def _held_again(dialect: str) -> Select[Any]:
     """The holdings of keys the partner held twice in the month (the earlier one left by transfer
     within it). The month's transferred holdings are a short range of
     `ix_licenses_partner_id_transferred_days`; each of their keys is counted in
@@ -350,7 +341,7 @@ def _held_again(bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]) ->
                     of_key.c.partner_id == PARTNER,
                     of_key.c.product_slug == keys.c.product_slug,
                     # In the index's collation (on PostgreSQL), so that the index answers.
-                    bytewise(of_key.c.key) == keys.c.key,
+                    _bytewise(of_key.c.key, dialect) == keys.c.key,
                 ),
             )
         )
@@ -374,7 +365,6 @@ def _held_again(bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]) ->
 
 
 SPAN_GROUPS = _span_groups()
-HELD_AGAIN: dict[str, Select[Any]] = {}  # by dialect: PostgreSQL compares keys in the "C" collation
 
 
 def _price_periods(book: PriceBook, month: BillingMonth) -> tuple[CTE, bool]:
@@ -454,7 +444,8 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
     return or_(false(), *conditions)
 
 
-def _assigned_at_cut(lines: int, bytewise: Callable[[ColumnElement[str]], ColumnElement[str]]) -> Select[Any]:
+@functools.cache  # built once per dialect and number of cut lines
+def _assigned_at_cut(dialect: str, lines: int) -> Select[Any]:
     """One row: per cut line n (in `sums.cut_lines()` order; its product, spans and units bound by
     `_cut_parameters`), how many of its first `units_n` day-lines at the cut, ranked by key then
     holding, are on a site.
@@ -474,7 +465,7 @@ def _assigned_at_cut(lines: int, bytewise: Callable[[ColumnElement[str]], Column
                 *billed,
                 tuple_(lo, hi).in_(spans),
             )
-            .order_by(bytewise(c.key), bytewise(c.id))
+            .order_by(_bytewise(c.key, dialect), _bytewise(c.id, dialect))
             .limit(bindparam(f"units_{n}", type_=Integer))
             .subquery()
         )
@@ -493,10 +484,6 @@ def _cut_parameters(partner_id: str, sums: MonthSums) -> dict[str, Any]:
         ]
         parameters[f"units_{n}"] = plan.allocation.cut_units
     return parameters
-
-
-# Built once per dialect and number of cut lines.
-ASSIGNED_AT_CUT: dict[tuple[str, int], Select[Any]] = {}
 
 
 def raw_instant(column: ColumnElement[datetime]) -> ColumnElement[str]:
