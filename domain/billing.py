@@ -33,6 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from enum import Flag, auto
 from functools import lru_cache
 from itertools import repeat
 from operator import attrgetter
@@ -631,14 +632,14 @@ def _count_licenses(
 
 class SpanGroup(NamedTuple):
     """Holdings of one product whose billed days in the month are the same [first, last] (indices from
-    the month's first day, both included) and that are on the same side of assigned/unassigned: what
-    the database sums a month's billed-day spans into."""
+    the month's first day, both included): how many, and how many of them are on a site. What the
+    database sums a month's billed-day spans into."""
 
     product_slug: str
     first: int
     last: int
-    assigned: bool
     holdings: int
+    on_site: int
 
 
 class HeldAgain(NamedTuple):
@@ -654,26 +655,89 @@ class HeldAgain(NamedTuple):
     last: int
 
 
-@dataclass(frozen=True)
+class StatementParts(Flag):
+    """What an open month's estimate reads beyond its lines, license-days and total: each part costs the
+    database one statement more, so a reader asks only for the parts it will show."""
+
+    LINES = 0
+    COUNTS = auto()  # licenses billed (distinct keys): the keys the partner held twice are read
+    COST_SPLIT = auto()  # the cost of assigned and of unassigned licenses: each line's cut is ranked
+    ALL = COUNTS | COST_SPLIT
+
+
+class PartNotRead(RuntimeError):
+    """A part of the estimate was used that its reader did not ask for (a bug, never a user's error)."""
+
+    def __init__(self, part: StatementParts) -> None:
+        super().__init__(f"the estimate was read without its {part.name}")
+
+
+@dataclass(frozen=True, slots=True)
 class LinePlan:
     """One invoice line and how its amount is allocated to its day-lines."""
 
-    line: ProductLine
+    product_slug: str
+    license_days: int
+    daily_price_micros: int
+    amount: int
     allocation: RemainderPlan
     assigned_before_cut: int  # the amount of its assigned day-lines, without the cut's extra units
+    line_counts: LicenseCounts | None  # None: the counts were not read
+
+    @property
+    def counts(self) -> LicenseCounts:
+        if self.line_counts is None:
+            raise PartNotRead(StatementParts.COUNTS)
+        return self.line_counts
+
+    @property
+    def line(self) -> ProductLine:
+        return ProductLine(
+            self.product_slug, self.license_days, self.daily_price_micros, self.amount, self.counts
+        )
 
 
 @dataclass(frozen=True)
 class MonthSums:
-    """A month's statement from summed day-line groups: lines, counts and costs, without the day-lines
-    themselves (they are paged from the database with the same allocation)."""
+    """A month's statement from summed day-line groups: lines and total, the counts and the cost split
+    when read, without the day-lines themselves (they are paged from the database with the same
+    allocation)."""
 
     month: BillingMonth
     zone: str
     currency_exponent: int
     lines: tuple[LinePlan, ...]
-    counts: LicenseCounts
+    month_counts: LicenseCounts | None  # None: the counts were not read
     periods: Mapping[str, Sequence[PricePeriod]]  # each billed product's prices in the month
+    # Per cut line (product, daily price): its assigned day-lines among the first `cut_units` at the
+    # cut. None: the cost split was not read.
+    assigned_at_cut: Mapping[tuple[str, int], int] | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(plan.amount for plan in self.lines)
+
+    @property
+    def license_days(self) -> int:
+        return sum(plan.license_days for plan in self.lines)
+
+    @property
+    def counts(self) -> LicenseCounts:
+        if self.month_counts is None:
+            raise PartNotRead(StatementParts.COUNTS)
+        return self.month_counts
+
+    @property
+    def costs(self) -> Costs:
+        """The month's cost split by assigned and unassigned day-lines."""
+        if self.assigned_at_cut is None:
+            raise PartNotRead(StatementParts.COST_SPLIT)
+        assigned_at_cut = self.assigned_at_cut
+        assigned = sum(
+            plan.assigned_before_cut + assigned_at_cut.get((plan.product_slug, plan.daily_price_micros), 0)
+            for plan in self.lines
+        )
+        return Costs(assigned, self.total - assigned)
 
     def cut_lines(self) -> list[LinePlan]:
         """The lines whose allocation has a cut, ranked by the smaller key then holding."""
@@ -681,8 +745,7 @@ class MonthSums:
 
     def spans_at_cut(self, plan: LinePlan) -> list[tuple[int, int]]:
         """The [first, last] day spans (indices) whose days at the line's price are a cut weight."""
-        line = plan.line
-        periods = self.periods[line.product_slug]
+        periods = self.periods[plan.product_slug]
         if len(periods) == 1:  # one price all month: the spans whose length is a cut weight
             return [
                 (first, first + days - 1)
@@ -693,20 +756,12 @@ class MonthSums:
             (first, last)
             for first in range(self.month.days)
             for last in range(first, self.month.days)
-            for found, days, _ in _days_at_prices(
-                periods, SpanGroup(line.product_slug, first, last, False, 1)
-            )
-            if found[1] == line.daily_price_micros and days in plan.allocation.cut_weights
+            for found, days, _ in _days_at_prices(periods, plan.product_slug, first, last)
+            if found[1] == plan.daily_price_micros and days in plan.allocation.cut_weights
         ]
 
-    def statement(self, assigned_at_cut: Mapping[tuple[str, int], int]) -> Statement:
-        """The statement, given the assigned day-lines among each cut line's first `cut_units`."""
-        assigned = sum(
-            plan.assigned_before_cut
-            + assigned_at_cut.get((plan.line.product_slug, plan.line.daily_price_micros), 0)
-            for plan in self.lines
-        )
-        total = sum(plan.line.amount for plan in self.lines)
+    def statement(self) -> Statement:
+        """The whole statement (without day-lines): every part must have been read."""
         return Statement(
             month=self.month,
             zone=self.zone,
@@ -714,52 +769,60 @@ class MonthSums:
             product_lines=tuple(plan.line for plan in self.lines),
             day_lines=(),
             counts=self.counts,
-            costs=Costs(assigned, total - assigned),
+            costs=self.costs,
         )
 
 
 def sum_month(
     groups: Iterable[SpanGroup],
-    held_again: Sequence[HeldAgain],
+    held_again: Sequence[HeldAgain] | None,
     book: PriceBook,
     month: BillingMonth,
     zone: str,
     currency_exponent: int,
 ) -> MonthSums:
-    """`build_statement`'s lines, counts and allocation, from span groups summed by the database.
+    """`build_statement`'s lines, counts and allocation, from span groups summed by the database
+    (`held_again` None: the counts are not asked for).
 
     Each group's days are split at the month's price changes (`PriceBook.periods`) exactly as
     `build_statement` splits a holding's, so a group is one weight of each line it has days in.
     """
+    groups = list(groups)
     periods = {slug: book.periods(slug, month) for slug in {group.product_slug for group in groups}}
+    # Most products have one price all month: a group is then one weight of that price's line.
+    one_price = {
+        slug: (slug, found[0].daily_price_micros) for slug, found in periods.items() if len(found) == 1
+    }
     weights: dict[tuple[str, int | None], Counter[int]] = defaultdict(Counter)
     assigned_weights: dict[tuple[str, int | None], Counter[int]] = defaultdict(Counter)
-    keys: dict[tuple[str, int | None], Counter[bool]] = defaultdict(Counter)
+    keys: dict[tuple[str, int | None], list[int]] = {}  # [assigned, unassigned] holdings per line
     first_days: dict[tuple[str, int | None], int] = {}
-    product_keys: dict[str, Counter[bool]] = defaultdict(Counter)
-    split: dict[tuple[str, int, int], list[tuple[tuple[str, int | None], int, int]]] = {}
-    for group in groups:
-        product_keys[group.product_slug][group.assigned] += group.holdings
-        span = (group.product_slug, group.first, group.last)
-        if span not in split:  # a span's assigned and unassigned groups split alike
-            split[span] = _days_at_prices(periods[group.product_slug], group)
-        for line, days, first_day in split[span]:
-            weights[line][days] += group.holdings
-            if group.assigned:
-                assigned_weights[line][days] += group.holdings
-            keys[line][group.assigned] += group.holdings
-            first_days[line] = min(first_days.get(line, first_day), first_day)
-    for line_keys, counter in _not_latest(held_again, periods):
-        if line_keys[1] == _PRODUCT:
-            product_keys[line_keys[0]] -= counter
-        else:
-            keys[line_keys] -= counter
+    for slug, first, last, holdings, on_site in groups:
+        line = one_price.get(slug)
+        pieces = (
+            ((line, last - first + 1, first),)
+            if line is not None and last >= first
+            else _days_at_prices(periods[slug], slug, first, last)
+        )
+        for line, days, first_day in pieces:
+            weights[line][days] += holdings
+            if on_site:
+                assigned_weights[line][days] += on_site
+            line_keys = keys.get(line)
+            if line_keys is None:
+                keys[line] = [on_site, holdings - on_site]
+                first_days[line] = first_day
+            else:
+                line_keys[0] += on_site
+                line_keys[1] += holdings - on_site
+                if first_day < first_days[line]:
+                    first_days[line] = first_day
     unpriced = [(slug, first_days[slug, price]) for slug, price in first_days if price is None]
     if unpriced:
         slug, first_day = min(unpriced)
         raise book.missing_price(slug, month.first_day + timedelta(days=first_day), "product")
+    line_counts, month_counts = _line_counts(groups, keys, held_again, periods)
     plans = []
-    counts = LicenseCounts()
     for slug, price in sorted(first_days, key=lambda line: (line[0], first_days[line])):
         assert price is not None  # unpriced lines were refused above
         lines_per_weight = weights[slug, price]
@@ -770,34 +833,60 @@ def sum_month(
             lines * (allocation.shares[days] + (days in allocation.rounded_up))
             for days, lines in assigned_weights[slug, price].items()
         )
-        line_counts = LicenseCounts(keys[slug, price][True], keys[slug, price][False])
-        plans.append(
-            LinePlan(
-                ProductLine(slug, line_days, price, amount, line_counts), allocation, assigned_before_cut
-            )
-        )
+        counts = None if line_counts is None else line_counts[slug, price]
+        plans.append(LinePlan(slug, line_days, price, amount, allocation, assigned_before_cut, counts))
+    return MonthSums(month, zone, currency_exponent, tuple(plans), month_counts, periods)
+
+
+def _line_counts(
+    groups: Sequence[SpanGroup],
+    keys: Mapping[tuple[str, int | None], list[int]],
+    held_again: Sequence[HeldAgain] | None,
+    periods: Mapping[str, Sequence[PricePeriod]],
+) -> tuple[dict[tuple[str, int | None], LicenseCounts] | None, LicenseCounts | None]:
+    """Licenses (distinct keys) per line and in the month: holdings counted, less those of keys held
+    again that do not classify their key. (None, None) when `held_again` was not read."""
+    if held_again is None:
+        return None, None
+    product_keys: dict[str, Counter[bool]] = defaultdict(Counter)
+    for group in groups:
+        product = product_keys[group.product_slug]
+        product[True] += group.on_site
+        product[False] += group.holdings - group.on_site
+    line_keys: dict[tuple[str, int | None], Counter[bool]] = {
+        line: Counter({True: assigned, False: unassigned}) for line, (assigned, unassigned) in keys.items()
+    }
+    for place, counter in _not_latest(held_again, periods):
+        if place[1] == _PRODUCT:
+            product_keys[place[0]] -= counter
+        else:
+            line_keys.setdefault(place, Counter())
+            line_keys[place] -= counter
+    month_counts = LicenseCounts()
     for product in product_keys.values():
-        counts += LicenseCounts(product[True], product[False])
-    return MonthSums(month, zone, currency_exponent, tuple(plans), counts, periods)
+        month_counts += LicenseCounts(product[True], product[False])
+    return {
+        line: LicenseCounts(counter[True], counter[False]) for line, counter in line_keys.items()
+    }, month_counts
 
 
 _PRODUCT = -1  # not a daily price: marks a product-wide key count in `_not_latest`
 
 
 def _days_at_prices(
-    periods: Sequence[PricePeriod], span: SpanGroup | HeldAgain
+    periods: Sequence[PricePeriod], product_slug: str, first: int, last: int
 ) -> list[tuple[tuple[str, int | None], int, int]]:
-    """A span's days at each daily price, as ((product, price), days, first day at that price), prices
-    in the order they first apply (a price that comes back adds up)."""
-    if len(periods) == 1 and span.last >= span.first:  # the usual case: one price all month
-        return [((span.product_slug, periods[0].daily_price_micros), span.last - span.first + 1, span.first)]
+    """The days [first, last] at each daily price, as ((product, price), days, first day at that
+    price), prices in the order they first apply (a price that comes back adds up)."""
+    if len(periods) == 1 and last >= first:  # the usual case: one price all month
+        return [((product_slug, periods[0].daily_price_micros), last - first + 1, first)]
     days_at: dict[int | None, list[int]] = {}
     for period in periods:
-        first, last = max(span.first, period.first), min(span.last + 1, period.last)
-        if last > first:
-            found = days_at.setdefault(period.daily_price_micros, [0, first])
-            found[0] += last - first
-    return [((span.product_slug, price), days, first) for price, (days, first) in days_at.items()]
+        start, end = max(first, period.first), min(last + 1, period.last)
+        if end > start:
+            found = days_at.setdefault(period.daily_price_micros, [0, start])
+            found[0] += end - start
+    return [((product_slug, price), days, start) for price, (days, start) in days_at.items()]
 
 
 def _not_latest(
@@ -810,7 +899,9 @@ def _not_latest(
     for holding in sorted(held_again, key=lambda h: (h.key, h.id)):
         places = [(holding.product_slug, _PRODUCT, holding.key)] + [
             (line[0], line[1], holding.key)
-            for line, _, _ in _days_at_prices(periods[holding.product_slug], holding)
+            for line, _, _ in _days_at_prices(
+                periods[holding.product_slug], holding.product_slug, holding.first, holding.last
+            )
         ]
         for place in places:
             seen.append((place, holding))

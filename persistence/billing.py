@@ -12,6 +12,7 @@ site. Day-line pages rank in SQL (ROW_NUMBER) with the same allocation."""
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ from domain.billing import (
     MonthSums,
     PriceBook,
     SpanGroup,
-    Statement,
+    StatementParts,
     sum_month,
 )
 from domain.products import ProductPrice
@@ -138,41 +139,55 @@ class BillingReader:
         return PriceBook(currency, (ProductPrice(*row) for row in rows))
 
     async def month_sums(
-        self, partner_id: str, book: PriceBook, month: BillingMonth, zone: str, currency_exponent: int
-    ) -> tuple[MonthSums, Statement]:
-        """The month's lines, counts and costs, summed in SQL over the partner's billed-day spans (the
-        statement has no day-lines; `day_lines` pages them with the sums' allocation)."""
+        self,
+        partner_id: str,
+        book: PriceBook,
+        month: BillingMonth,
+        zone: str,
+        currency_exponent: int,
+        parts: StatementParts = StatementParts.ALL,
+    ) -> MonthSums:
+        """The month's lines and total, summed in SQL over the partner's billed-day spans, with the
+        `parts` asked for (no day-lines: `day_lines` pages them with the sums' allocation)."""
         parameters = _month_parameters(partner_id, month)
+        # PostgreSQL's SUM is a numeric: ints for the arithmetic that follows.
         groups = [
-            SpanGroup(slug, first, last, assigned, int(count))  # PostgreSQL's SUM is a numeric
-            for slug, first, last, holdings, on_site in await self._connection.execute(
-                SPAN_GROUPS, parameters
-            )
-            for assigned, count in ((True, on_site), (False, holdings - on_site))
-            if count
+            SpanGroup(slug, first, last, int(holdings), int(on_site))
+            for slug, first, last, holdings, on_site in (
+                await self._connection.execute(SPAN_GROUPS, parameters)
+            ).all()
         ]
-        held_again = [
-            HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
-            for row in await self._connection.execute(_held_again(self._connection.dialect.name), parameters)
-        ]
+        held_again = None
+        if StatementParts.COUNTS in parts:
+            held_again = [
+                HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
+                for row in await self._connection.execute(
+                    _held_again(self._connection.dialect.name), parameters
+                )
+            ]
         sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
-        assigned_at_cut: dict[tuple[str, int], int] = {}
+        if StatementParts.COST_SPLIT in parts:
+            sums = replace(sums, assigned_at_cut=await self._assigned_at_cut(partner_id, sums))
+        return sums
+
+    async def _assigned_at_cut(self, partner_id: str, sums: MonthSums) -> dict[tuple[str, int], int]:
+        """Per cut line, how many of the first `cut_units` day-lines at its cut are on a site."""
         cut = sums.cut_lines()
-        if cut:
-            statement = _assigned_at_cut(self._connection.dialect.name, len(cut))
-            row = (await self._connection.execute(statement, _cut_parameters(partner_id, sums))).one()
-            assigned_at_cut = {
-                (plan.line.product_slug, plan.line.daily_price_micros): int(count)
-                for plan, count in zip(cut, row, strict=True)
-            }
-        return sums, sums.statement(assigned_at_cut)
+        if not cut:
+            return {}
+        statement = _assigned_at_cut(self._connection.dialect.name, len(cut))
+        row = (await self._connection.execute(statement, _cut_parameters(partner_id, sums))).one()
+        return {
+            (plan.product_slug, plan.daily_price_micros): int(count)
+            for plan, count in zip(cut, row, strict=True)
+        }
 
     async def day_lines(
         self, partner_id: str, book: PriceBook, sums: MonthSums, *, offset: int, limit: int
     ) -> list[DayLine]:
         """Day-lines at positions [offset, offset + limit) of the statement's order (product, key,
         holding, line), with the amounts `sums` allocates to them."""
-        plans = {(plan.line.product_slug, plan.line.daily_price_micros): plan for plan in sums.lines}
+        plans = {(plan.product_slug, plan.daily_price_micros): plan for plan in sums.lines}
         if not plans:
             return []
         lines = _holding_lines(partner_id, book, sums.month)
@@ -435,8 +450,8 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
     c = lines.c
     conditions = [
         and_(
-            c.product_slug == plan.line.product_slug,
-            c.price == plan.line.daily_price_micros,
+            c.product_slug == plan.product_slug,
+            c.price == plan.daily_price_micros,
             c.days.in_(sorted(plan.allocation.cut_weights)),
         )
         for plan in sums.cut_lines()
@@ -478,7 +493,7 @@ def _cut_parameters(partner_id: str, sums: MonthSums) -> dict[str, Any]:
     parameters = _month_parameters(partner_id, sums.month)
     month_first = parameters["month_first"]
     for n, plan in enumerate(sums.cut_lines()):
-        parameters[f"product_{n}"] = plan.line.product_slug
+        parameters[f"product_{n}"] = plan.product_slug
         parameters[f"spans_{n}"] = [
             (month_first + first, month_first + last) for first, last in sums.spans_at_cut(plan)
         ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -11,7 +12,16 @@ from enum import StrEnum
 from sqlalchemy.exc import IntegrityError
 
 from domain.actors import MONTH_CLOSE, Actor
-from domain.billing import BillingMonth, DayLine, MonthSums, Statement, build_statement
+from domain.billing import (
+    BillingMonth,
+    DayLine,
+    LinePlan,
+    MonthSums,
+    ProductLine,
+    Statement,
+    StatementParts,
+    build_statement,
+)
 from domain.errors import DomainError, ErrorCode
 from domain.invoices import (
     Invoice,
@@ -36,13 +46,14 @@ MONTH_CLOSE_ACTOR = Actor.system(MONTH_CLOSE)
 
 @dataclass(frozen=True)
 class Estimate:
-    """A month's bill for a partner: live for open months, as invoiced once the month is closed."""
+    """A month's bill for a partner: live for open months (`sums`, with the parts asked for), as invoiced
+    once the month is closed (`statement`)."""
 
     partner: Partner
     month: BillingMonth
-    statement: Statement  # without day-lines: they are paged from the database (`day_lines_page`)
     invoice: Invoice | None
-    sums: MonthSums | None = None  # an open month's allocation, to price the paged day-lines
+    statement: Statement | None = None  # a closed month's, without day-lines (paged: `day_lines_page`)
+    sums: MonthSums | None = None  # an open month's, whose allocation prices the paged day-lines
 
     @property
     def currency(self) -> str:
@@ -52,8 +63,24 @@ class Estimate:
     def zone(self) -> str:
         return self.invoice.zone if self.invoice else self.partner.billing_zone
 
+    @property
+    def bill(self) -> Statement | MonthSums:
+        """What the estimate answers from: its license-days, total, counts and costs."""
+        found = self.statement or self.sums
+        if found is None:
+            raise ValueError("an estimate carries a closed month's statement or an open month's sums")
+        return found
 
-async def billing_estimate(ctx: RequestContext, *, month: str | None) -> Estimate:
+    @property
+    def lines(self) -> Sequence[ProductLine | LinePlan]:
+        bill = self.bill
+        return bill.product_lines if isinstance(bill, Statement) else bill.lines
+
+
+async def billing_estimate(
+    ctx: RequestContext, *, month: str | None, parts: StatementParts = StatementParts.ALL
+) -> Estimate:
+    """The month's bill; for an open month, only the `parts` asked for are read."""
     partner_id = ctx.partner_id()
     async with ctx.reader() as uow:
         partner = await uow.partners.get(partner_id)
@@ -67,18 +94,19 @@ async def billing_estimate(ctx: RequestContext, *, month: str | None) -> Estimat
         invoice = await uow.invoices.for_month(partner_id, billing_month)
         if invoice is not None:
             # A closed month answers what was billed (its stored totals), not a recomputation.
-            return Estimate(partner, billing_month, invoiced_statement(invoice), invoice)
-        sums, statement = await estimated_statement(uow, partner, billing_month)
-    return Estimate(partner, billing_month, statement, None, sums)
+            return Estimate(partner, billing_month, invoice, statement=invoiced_statement(invoice))
+        sums = await estimated_sums(uow, partner, billing_month, parts)
+    return Estimate(partner, billing_month, None, sums=sums)
 
 
-async def estimated_statement(
-    uow: UnitOfWork, partner: Partner, month: BillingMonth
-) -> tuple[MonthSums, Statement]:
-    """An open month's statement as SQL sums over the stored billed-day spans (no day-lines)."""
+async def estimated_sums(
+    uow: UnitOfWork, partner: Partner, month: BillingMonth, parts: StatementParts = StatementParts.ALL
+) -> MonthSums:
+    """An open month's lines and total as SQL sums over the stored billed-day spans, with the `parts`
+    asked for (no day-lines)."""
     prices = await uow.billing.price_book(partner.currency)
     return await uow.billing.month_sums(
-        partner.id, prices, month, partner.billing_zone, SUPPORTED_CURRENCIES[partner.currency]
+        partner.id, prices, month, partner.billing_zone, SUPPORTED_CURRENCIES[partner.currency], parts
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import strawberry
@@ -10,6 +11,7 @@ import strawberry
 from domain.billing import Costs as DomainCosts
 from domain.billing import DayLine as DomainDayLine
 from domain.billing import LicenseCounts as DomainLicenseCounts
+from domain.billing import LinePlan, MonthSums, Statement, StatementParts
 from domain.billing import ProductLine as DomainProductLine
 from domain.billing_runs import BillingRun as DomainBillingRun
 from domain.billing_runs import RunCounts
@@ -21,7 +23,7 @@ from schema.billing_runs import BillingRun
 from schema.context import Info, request_loader
 from schema.errors import IDEMPOTENCY_KEY_DESCRIPTION, MUTATION_INPUT, UserError, attempt
 from schema.licenses import License
-from schema.pagination import After, Connection, First, connection, selects_total_count
+from schema.pagination import After, Connection, First, child_fields, connection, selects_total_count
 from schema.products import Product
 
 
@@ -55,26 +57,43 @@ class BilledLicenseCounts:
     description="What a month costs, split by assigned and unassigned licenses; adds up exactly."
 )
 class Costs:
-    assigned: Money = strawberry.field(description="Cost of licenses on a site.")
-    unassigned: Money = strawberry.field(description="Cost of licenses not on a site.")
-    total: Money = strawberry.field(description="assigned + unassigned.")
+    currency: strawberry.Private[str]
+    # Read only when `assigned` or `unassigned` is selected: an open month's split costs a statement.
+    split: strawberry.Private[Callable[[], DomainCosts]]
+    total_amount: strawberry.Private[int]
+
+    @strawberry.field(description="Cost of licenses on a site.")
+    def assigned(self) -> Money:
+        return Money.of(self.split().assigned, self.currency)
+
+    @strawberry.field(description="Cost of licenses not on a site.")
+    def unassigned(self) -> Money:
+        return Money.of(self.split().unassigned, self.currency)
+
+    @strawberry.field(description="assigned + unassigned.")
+    def total(self) -> Money:
+        return Money.of(self.total_amount, self.currency)
 
     @classmethod
     def from_domain(cls, costs: DomainCosts, currency: str) -> Costs:
-        return cls(
-            assigned=Money.of(costs.assigned, currency),
-            unassigned=Money.of(costs.unassigned, currency),
-            total=Money.of(costs.total, currency),
-        )
+        return cls(currency=currency, split=lambda: costs, total_amount=costs.total)
+
+    @classmethod
+    def of_bill(cls, bill: Statement | MonthSums, currency: str) -> Costs:
+        """A statement's costs, or an open month's (its split read when selected)."""
+        return cls(currency=currency, split=lambda: bill.costs, total_amount=bill.total)
 
 
 @strawberry.type(description="One product's line: its license-days at its daily price, rounded half up.")
 class BillingProductLine:
-    product_slug: strawberry.Private[str]
+    line: strawberry.Private[DomainProductLine | LinePlan]  # a plan's counts are read only when selected
     license_days: int = strawberry.field(description="Days licenses of this product were active, summed.")
     daily_price_micros: int = strawberry.field(description="Price per license per day, in micro-units.")
     amount: Money = strawberry.field(description="round_half_up(licenseDays * daily price) in minor units.")
-    counts: BilledLicenseCounts = strawberry.field(description="Licenses of this product billed.")
+
+    @strawberry.field(description="Licenses of this product billed.")
+    def counts(self) -> BilledLicenseCounts:
+        return BilledLicenseCounts.from_domain(self.line.counts)
 
     @strawberry.field(description="The daily price as exact decimal text.")
     def daily_price(self) -> str:
@@ -82,16 +101,15 @@ class BillingProductLine:
 
     @strawberry.field(description="The product.")
     async def product(self, info: Info) -> Product:
-        return await product_of(info, self.product_slug)
+        return await product_of(info, self.line.product_slug)
 
     @classmethod
-    def from_domain(cls, line: DomainProductLine, currency: str) -> BillingProductLine:
+    def from_domain(cls, line: DomainProductLine | LinePlan, currency: str) -> BillingProductLine:
         return cls(
-            product_slug=line.product_slug,
+            line=line,
             license_days=line.license_days,
             daily_price_micros=line.daily_price_micros,
             amount=Money.of(line.amount, currency),
-            counts=BilledLicenseCounts.from_domain(line.counts),
         )
 
 
@@ -151,9 +169,18 @@ class BillingEstimate:
     currency: str = strawberry.field(description="ISO 4217 code, lower case.")
     invoiced: bool = strawberry.field(description="True when the month is closed and this is its invoice.")
     license_days: int = strawberry.field(description="All license-days of the month.")
-    license_counts: BilledLicenseCounts = strawberry.field(description="Licenses billed, assigned or not.")
-    costs: Costs = strawberry.field(description="The month's cost, split by assigned and unassigned.")
-    products: list[BillingProductLine] = strawberry.field(description="One line per product.")
+
+    @strawberry.field(description="Licenses billed, assigned or not.")
+    def license_counts(self) -> BilledLicenseCounts:
+        return BilledLicenseCounts.from_domain(self.estimate.bill.counts)
+
+    @strawberry.field(description="The month's cost, split by assigned and unassigned.")
+    def costs(self) -> Costs:
+        return Costs.of_bill(self.estimate.bill, self.currency)
+
+    @strawberry.field(description="One line per product.")
+    def products(self) -> list[BillingProductLine]:
+        return [BillingProductLine.from_domain(line, self.currency) for line in self.estimate.lines]
 
     @strawberry.field(description="Per-license day-lines, in product then key order.")
     async def day_lines(self, info: Info, first: First = None, after: After = None) -> Connection[DayLine]:
@@ -227,19 +254,28 @@ class BillingQuery:
             strawberry.argument(description="YYYY-MM in the partner's zone (default: the current month)."),
         ] = None,
     ) -> BillingEstimate:
-        estimate = await billing.billing_estimate(info.context, month=month)
-        statement, currency = estimate.statement, estimate.currency
+        estimate = await billing.billing_estimate(info.context, month=month, parts=estimate_parts(info))
         return BillingEstimate(
             estimate=estimate,
             month=str(estimate.month),
             zone=estimate.zone,
-            currency=currency,
+            currency=estimate.currency,
             invoiced=estimate.invoice is not None,
-            license_days=statement.license_days,
-            license_counts=BilledLicenseCounts.from_domain(statement.counts),
-            costs=Costs.from_domain(statement.costs, currency),
-            products=[BillingProductLine.from_domain(line, currency) for line in statement.product_lines],
+            license_days=estimate.bill.license_days,
         )
+
+
+def estimate_parts(info: Info) -> StatementParts:
+    """The parts of an open month's estimate the query selects (fragments included): the license
+    counts, and the cost's assigned/unassigned split."""
+    parts = StatementParts.LINES
+    for field in child_fields(info.selected_fields):
+        below = {child.name for child in child_fields([field])}
+        if field.name == "licenseCounts" or (field.name == "products" and "counts" in below):
+            parts |= StatementParts.COUNTS
+        elif field.name == "costs" and below & {"assigned", "unassigned"}:
+            parts |= StatementParts.COST_SPLIT
+    return parts
 
 
 @strawberry.type

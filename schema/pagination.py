@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
@@ -82,17 +82,23 @@ def connection(page: Page[Item], to_node: Callable[[Item], Node]) -> Connection[
     )
 
 
-def selects_total_count(info: Any) -> bool:
-    """Whether the query asks the connection being resolved for `totalCount` (in fragments too)."""
-    pending: list[Any] = list(info.selected_fields)
+def child_fields(fields: Iterable[Any]) -> list[SelectedField]:
+    """The fields selected directly under `fields` (the selected fields of a resolver's `info`, or one
+    selected field), with fragment spreads and inline fragments looked inside."""
+    found: list[SelectedField] = []
+    pending: list[Any] = list(fields)
     while pending:
         for selection in pending.pop().selections:
             if isinstance(selection, SelectedField):
-                if selection.name == "totalCount":
-                    return True
+                found.append(selection)
             else:  # a fragment spread or an inline fragment: look inside
                 pending.append(selection)
-    return False
+    return found
+
+
+def selects_total_count(info: Any) -> bool:
+    """Whether the query asks the connection being resolved for `totalCount` (in fragments too)."""
+    return any(field.name == "totalCount" for field in child_fields(info.selected_fields))
 
 
 def selected_field_names(info: Any) -> set[str]:

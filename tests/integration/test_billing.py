@@ -138,6 +138,39 @@ async def test_transfer_day_is_billed_to_the_receiver_only(
     assert sender_days[key] + receiver_days[key] == 31
 
 
+TOTAL_ONLY = 'query { billingEstimate(month: "2026-07") { licenseDays costs { total { amount } } } }'
+PARTS_IN_FRAGMENTS = """
+query { billingEstimate(month: "2026-07") { ...Parts } }
+fragment Parts on BillingEstimate {
+  licenseCounts { assigned unassigned total }
+  products { ... on BillingProductLine { counts { total } } }
+  costs { ... on Costs { assigned { amount } unassigned { amount } } }
+}"""
+
+
+async def test_a_key_transferred_away_and_back_in_july_is_one_license_whichever_parts_are_asked(
+    api: Api, staff_token: str, database: Database, clock: SettableClock
+) -> None:
+    agency = await enrol_in_good_standing(api, staff_token, database, clock, "Agency")
+    other = await enrol_in_good_standing(api, staff_token, database, clock, "Other")
+    [away, kept] = await issue(api, agency.token, quantity=2)
+    await assign(api, agency.token, kept, fresh_site())
+    for when, sender, receiver in ((5, agency, other), (12, other, agency)):
+        clock.advance_to(datetime(2026, 7, when, 12, 0, tzinfo=UTC))
+        code = (await mutate(api, sender.token, START_TRANSFER, key=away))["code"]
+        assert (await mutate(api, receiver.token, ACCEPT_TRANSFER, code=code))["errors"] == []
+    whole = await estimate(api, agency.token)
+    total_only = (await api.data(TOTAL_ONLY, token=agency.token))["billingEstimate"]
+    parts = (await api.data(PARTS_IN_FRAGMENTS, token=agency.token))["billingEstimate"]
+    # Two holdings of `away` (to July 4, from July 12) are one license; `kept` is on a site all month.
+    assert whole["licenseCounts"] == parts["licenseCounts"] == {"assigned": 1, "unassigned": 1, "total": 2}
+    assert [line["counts"] for line in parts["products"]] == [line["counts"] for line in whole["products"]]
+    assert total_only["licenseDays"] == whole["licenseDays"] == 31 + 4 + 20
+    assert total_only["costs"]["total"]["amount"] == whole["costs"]["total"]["amount"] == cents(55)
+    assert parts["costs"]["assigned"] == whole["costs"]["assigned"] == {"amount": cents(31)}
+    assert parts["costs"]["unassigned"] == whole["costs"]["unassigned"]
+
+
 async def test_billing_days_follow_the_partners_zone(
     api: Api, staff_token: str, database: Database, clock: SettableClock
 ) -> None:

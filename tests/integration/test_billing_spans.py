@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert
 
-from domain.billing import BillingMonth, Holding, PriceBook, build_statement
+from domain.billing import BillingMonth, Holding, PriceBook, StatementParts, build_statement
 from domain.licenses import License
 from domain.partners import SUPPORTED_CURRENCIES
 from domain.products import EARLIEST_PRICE_DATE, ProductPrice
@@ -166,8 +166,11 @@ async def compare(
             )
         async with UnitOfWork(database, read_only=True) as uow:
             book = await uow.billing.price_book("usd")
-            sums, estimated = await uow.billing.month_sums(
-                partner_id, book, month, zone, SUPPORTED_CURRENCIES["usd"]
+            sums = await uow.billing.month_sums(partner_id, book, month, zone, SUPPORTED_CURRENCIES["usd"])
+            estimated = sums.statement()
+            # What `billingEstimate { licenseDays costs { total } products { amount } }` reads.
+            lines_only = await uow.billing.month_sums(
+                partner_id, book, month, zone, SUPPORTED_CURRENCIES["usd"], StatementParts.LINES
             )
             day_lines = []
             for offset in itertools.count(0, 3):  # small pages, to page through the order
@@ -176,9 +179,9 @@ async def compare(
                 if len(page) < 3:
                     break
             count = await uow.billing.day_line_count(partner_id, book, month)
-            _, receiver_estimate = await uow.billing.month_sums(
-                receiver_id, book, month, zone, SUPPORTED_CURRENCIES["usd"]
-            )
+            receiver_estimate = (
+                await uow.billing.month_sums(receiver_id, book, month, zone, SUPPORTED_CURRENCIES["usd"])
+            ).statement()
         async with UnitOfWork(database) as uow:  # keep the session's catalog small
             slugs = [prefix + suffix for suffix in PRODUCT_SUFFIXES]
             await uow.connection.execute(
@@ -195,6 +198,11 @@ async def compare(
     assert estimated.product_lines == expected.product_lines
     assert estimated.counts == expected.counts
     assert estimated.costs == expected.costs
+    assert lines_only.total == expected.total
+    assert lines_only.license_days == expected.license_days
+    assert [(plan.product_slug, plan.daily_price_micros, plan.amount) for plan in lines_only.lines] == [
+        (line.product_slug, line.daily_price_micros, line.amount) for line in expected.product_lines
+    ]
     assert tuple(day_lines) == expected.day_lines
     assert count == len(expected.day_lines)
     received_expected = build_statement(

@@ -17,7 +17,7 @@ from persistence.licenses import licenses
 from persistence.metadata import managed_here, metadata
 from persistence.partners import partners
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import estimated_statement
+from resolvers.billing import estimated_sums
 from tests.conftest import scratch_database_url
 
 
@@ -111,8 +111,7 @@ async def test_prices_of_a_database_from_before_dated_prices_move_over_and_bill_
                 partner = await uow.partners.get(partner_id)
                 assert partner is not None
                 # The estimate sums the billed-day spans that migration 0010 backfilled.
-                _, statement = await estimated_statement(uow, partner, BillingMonth(2026, 7))
-                statements.append(statement)
+                statements.append((await estimated_sums(uow, partner, BillingMonth(2026, 7))).statement())
     finally:
         await database.dispose()
     # The euro partner was billed the USD figure in EUR before; it keeps that until staff price EUR.
