@@ -743,21 +743,13 @@ class MonthSums:
         """The lines whose allocation has a cut, ranked by the smaller key then holding."""
         return [plan for plan in self.lines if plan.allocation.cut_units]
 
-    def spans_at_cut(self, plan: LinePlan) -> list[tuple[int, int]]:
-        """The [first, last] day spans (indices) whose days at the line's price are a cut weight."""
-        periods = self.periods[plan.product_slug]
-        if len(periods) == 1:  # one price all month: the spans whose length is a cut weight
-            return [
-                (first, first + days - 1)
-                for days in sorted(plan.allocation.cut_weights)
-                for first in range(self.month.days - days + 1)
-            ]
+    def price_periods(self, plan: LinePlan) -> list[tuple[int, int]]:
+        """The [first, last] days (indices) of the month at the line's price: a day-line's days are its
+        span's overlap with them (one period unless the product's price comes back to it)."""
         return [
-            (first, last)
-            for first in range(self.month.days)
-            for last in range(first, self.month.days)
-            for found, days, _ in _days_at_prices(periods, plan.product_slug, first, last)
-            if found[1] == plan.daily_price_micros and days in plan.allocation.cut_weights
+            (period.first, period.last - 1)
+            for period in self.periods[plan.product_slug]
+            if period.daily_price_micros == plan.daily_price_micros
         ]
 
     def statement(self) -> Statement:

@@ -12,6 +12,7 @@ site. Day-line pages rank in SQL (ROW_NUMBER) with the same allocation."""
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,14 +34,12 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    tuple_,
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
-from sqlalchemy.sql.sqltypes import TupleType
 
 from domain.billing import (
     BillingMonth,
@@ -174,8 +173,9 @@ class BillingReader:
         cut = sums.cut_lines()
         if not cut:
             return {}
-        statement = _assigned_at_cut(self._connection.dialect.name, len(cut))
-        row = (await self._connection.execute(statement, _cut_parameters(partner_id, sums))).one()
+        shape, parameters = _cut_parameters(partner_id, sums)
+        statement = _assigned_at_cut(self._connection.dialect.name, shape)
+        row = (await self._connection.execute(statement, parameters)).one()
         return {
             (plan.product_slug, plan.daily_price_micros): int(count)
             for plan, count in zip(cut, row, strict=True)
@@ -463,26 +463,29 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
     return or_(false(), *conditions)
 
 
-@functools.cache  # built once per dialect and number of cut lines
-def _assigned_at_cut(dialect: str, lines: int) -> Select[Any]:
-    """One row: per cut line n (in `sums.cut_lines()` order; its product, spans and units bound by
-    `_cut_parameters`), how many of its first `units_n` day-lines at the cut, ranked by key then
-    holding, are on a site.
+@functools.cache  # built once per dialect and shape (the number of periods of each cut line's price)
+def _assigned_at_cut(dialect: str, periods_per_line: tuple[int, ...]) -> Select[Any]:
+    """One row: per cut line n (in `sums.cut_lines()` order; its product, price periods, cut weights
+    and units bound by `_cut_parameters`), how many of its first `units_n` day-lines at the cut,
+    ranked by key then holding, are on a site.
 
-    Each line walks `ix_licenses_partner_id_product_key` in key order and stops after its units'
-    day-lines at the cut: no sort, and no window over the month."""
+    A day-line is at the cut when its days at the line's price (its span's overlap with the price's
+    periods) are a cut weight: bit `days` of the bound `weights_n` mask. Each line walks
+    `ix_licenses_partner_id_product_key` in key order and stops after its units' day-lines at the cut:
+    no sort, and no window over the month."""
     c = licenses.c
     lo, hi, billed = _clipped_span(licenses, MONTH_FIRST, MONTH_LAST)
     counts = []
-    for n in range(lines):
-        spans = bindparam(f"spans_{n}", expanding=True, type_=TupleType(Integer(), Integer()))
+    for n, periods in enumerate(periods_per_line):
+        days = _days_in_periods(lo, hi, [f"{n}_{k}" for k in range(periods)])
+        weights = bindparam(f"weights_{n}", type_=BigInteger)
         at_cut = (
             select(c.site)
             .where(
                 c.partner_id == PARTNER,
                 c.product_slug == bindparam(f"product_{n}", type_=String),
                 *billed,
-                tuple_(lo, hi).in_(spans),
+                weights.op(">>")(days).op("&")(1) == 1,
             )
             .order_by(_bytewise(c.key, dialect), _bytewise(c.id, dialect))
             .limit(bindparam(f"units_{n}", type_=Integer))
@@ -492,17 +495,37 @@ def _assigned_at_cut(dialect: str, lines: int) -> Select[Any]:
     return select(*counts)
 
 
-def _cut_parameters(partner_id: str, sums: MonthSums) -> dict[str, Any]:
-    """`_assigned_at_cut`'s parameters for the month's cut lines."""
+def _days_in_periods(
+    lo: ColumnElement[int], hi: ColumnElement[int], periods: list[str]
+) -> ColumnElement[int]:
+    """The days of lo..hi inside the bound periods `period_first_<p>`..`period_last_<p>` (day numbers)."""
+    overlaps = [
+        greatest(
+            least(hi, bindparam(f"period_last_{period}", type_=Integer))
+            - greatest(lo, bindparam(f"period_first_{period}", type_=Integer))
+            + 1,
+            0,
+        )
+        for period in periods
+    ]
+    return functools.reduce(operator.add, overlaps)
+
+
+def _cut_parameters(partner_id: str, sums: MonthSums) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """`_assigned_at_cut`'s shape and parameters for the month's cut lines."""
     parameters = _month_parameters(partner_id, sums.month)
     month_first = parameters["month_first"]
+    shape = []
     for n, plan in enumerate(sums.cut_lines()):
         parameters[f"product_{n}"] = plan.product_slug
-        parameters[f"spans_{n}"] = [
-            (month_first + first, month_first + last) for first, last in sums.spans_at_cut(plan)
-        ]
+        parameters[f"weights_{n}"] = sum(1 << weight for weight in plan.allocation.cut_weights)
         parameters[f"units_{n}"] = plan.allocation.cut_units
-    return parameters
+        periods = sums.price_periods(plan)
+        for k, (first, last) in enumerate(periods):
+            parameters[f"period_first_{n}_{k}"] = month_first + first
+            parameters[f"period_last_{n}_{k}"] = month_first + last
+        shape.append(len(periods))
+    return tuple(shape), parameters
 
 
 def raw_instant(column: ColumnElement[datetime]) -> ColumnElement[str]:
