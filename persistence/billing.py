@@ -85,6 +85,14 @@ PRODUCT_KEY_INDEX = Index(
 )
 
 
+PRICES_IN_CURRENCY = select(
+    product_prices.c.product_slug,
+    product_prices.c.currency,
+    product_prices.c.effective_from,
+    product_prices.c.daily_price_micros,
+).where(product_prices.c.currency == bindparam("currency", type_=String))
+
+
 class BillingReader:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -127,14 +135,7 @@ class BillingReader:
 
     async def price_book(self, currency: str) -> PriceBook:
         """Every product's dated prices in `currency`."""
-        rows = await self._connection.execute(
-            select(
-                product_prices.c.product_slug,
-                product_prices.c.currency,
-                product_prices.c.effective_from,
-                product_prices.c.daily_price_micros,
-            ).where(product_prices.c.currency == currency)
-        )
+        rows = await self._connection.execute(PRICES_IN_CURRENCY, {"currency": currency})
         return PriceBook(currency, (ProductPrice(*row) for row in rows))
 
     async def month_sums(

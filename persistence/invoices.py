@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     func,
     select,
     update,
@@ -116,6 +117,14 @@ INVOICE_CURSOR = CursorCodec("invoices", [cursor_instant, cursor_key])
 DAY_LINE_CURSOR = CursorCodec("day_lines", [cursor_position])
 
 
+# Read by every open month's estimate: built once (building a statement costs SQLAlchemy more than
+# SQLite takes to answer it).
+INVOICE_OF_MONTH = select(invoices).where(
+    invoices.c.partner_id == bindparam("partner_id", type_=String),
+    invoices.c.month == bindparam("month", type_=String),
+)
+
+
 class InvoiceRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -209,9 +218,7 @@ class InvoiceRepository:
 
     async def for_month(self, partner_id: str, month: BillingMonth) -> Invoice | None:
         row = (
-            await self._connection.execute(
-                select(invoices).where(invoices.c.partner_id == partner_id, invoices.c.month == str(month))
-            )
+            await self._connection.execute(INVOICE_OF_MONTH, {"partner_id": partner_id, "month": str(month)})
         ).one_or_none()
         return None if row is None else (await self._with_lines([row]))[0]
 
