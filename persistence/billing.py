@@ -3,11 +3,12 @@ month's estimate as SQL sums over the holdings' stored billed-day spans (`licens
 `last_billed_day`, written with the day rule `domain.billing.billable_span`).
 
 The spans are clipped to the month (GREATEST/LEAST of day numbers) and counted by (product, first day,
-last day, assigned): `domain.billing.sum_month` splits the counts at the month's price changes, prices
-them and plans the largest-remainder allocation. Three statements answer an open month, each through an
-index: the counts, the keys held twice, and, for the lines whose allocation has a cut, how many of the
-first day-lines at the cut (by key, then holding, as `allocate_largest_remainder` ranks them) are on a
-site. Day-line pages rank in SQL (ROW_NUMBER) with the same allocation."""
+last day), all and on a site: `domain.billing.sum_month` splits the counts at the month's price changes,
+prices them and plans the largest-remainder allocation. That one statement answers the lines and the
+total; two more, each through an index, answer the parts a reader asks for (`StatementParts`): the keys
+held twice (license counts), and, for the lines whose allocation has a cut, how many of the first
+day-lines at the cut (by key, then holding, as `allocate_largest_remainder` ranks them) are on a site
+(the assigned/unassigned split). Day-line pages rank in SQL (ROW_NUMBER) with the same allocation."""
 
 from __future__ import annotations
 
