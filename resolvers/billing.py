@@ -86,12 +86,17 @@ async def billing_estimate(
         partner = await uow.partners.get(partner_id)
         if partner is None:
             raise DomainError(ErrorCode.NOT_FOUND, "The partner of this token no longer exists.")
+        now = ctx.clock.now()
         billing_month = (
-            BillingMonth.parse(month)
-            if month
-            else BillingMonth.containing(ctx.clock.now(), partner.billing_zone)
+            BillingMonth.parse(month) if month else BillingMonth.containing(now, partner.billing_zone)
         )
-        invoice = await uow.invoices.for_month(partner_id, billing_month)
+        # Only a month over in the partner's zone can have been invoiced (`finalize_partner_month`):
+        # the current month's estimate, the dashboard's, needs no look for its invoice.
+        invoice = (
+            await uow.invoices.for_month(partner_id, billing_month)
+            if billing_month.is_over(now, partner.billing_zone)
+            else None
+        )
         if invoice is not None:
             # A closed month answers what was billed (its stored totals), not a recomputation.
             return Estimate(partner, billing_month, invoice, statement=invoiced_statement(invoice))
