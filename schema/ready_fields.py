@@ -5,12 +5,17 @@ every call: on a page of 100 licenses, `product` and `product.dailyPrice` would 
 A `ReadyField` puts a plain function in front of the field's resolver in the built schema: when the
 object already holds the answer (a license listed with its page's products, a product priced for the
 caller), it is returned as it is; otherwise the field's own resolver runs as before.
+
+A field with no resolver at all (a plain attribute: a license's `key`, `state`, `site`, ...) is read by
+Strawberry through three calls (a wrapper, `get_result`, the default resolver) per object; `install`
+reads it with one `operator.attrgetter` instead (700 fields on a page of 100 licenses).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import strawberry
@@ -28,6 +33,7 @@ class ReadyField:
 
 
 def install(schema: strawberry.Schema, fields: Iterable[ReadyField]) -> None:
+    _read_plain_attributes(schema)
     for field in fields:
         owner = schema._schema.type_map[field.type_name]
         assert isinstance(owner, GraphQLObjectType)
@@ -41,3 +47,24 @@ def _ready_first(ready: Callable[[Any], Any], resolve: Any) -> Callable[..., Any
         return resolve(source, info, **arguments) if value is NOT_READY else value
 
     return resolve_ready_first
+
+
+def _read_plain_attributes(schema: strawberry.Schema) -> None:
+    """Every field Strawberry resolves by its default resolver (no resolver, no field extension: what
+    it marks `_is_default`) reads its Python attribute directly, as that resolver (`getattr`) would."""
+    if schema.config.default_resolver is not getattr:
+        return
+    for owner in schema._schema.type_map.values():
+        if not isinstance(owner, GraphQLObjectType) or owner.name.startswith("__"):
+            continue
+        for definition in owner.fields.values():
+            if getattr(definition.resolve, "_is_default", False):
+                field = definition.extensions["strawberry-definition"]
+                definition.resolve = _attribute(attrgetter(field.python_name))
+
+
+def _attribute(read: Callable[[Any], Any]) -> Callable[..., Any]:
+    def resolve_attribute(source: Any, _info: GraphQLResolveInfo, **_arguments: Any) -> Any:
+        return read(source)
+
+    return resolve_attribute
