@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from sqlalchemy import Dialect, Select, make_url
@@ -170,7 +170,8 @@ class _CompiledRead:
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect) -> _CompiledRead:
         compiled = statement.compile(dialect=dialect)
-        binds, processors = compiled.binds, compiled._bind_processors
+        # A processor per name (a tuple-valued parameter would have a sequence: none is read this way).
+        binds, processors = compiled.binds, cast(Mapping[str, Any], compiled._bind_processors)
         return cls(
             sql=compiled.string,
             parameters=[
