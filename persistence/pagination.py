@@ -212,7 +212,7 @@ async def keyset_page(
     A list read on every request names its `shape` (the same `statement` and `sort` for the same shape,
     their values left as bound `parameters`): its page statements are then built once, since building
     one costs more than SQLite running it, and run as `PreparedRead`s: `to_item` and `cursor_values`
-    then get plain tuples, to read by position (otherwise SQLAlchemy Rows).
+    then get lists, to read by position (otherwise SQLAlchemy Rows).
 
     `stored_total`, a one-value SELECT of a count the database keeps (with the same parameters),
     stands in for counting the list: the whole list's total without reading its rows."""

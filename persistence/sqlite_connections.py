@@ -198,9 +198,10 @@ class PreparedRead:
     On SQLite it runs straight through the connection's one-trip cursor, inside the transaction
     SQLAlchemy began: SQLAlchemy's execution context, its compiled-cache lookup (a cache key computed
     from the statement's tree on every call) and its Row objects are skipped, about a third of the
-    statement's cost on a page of 100 licenses. Its rows are plain tuples, each column's result type
+    statement's cost on a page of 100 licenses. Its rows are lists, each column's result type
     applied (instants parsed), read by position. `before_cursor_execute` listeners still see the SQL
-    (the statement counters of tests and benches). On other databases it runs through SQLAlchemy like
+    (the statement counters of tests and benches; what they return is not used). A driver error is
+    sqlite3's own, not wrapped by SQLAlchemy. On other databases it runs through SQLAlchemy like
     any statement, with the same rows."""
 
     def __init__(self, statement: Select[Any]) -> None:
