@@ -25,7 +25,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Row,
     Select,
     String,
     Table,
@@ -248,11 +247,13 @@ class LicenseRepository:
             first=first,
             after=after,
             to_item=_to_license,
-            cursor_values=lambda row: [row.sort_value, row.id],
+            cursor_values=_cursor_values,
             count_total=count_total,
-            # Unfiltered lists (the usual page) are one shape per order: their statements are built once.
+            # Unfiltered lists (the usual page) are one shape per order: their statements are built once,
+            # and their total is the partner's stored count of holdings, not a count of its rows.
             shape=None if conditions else ("licenses", order),
             parameters={"partner_id": partner_id},
+            stored_total=None if conditions else _STORED_TOTAL,
         )
 
     async def _zone_of(self, partner_id: str) -> str:
@@ -350,6 +351,10 @@ class TransferRepository:
         )
 
 
+# The partner's number of holdings, kept by the database (partners.license_count).
+_STORED_TOTAL = select(partners.c.license_count).where(partners.c.id == bindparam("partner_id"))
+
+
 @cache
 def _listing(order: LicenseOrder) -> tuple[Select[Any], SortKey]:
     """A partner's licenses (`partner_id` bound at execution) in `order`, with the order's sort key."""
@@ -434,12 +439,18 @@ def _to_row(holding: License, zone: str) -> dict[str, Any]:
     }
 
 
-def _to_license(row: Row[Any]) -> License:
+def _cursor_values(row: Sequence[Any]) -> list[Any]:
+    """A listed row's sort value (the column after the table's) and id (its first), by position."""
+    return [row[_SORT_VALUE], row[0]]
+
+
+def _to_license(row: Sequence[Any]) -> License:
     # By position (the table's first columns are License's fields, in order: checked below): a page
     # builds 100 of these, and reading a Row by name costs several times more.
     return License(*row[:_LICENSE_FIELD_COUNT])
 
 
 _LICENSE_FIELD_COUNT = len(fields(License))
+_SORT_VALUE = len(licenses.columns)
 if [column.name for column in licenses.columns][:_LICENSE_FIELD_COUNT] != [f.name for f in fields(License)]:
     raise TypeError("the licenses table must begin with License's fields, in their order")

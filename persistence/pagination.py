@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
-from sqlalchemy import ColumnElement, Integer, Row, Select, bindparam, func, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import DomainError, ErrorCode
+from persistence.sqlite_connections import PreparedRead
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
-# The label of the whole list's count among a counted page's columns.
+# The label of the whole list's count: a counted page's last column.
 PAGE_TOTAL = "page_total_count"
 DEFAULT_PAGE_SIZE = 20
 
@@ -196,11 +197,12 @@ async def keyset_page(
     *,
     first: int | None,
     after: str | None,
-    to_item: Callable[[Row[Any]], T],
-    cursor_values: Callable[[Row[Any]], Sequence[Any]],
+    to_item: Callable[[Any], T],
+    cursor_values: Callable[[Any], Sequence[Any]],
     count_total: bool = True,
     shape: Hashable | None = None,
     parameters: Mapping[str, Any] | None = None,
+    stored_total: Select[Any] | None = None,
 ) -> Page[T]:
     """Run `statement` as one page: at most `first` rows past `after`, plus (if asked) the total count.
 
@@ -209,7 +211,11 @@ async def keyset_page(
 
     A list read on every request names its `shape` (the same `statement` and `sort` for the same shape,
     their values left as bound `parameters`): its page statements are then built once, since building
-    one costs more than SQLite running it."""
+    one costs more than SQLite running it, and run as `PreparedRead`s: `to_item` and `cursor_values`
+    then get lists, to read by position (otherwise SQLAlchemy Rows).
+
+    `stored_total`, a one-value SELECT of a count the database keeps (with the same parameters),
+    stands in for counting the list: the whole list's total without reading its rows."""
     size = page_size(first)
     values = dict(parameters or {}, page_limit=size + 1)
     if after is not None:
@@ -217,16 +223,19 @@ async def keyset_page(
     key = (shape, after is not None, count_total)
     built = _BUILT_PAGES.get(key) if shape is not None else None
     if built is None:
-        built = _page_statements(statement, sort, after is not None, count_total)
+        paged, count = _page_statements(statement, sort, after is not None, count_total, stored_total)
+        built = PreparedRead(paged), count
         if shape is not None:
             _BUILT_PAGES[key] = built
-    paged, count = built
-    rows = (await connection.execute(paged, values)).all()
+    prepared, count = built
+    rows: Sequence[Sequence[Any]]
+    if shape is None:  # a statement of its own (a filtered list): SQLAlchemy's own path
+        rows = (await connection.execute(prepared.statement, values)).all()
+    else:
+        rows = await prepared.rows(connection, values)
     total = None
     if count_total:
-        total = int(
-            rows[0]._mapping[PAGE_TOTAL] if rows else (await connection.execute(count, values)).scalar_one()
-        )
+        total = int(rows[0][-1] if rows else (await connection.execute(count, values)).scalar_one())
     kept = rows[:size]
     items = CursoredItems([to_item(row) for row in kept], [cursor_values(row) for row in kept], sort.cursor)
     return Page(
@@ -238,18 +247,27 @@ async def keyset_page(
 
 
 # (shape, has a cursor, counted) -> the page statement and the count statement.
-_BUILT_PAGES: dict[tuple[Hashable, bool, bool], tuple[Select[Any], Select[Any]]] = {}
+_BUILT_PAGES: dict[tuple[Hashable, bool, bool], tuple[PreparedRead, Select[Any]]] = {}
 
 
 def _page_statements(
-    statement: Select[Any], sort: SortKey, has_cursor: bool, count_total: bool
+    statement: Select[Any],
+    sort: SortKey,
+    has_cursor: bool,
+    count_total: bool,
+    stored_total: Select[Any] | None,
 ) -> tuple[Select[Any], Select[Any]]:
     paged = statement
     if has_cursor:
         paged = paged.where(sort.after())
     paged = paged.order_by(*sort.order_by()).limit(bindparam("page_limit", type_=Integer))
-    # COUNT over the list's own FROM and WHERE (not over a subquery of its columns).
-    count = statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+    # The stored count, else a COUNT over the list's own FROM and WHERE (not over a subquery of its
+    # columns).
+    count = (
+        stored_total
+        if stored_total is not None
+        else statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+    )
     if count_total:
         paged = paged.add_columns(count.scalar_subquery().correlate(None).label(PAGE_TOTAL))
     return paged, count

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Row, String, Table, bindparam, or_, select, update
+from sqlalchemy import BigInteger, Column, Integer, String, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.partners import Partner
 from domain.standing import Standing, StandingState
 from persistence.metadata import metadata
 from persistence.pagination import CursorCodec, Page, SortKey, cursor_key, cursor_text, keyset_page
+from persistence.sqlite_connections import PreparedRead
 from persistence.types import UTCDateTime
 
 partners = Table(
@@ -29,6 +31,9 @@ partners = Table(
     Column("standing", String(32), nullable=False, server_default="no_payment_method"),
     Column("standing_since", UTCDateTime(), nullable=True),
     Column("standing_reason_invoice_id", String(32), nullable=True),
+    # How many license holdings the partner has (any state): the total of its unfiltered license list.
+    # Kept by triggers on every insert and delete of `licenses` (migration 0014_page).
+    Column("license_count", Integer, nullable=False, server_default="0"),
 )
 
 
@@ -51,8 +56,8 @@ class PartnerRepository:
         )
 
     async def get(self, partner_id: str) -> Partner | None:
-        row = (await self._connection.execute(_PARTNER, {"partner_id": partner_id})).one_or_none()
-        return None if row is None else _to_partner(row)
+        rows = await _PARTNER_READ.rows(self._connection, {"partner_id": partner_id})
+        return _to_partner(rows[0]) if rows else None
 
     async def get_with_standing(self, partner_id: str) -> tuple[Partner, Standing] | None:
         """The partner and its standing, both from its one row (the dashboard asks for both)."""
@@ -112,18 +117,25 @@ class PartnerRepository:
         return int(result.scalar_one())
 
 
-def _to_partner(row: Row[Any]) -> Partner:
-    return Partner(
-        id=row.id,
-        name=row.name,
-        billing_zone=row.billing_zone,
-        currency=row.currency,
-        created_at=row.created_at,
-    )
+def _to_partner(row: Sequence[Any]) -> Partner:
+    # By position (a Row, or a PreparedRead's list): the table's first five columns, checked below.
+    return Partner(id=row[0], name=row[1], billing_zone=row[2], currency=row[3], created_at=row[4])
+
+
+if [column.name for column in partners.columns][:5] != [
+    "id",
+    "name",
+    "billing_zone",
+    "currency",
+    "created_at",
+]:
+    raise TypeError("the partners table must begin with id, name, billing_zone, currency, created_at")
 
 
 # Built once (read on most requests): building a statement costs more than SQLite running it.
 _PARTNER = select(partners).where(partners.c.id == bindparam("partner_id"))
+# The partner alone (the caller's currency and zone, read for prices on most requests).
+_PARTNER_READ = PreparedRead(_PARTNER)
 
 
 def standing_of_row(row: Any) -> Standing:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.products import Product, ProductPrice
 from persistence.metadata import metadata
+from persistence.sqlite_connections import PreparedRead
 from persistence.types import UTCDateTime
 
 products = Table(
@@ -109,9 +111,12 @@ class ProductRepository:
         """Products by name (those of `slugs`, or all), each with its prices, in one statement (a page
         of licenses loads its products at once)."""
         if slugs is None:
-            result = await self._connection.execute(_CATALOG)
+            result: Iterable[Sequence[Any]] = await self._connection.execute(_CATALOG)
         else:
-            result = await self._connection.execute(_CATALOG_OF, {"slugs": sorted(slugs)})
+            wanted = sorted(slugs)
+            result = await _catalog_of(len(wanted)).rows(
+                self._connection, {f"slug_{i}": slug for i, slug in enumerate(wanted)}
+            )
         found: dict[str, tuple[tuple[str, str, str, Any], list[ProductPrice]]] = {}
         # Unpacked by position: reading a Row by name costs several times more, on every page.
         for slug, name, description, retired_at, currency, effective_from, micros in result:
@@ -140,4 +145,11 @@ _CATALOG = (
     .select_from(products.outerjoin(product_prices, product_prices.c.product_slug == products.c.slug))
     .order_by(products.c.name, products.c.slug, product_prices.c.currency, product_prices.c.effective_from)
 )
-_CATALOG_OF = _CATALOG.where(products.c.slug.in_(bindparam("slugs", expanding=True)))
+
+
+@lru_cache(maxsize=64)
+def _catalog_of(count: int) -> PreparedRead:
+    """The catalog's rows of `count` products (parameters `slug_0`, `slug_1`, ...), built once per
+    count: SQLAlchemy renders an expanding IN anew on every call, and a page of licenses reads its
+    products on every request."""
+    return PreparedRead(_CATALOG.where(products.c.slug.in_([bindparam(f"slug_{i}") for i in range(count)])))

@@ -201,7 +201,7 @@ class License(Node):
         return cls(
             id=strawberry.ID(holding.id),
             key=holding.key,
-            state=LicenseState(str(holding.state)),
+            state=_STATES[holding.state],
             site=holding.site,
             issued_at=cast(datetime, holding.issued_at),
             assigned_at=holding.assigned_at,
@@ -214,6 +214,10 @@ class License(Node):
             listed_product=None if products is None else products.get(holding.product_slug),
         )
 
+
+# A stored state (text, or already a member) to its member: a dictionary lookup, where calling the
+# enum costs 1 µs (100 times a page).
+_STATES: dict[str | None, LicenseState] = {state.value: state for state in LicenseState}
 
 # A license listed with its page's products answers `product` without a resolver call.
 LICENSE_READY_FIELDS = [

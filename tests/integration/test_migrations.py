@@ -151,3 +151,59 @@ async def test_tokens_from_before_roles_become_admin_and_staff_admin(tmp_path: P
     finally:
         await database.dispose()
     assert roles == {"tok_partner": "admin", "tok_staff": "staff_admin"}
+
+
+async def test_license_counts_are_backfilled_by_0014_and_kept_on_every_insert_and_delete(
+    tmp_path: Path,
+) -> None:
+    """A partner's stored count of holdings (the total of its unfiltered license list) starts from the
+    rows already there, and follows inserts and deletes sent by any code, a bulk insert included."""
+    url = await scratch_database_url(tmp_path)
+    await migrate.upgrade_async(url, "0013_estimate")  # the revision before 0014_page
+    database = Database(url)
+
+    def holding(partner_id: str, number: int) -> dict[str, object]:
+        return {
+            "id": f"lic_{partner_id}_{number}",
+            "key": f"backup_{partner_id}_{number}",
+            "partner_id": partner_id,
+            "product_slug": "backup",
+            "state": "issued",
+            "held_from": JUNE_15,
+            "issued_at": JUNE_15,
+            "version": 1,
+            "first_billed_day": JUNE_15.date().toordinal(),
+        }
+
+    async def stored_counts() -> dict[str, int]:
+        async with database.engine.connect() as connection:
+            rows = await connection.execute(text("SELECT id, license_count FROM partners ORDER BY id"))
+            return {row.id: row.license_count for row in rows}
+
+    try:
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO products (slug, name, description) VALUES ('backup', 'Backup', '')")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO partners (id, name, billing_zone, currency, created_at) "
+                    "VALUES (:id, :id, 'UTC', 'usd', :at)"
+                ),
+                [{"id": partner_id, "at": JUNE_15} for partner_id in ("ptr_a", "ptr_b", "ptr_none")],
+            )
+            await connection.execute(
+                licenses.insert(), [holding("ptr_a", n) for n in range(3)] + [holding("ptr_b", 0)]
+            )
+        await database.dispose()
+        await migrate.upgrade_async(url)
+        database = Database(url)
+        assert await stored_counts() == {"ptr_a": 3, "ptr_b": 1, "ptr_none": 0}
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                licenses.insert(), [holding("ptr_b", n) for n in range(1, 6)] + [holding("ptr_none", 0)]
+            )
+            await connection.execute(licenses.delete().where(licenses.c.id == "lic_ptr_a_0"))
+        assert await stored_counts() == {"ptr_a": 2, "ptr_b": 6, "ptr_none": 1}
+    finally:
+        await database.dispose()
