@@ -56,6 +56,7 @@ from domain.billing import (
 from domain.products import ProductPrice
 from persistence.licenses import licenses
 from persistence.products import product_prices
+from persistence.sqlite_connections import PreparedRead
 
 TRANSFERRED = "transferred"
 
@@ -86,12 +87,14 @@ PRODUCT_KEY_INDEX = Index(
 )
 
 
-PRICES_IN_CURRENCY = select(
-    product_prices.c.product_slug,
-    product_prices.c.currency,
-    product_prices.c.effective_from,
-    product_prices.c.daily_price_micros,
-).where(product_prices.c.currency == bindparam("currency", type_=String))
+PRICES_IN_CURRENCY = PreparedRead(
+    select(
+        product_prices.c.product_slug,
+        product_prices.c.currency,
+        product_prices.c.effective_from,
+        product_prices.c.daily_price_micros,
+    ).where(product_prices.c.currency == bindparam("currency", type_=String))
+)
 
 
 class BillingReader:
@@ -136,7 +139,7 @@ class BillingReader:
 
     async def price_book(self, currency: str) -> PriceBook:
         """Every product's dated prices in `currency`."""
-        rows = await self._connection.execute(PRICES_IN_CURRENCY, {"currency": currency})
+        rows = await PRICES_IN_CURRENCY.rows(self._connection, {"currency": currency})
         return PriceBook(currency, (ProductPrice(*row) for row in rows))
 
     async def month_sums(
@@ -151,19 +154,18 @@ class BillingReader:
         """The month's lines and total, summed in SQL over the partner's billed-day spans, with the
         `parts` asked for (no day-lines: `day_lines` pages them with the sums' allocation)."""
         parameters = _month_parameters(partner_id, month)
+        dialect = self._connection.dialect.name
         groups = [
             SpanGroup(slug, first, last, holdings, on_site)
-            for slug, first, last, holdings, on_site in (
-                await self._connection.execute(_span_groups(self._connection.dialect.name), parameters)
-            ).all()
+            for slug, first, last, holdings, on_site in await _span_groups(dialect).rows(
+                self._connection, parameters
+            )
         ]
         held_again = None
         if StatementParts.COUNTS in parts:
             held_again = [
                 HeldAgain(row[0], row[1], row[2], bool(row[3]), _instant(row[4]), row[5], row[6])
-                for row in await self._connection.execute(
-                    _held_again(self._connection.dialect.name), parameters
-                )
+                for row in await _held_again(dialect).rows(self._connection, parameters)
             ]
         sums = sum_month(groups, held_again, book, month, zone, currency_exponent)
         if StatementParts.COST_SPLIT in parts:
@@ -177,7 +179,7 @@ class BillingReader:
             return {}
         shape, parameters = _cut_parameters(partner_id, sums)
         statement = _assigned_at_cut(self._connection.dialect.name, shape)
-        row = (await self._connection.execute(statement, parameters)).one()
+        (row,) = await statement.rows(self._connection, parameters)
         return {
             (plan.product_slug, plan.daily_price_micros): int(count)
             for plan, count in zip(cut, row, strict=True)
@@ -295,7 +297,7 @@ def _spans(partner_id: str, month: BillingMonth) -> Select[Any]:
 
 
 @functools.cache  # built once per dialect: each counts the way its database does it fastest
-def _span_groups(dialect: str) -> Select[Any]:
+def _span_groups(dialect: str) -> PreparedRead:
     """The month's holdings counted by (product, first and last billed day in the month): all, and
     those on a site.
 
@@ -307,7 +309,7 @@ def _span_groups(dialect: str) -> Select[Any]:
     lo, hi, billed = _clipped_span(licenses, MONTH_FIRST, MONTH_LAST)
     if dialect == "postgresql":
         group = [c.product_slug, lo - MONTH_FIRST, hi - MONTH_FIRST]
-        return (
+        return PreparedRead(
             select(*group, func.count(), func.count(c.site))
             .where(c.partner_id == PARTNER, *billed)
             .group_by(*group)
@@ -326,7 +328,9 @@ def _span_groups(dialect: str) -> Select[Any]:
     )
     lo, hi, _ = _clipped_span(stored, MONTH_FIRST, MONTH_LAST)
     group = [stored.c.product_slug, lo - MONTH_FIRST, hi - MONTH_FIRST]
-    return select(*group, func.sum(stored.c.holdings), func.sum(stored.c.on_site)).group_by(*group)
+    return PreparedRead(
+        select(*group, func.sum(stored.c.holdings), func.sum(stored.c.on_site)).group_by(*group)
+    )
 
 
 def _bytewise(column: ColumnElement[str], dialect: str) -> ColumnElement[str]:
@@ -335,7 +339,7 @@ def _bytewise(column: ColumnElement[str], dialect: str) -> ColumnElement[str]:
 
 
 @functools.cache  # built once per dialect: PostgreSQL compares keys in the "C" collation
-def _held_again(dialect: str) -> Select[Any]:
+def _held_again(dialect: str) -> PreparedRead:
     """The holdings of keys the partner held twice in the month (the earlier one left by transfer
     within it). The month's transferred holdings are a short range of
     `ix_licenses_partner_id_transferred_days`; each of their keys is counted in
@@ -377,15 +381,17 @@ def _held_again(dialect: str) -> Select[Any]:
     )
     c = licenses.c
     lo, hi, _ = _clipped_span(licenses, MONTH_FIRST, MONTH_LAST)
-    return select(
-        c.id,
-        c.key,
-        c.product_slug,
-        c.site.is_not(None),
-        raw_instant(c.held_from),
-        lo - MONTH_FIRST,
-        hi - MONTH_FIRST,
-    ).where(c.partner_id == PARTNER, c.key.in_(twice), lo <= hi)
+    return PreparedRead(
+        select(
+            c.id,
+            c.key,
+            c.product_slug,
+            c.site.is_not(None),
+            raw_instant(c.held_from),
+            lo - MONTH_FIRST,
+            hi - MONTH_FIRST,
+        ).where(c.partner_id == PARTNER, c.key.in_(twice), lo <= hi)
+    )
 
 
 def _price_periods(book: PriceBook, month: BillingMonth) -> tuple[CTE, bool]:
@@ -466,7 +472,7 @@ def _at_cut(lines: Any, sums: MonthSums) -> ColumnElement[bool]:
 
 
 @functools.cache  # built once per dialect and shape (the number of periods of each cut line's price)
-def _assigned_at_cut(dialect: str, periods_per_line: tuple[int, ...]) -> Select[Any]:
+def _assigned_at_cut(dialect: str, periods_per_line: tuple[int, ...]) -> PreparedRead:
     """One row: per cut line n (in `sums.cut_lines()` order; its product, price periods, cut weights
     and units bound by `_cut_parameters`), how many of its first `units_n` day-lines at the cut,
     ranked by key then holding, are on a site.
@@ -494,7 +500,7 @@ def _assigned_at_cut(dialect: str, periods_per_line: tuple[int, ...]) -> Select[
             .subquery()
         )
         counts.append(select(func.count(at_cut.c.site)).scalar_subquery())
-    return select(*counts)
+    return PreparedRead(select(*counts))
 
 
 def _days_in_periods(

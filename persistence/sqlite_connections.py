@@ -199,8 +199,9 @@ class PreparedRead:
     SQLAlchemy began: SQLAlchemy's execution context, its compiled-cache lookup (a cache key computed
     from the statement's tree on every call) and its Row objects are skipped, about a third of the
     statement's cost on a page of 100 licenses. Its rows are lists, each column's result type
-    applied (instants parsed), read by position. `before_cursor_execute` listeners still see the SQL
-    (the statement counters of tests and benches; what they return is not used). A driver error is
+    applied (instants parsed), read by position. `before_cursor_execute` and `after_cursor_execute`
+    listeners still see the SQL (the statement counters and timers of tests and benches; what they
+    return is not used). A driver error is
     sqlite3's own, not wrapped by SQLAlchemy. On other databases it runs through SQLAlchemy like
     any statement, with the same rows."""
 
@@ -226,6 +227,10 @@ class PreparedRead:
             )
         await cursor.execute(compiled.sql, parameters)
         rows = [list(row) for row in await cursor.fetchall()]
+        if synchronous is not None and synchronous.dispatch.after_cursor_execute:
+            synchronous.dispatch.after_cursor_execute(
+                synchronous, cursor, compiled.sql, parameters, None, False
+            )
         for position, process in compiled.processed:
             for row in rows:
                 if row[position] is not None:
