@@ -158,6 +158,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         malformed, unknown, revoked or expired. Without one the socket is anonymous: only what needs no
         token runs on it (licenseStatus, validateLicense, support); the rest answers UNAUTHENTICATED."""
         params = context.connection_params or {}
+        context.connection_params = None  # read once, here: an open socket does not keep them
         if not any(name in params for name in ("authorization", "Authorization")):
             return UNSET
         raw = params.get("authorization") or params.get("Authorization")

@@ -42,6 +42,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from app.live_tail import LiveEntry, PartnerTails
 from domain.clock import Clock
+from domain.principals import Principal
 from persistence.database import Database
 from persistence.tokens import token_signal
 from resolvers.context import RequestContext
@@ -71,10 +72,19 @@ class TokenWatches:
         self.clock = clock
         self._sockets: dict[str, set[TokenBoundHandler]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # One caller object per token, shared by its sockets (a thousand dashboards keep one, not 1,000).
+        self._principals: dict[str, Principal] = {}
 
     def join(self, token_id: str, socket: TokenBoundHandler) -> None:
         sockets = self._sockets.setdefault(token_id, set())
+        if not sockets:
+            self._principals.pop(token_id, None)
         sockets.add(socket)
+        principal = socket.context.principal
+        if principal is not None:
+            shared = self._principals.setdefault(token_id, principal)
+            if shared == principal:  # equal now (a token's label or role may have changed since)
+                socket.context.principal = shared
         if token_id not in self._tasks:
             task = asyncio.create_task(self._watch(token_id, sockets), name=f"token-watch {token_id}")
             self._tasks[token_id] = task
@@ -87,6 +97,7 @@ class TokenWatches:
         sockets.discard(socket)
         if not sockets:
             del self._sockets[token_id]
+            self._principals.pop(token_id, None)
             task = self._tasks.pop(token_id, None)
             if task is not None:
                 task.cancel()
@@ -121,6 +132,7 @@ class TokenWatches:
         # token revoked); every socket of this one is closed (each leaves as it ends).
         if self._sockets.get(token_id) is sockets:
             del self._sockets[token_id]
+            self._principals.pop(token_id, None)
         if self._tasks.get(token_id) is asyncio.current_task():
             del self._tasks[token_id]
         await asyncio.gather(*(socket.end() for socket in list(sockets)), return_exceptions=True)
