@@ -4,8 +4,10 @@ per subscription, with every guarantee of a subscription kept (order, replay, co
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from domain.clock import SettableClock
+from schema.fanout import FanoutExecutor
 from tests.integration.conftest import Api, GraphQLSocket, LiveServer, enrol_in_good_standing
 from tests.integration.license_operations import issue
 from tests.integration.test_subscription_fanout import sockets
@@ -104,3 +106,37 @@ async def test_completing_a_live_subscription_stops_its_events_and_its_id_can_be
         except TimeoutError:
             extra = None
     assert extra is None
+
+
+async def test_thirty_idle_subscriptions_asking_the_same_keep_one_executor_without_a_garbage_collection(
+    served: LiveServer, live_api: Api, staff_token: str, clock: SettableClock
+) -> None:
+    """Each subscription's pipeline builds its own executor; once the tail executes its events with the
+    one shared executor, the others must be freed at once, not left for a full collection (README,
+    Subscriptions: memory per idle subscriber)."""
+    partner = await enrol_in_good_standing(live_api, staff_token, served.database, clock, "Thrifty Agency")
+    followers = served.followers()
+    gc.collect()
+    gc.disable()  # what is freed now is freed by reference counting alone
+    try:
+        executors_before = _executors()
+        async with sockets(served, partner.token, 3) as opened:
+            for socket in opened:
+                for number in range(SUBSCRIPTIONS_PER_SOCKET):
+                    await socket.subscribe(str(number), LICENSE_EVENTS)
+            await subscribed(served, followers + 3 * SUBSCRIPTIONS_PER_SOCKET)
+            await asyncio.sleep(0.2)  # let the subscriptions' pipelines end after their hand-over
+            assert _executors() - executors_before == 1
+
+            [key] = await issue(live_api, partner.token)
+            for socket in opened:
+                for _ in range(SUBSCRIPTIONS_PER_SOCKET):
+                    message = await socket.receive()
+                    assert message["payload"]["data"]["licenseEvents"]["key"] == key
+    finally:
+        gc.enable()
+
+
+def _executors() -> int:
+    """Subscription executors in memory, reachable or not (gc.get_objects lists uncollected cycles)."""
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, FanoutExecutor))
