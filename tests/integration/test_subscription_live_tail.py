@@ -30,11 +30,7 @@ async def test_thirty_idle_subscriptions_of_one_partner_wait_without_a_task_each
     followers = served.followers()
     tasks_before = len(asyncio.all_tasks())
     async with sockets(served, partner.token, 3) as opened:
-        for socket in opened:
-            for number in range(SUBSCRIPTIONS_PER_SOCKET):
-                await socket.subscribe(str(number), LICENSE_EVENTS)
-        await subscribed(served, followers + 3 * SUBSCRIPTIONS_PER_SOCKET)
-        await asyncio.sleep(0.2)  # let the subscriptions' pipelines end after their hand-over
+        await _all_live(served, opened, followers)
         # A socket costs its own few tasks (reader, keep-alive); its subscriptions cost none each.
         assert len(asyncio.all_tasks()) - tasks_before < 3 * SUBSCRIPTIONS_PER_SOCKET
 
@@ -121,11 +117,7 @@ async def test_thirty_idle_subscriptions_asking_the_same_keep_one_executor_witho
     try:
         executors_before = _executors()
         async with sockets(served, partner.token, 3) as opened:
-            for socket in opened:
-                for number in range(SUBSCRIPTIONS_PER_SOCKET):
-                    await socket.subscribe(str(number), LICENSE_EVENTS)
-            await subscribed(served, followers + 3 * SUBSCRIPTIONS_PER_SOCKET)
-            await asyncio.sleep(0.2)  # let the subscriptions' pipelines end after their hand-over
+            await _all_live(served, opened, followers)
             assert _executors() - executors_before == 1
 
             [key] = await issue(live_api, partner.token)
@@ -135,6 +127,15 @@ async def test_thirty_idle_subscriptions_asking_the_same_keep_one_executor_witho
                     assert message["payload"]["data"]["licenseEvents"]["key"] == key
     finally:
         gc.enable()
+
+
+async def _all_live(served: LiveServer, opened: list[GraphQLSocket], followers: int) -> None:
+    """SUBSCRIPTIONS_PER_SOCKET license-event subscriptions on each socket, all handed to the tail."""
+    for socket in opened:
+        for number in range(SUBSCRIPTIONS_PER_SOCKET):
+            await socket.subscribe(str(number), LICENSE_EVENTS)
+    await subscribed(served, followers + len(opened) * SUBSCRIPTIONS_PER_SOCKET)
+    await asyncio.sleep(0.2)  # let the subscriptions' pipelines end after their hand-over
 
 
 def _executors() -> int:
