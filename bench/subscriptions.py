@@ -20,6 +20,9 @@ event, caller scope) it is 1 however many subscribers share it.
         [--partners 100] [--mutations 20] [--only one|spread]
 
 BENCH_WORKER_LOG=/tmp/worker.log keeps the worker's log (otherwise it goes with a temporary folder).
+The worker runs under bench/gc_log.py: each of its garbage collections is logged (to the worker log's
+name + ".gc"), and the bench prints those made while the sockets opened, while the mutations were
+delivered, and during the slowest mutation. The load average is printed with each result.
 """
 
 from __future__ import annotations
