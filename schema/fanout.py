@@ -342,7 +342,7 @@ class FanoutExecutor(StrawberryGraphQLCoreExecutionContext):
     def retire(self) -> None:
         """Let this executor go as soon as nothing refers to it. graphql-core's executor refers to
         itself (its resolve-info helpers are its own bound methods), so a dropped one would otherwise
-        wait, with its document's coerced variables and caches, for a full garbage collection: a
+        wait, with its document's coerced variables and caches, for the garbage collector: a
         thousand subscriptions opening at once kept ~6 KiB each that way (README, Subscriptions).
         Per-event copies made before keep the helpers they copied."""
         self.async_helpers = None  # type: ignore[assignment]
