@@ -8,7 +8,7 @@ import contextlib
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -158,6 +158,7 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         malformed, unknown, revoked or expired. Without one the socket is anonymous: only what needs no
         token runs on it (licenseStatus, validateLicense, support); the rest answers UNAUTHENTICATED."""
         params = context.connection_params or {}
+        context.connection_params = None  # read once, here: an open socket does not keep them
         if not any(name in params for name in ("authorization", "Authorization")):
             return UNSET
         raw = params.get("authorization") or params.get("Authorization")
@@ -175,11 +176,15 @@ class LicensingGraphQL(GraphQL[RequestContext, None]):
         context.credential_problem = None
         return UNSET
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Strawberry answers a bad request in plain text; here it gets the error model."""
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # Not a coroutine itself: a websocket goes straight to Strawberry, with no frame of this
+        # method kept for the socket's life.
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
+            return super().__call__(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry answers a bad request in plain text; here it gets the error model."""
         request = Request(scope, receive=receive)
         try:
             if scope["method"] == "POST" and is_json(scope) and not self._stream_transport_map:
@@ -340,15 +345,15 @@ class GraphQLPosts:
         self.app = app
         self.route = route
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: it only chooses the next app, and keeps no frame while that runs.
         direct = scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
         if direct and scope["path"] == self.route.path:
             scope["route"] = self.route
             scope["endpoint"] = self.route.endpoint
             scope["path_params"] = {}
-            await self.route.app(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return self.route.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def tune_garbage_collection(gen0_threshold: int) -> None:

@@ -17,6 +17,7 @@ buffers), so a slow consumer delays nobody else.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -95,7 +96,11 @@ class PartnerTail:
         self._waiting: AbstractContextManager[Waiter] = database.signal.waiter(partner_id, poll=True)
         self._woken = self._waiting.__enter__()
         self._woken.followers = 0
-        self._task = asyncio.create_task(self._run(), name=f"live-tail {partner_id}")
+        # Its own empty context, not that of the subscription whose hand-over started it: the tail serves
+        # every subscriber of the partner and must not keep the first one's socket and executor alive.
+        self._task = asyncio.create_task(
+            self._run(), name=f"live-tail {partner_id}", context=contextvars.Context()
+        )
         self._task.add_done_callback(self._stopped)
 
     def join(self, entry: LiveEntry) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
@@ -351,8 +352,9 @@ class Settings(BaseSettings):
             max_fields=self.max_query_fields,
         )
 
-    @property
+    @cached_property
     def support(self) -> SupportContact:
+        # Made once: every request's (and open socket's) context refers to it.
         return SupportContact(message=self.support_message, email=self.support_email, url=self.support_url)
 
     def collection_policy(self) -> CollectionPolicy:

@@ -42,13 +42,19 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from app.live_tail import LiveEntry, PartnerTails
 from domain.clock import Clock
+from domain.principals import Principal
 from persistence.database import Database
 from persistence.tokens import token_signal
 from resolvers.context import RequestContext
 from resolvers.feed import LIVE_TAIL, LiveFollower
 from resolvers.tokens import still_active
 from schema.errors import mask_errors
-from schema.fanout import SharedData, forget_subscription_executor, subscription_executor
+from schema.fanout import (
+    FanoutExecutor,
+    SharedData,
+    forget_subscription_executor,
+    subscription_executor,
+)
 
 REVOKED_CLOSE_CODE = 4403
 # A watch that could not read its token (database unavailable) tries again after this.
@@ -66,10 +72,19 @@ class TokenWatches:
         self.clock = clock
         self._sockets: dict[str, set[TokenBoundHandler]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # One caller object per token, shared by its sockets (a thousand dashboards keep one, not 1,000).
+        self._principals: dict[str, Principal] = {}
 
     def join(self, token_id: str, socket: TokenBoundHandler) -> None:
         sockets = self._sockets.setdefault(token_id, set())
+        if not sockets:
+            self._principals.pop(token_id, None)
         sockets.add(socket)
+        principal = socket.context.principal
+        if principal is not None:
+            shared = self._principals.setdefault(token_id, principal)
+            if shared == principal:  # equal now (a token's label or role may have changed since)
+                socket.context.principal = shared
         if token_id not in self._tasks:
             task = asyncio.create_task(self._watch(token_id, sockets), name=f"token-watch {token_id}")
             self._tasks[token_id] = task
@@ -82,6 +97,7 @@ class TokenWatches:
         sockets.discard(socket)
         if not sockets:
             del self._sockets[token_id]
+            self._principals.pop(token_id, None)
             task = self._tasks.pop(token_id, None)
             if task is not None:
                 task.cancel()
@@ -116,6 +132,7 @@ class TokenWatches:
         # token revoked); every socket of this one is closed (each leaves as it ends).
         if self._sockets.get(token_id) is sockets:
             del self._sockets[token_id]
+            self._principals.pop(token_id, None)
         if self._tasks.get(token_id) is asyncio.current_task():
             del self._tasks[token_id]
         await asyncio.gather(*(socket.end() for socket in list(sockets)), return_exceptions=True)
@@ -139,6 +156,8 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
+        # Cancelled once the init arrived: a done task kept for the socket's life costs ~1 KiB.
+        self.connection_init_timeout_task = None
         if self.connection_acknowledged and self.context.principal is not None:
             self._watched_token = self.context.principal.token_id
             self._watches().join(self._watched_token, self)
@@ -163,7 +182,20 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         finally:
             # The finished task keeps its context: it must not keep the executor or this handler alive.
             LIVE_TAIL.set(None)
+            executor = subscription_executor()
             forget_subscription_executor()
+            self._pipeline_ended(operation, executor)
+
+    def _pipeline_ended(
+        self, operation: Operation[RequestContext, None], executor: FanoutExecutor | None
+    ) -> None:
+        """Free what an operation's finished pipeline held (an idle live subscription keeps its entry
+        only): its task, and its executor unless its entry executes its events with it."""
+        entry = None if self._live is None else self._live.get(operation.id)
+        if entry is not None and self.operations.get(operation.id) is operation:
+            operation.task = None  # a done task keeps its coroutine and context
+        if executor is not None and (entry is None or entry.executor is not executor):
+            executor.retire()
 
     def _go_live(self, operation: Operation[RequestContext, None], follower: LiveFollower) -> bool:
         executor = subscription_executor()
@@ -183,6 +215,10 @@ class TokenBoundHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     async def cleanup_operation(self, operation_id: str) -> None:
         self._leave_tail(operation_id)
+        operation = self.operations.get(operation_id)
+        if operation is not None and operation.task is None:
+            del self.operations[operation_id]  # a live one: its pipeline has ended, nothing to cancel
+            return
         await super().cleanup_operation(operation_id)
 
     async def send_live(self, entry: LiveEntry, text: str) -> None:

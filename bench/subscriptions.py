@@ -20,6 +20,9 @@ event, caller scope) it is 1 however many subscribers share it.
         [--partners 100] [--mutations 20] [--only one|spread]
 
 BENCH_WORKER_LOG=/tmp/worker.log keeps the worker's log (otherwise it goes with a temporary folder).
+The worker runs under bench/gc_log.py: each of its garbage collections is logged (to the worker log's
+name + ".gc"), and the bench prints those made while the sockets opened, while the mutations were
+delivered, and during the slowest mutation. The load average is printed with each result.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pathlib import Path
 
 import httpx
 import websockets
+from gc_log import collections_between
 
 from app.demo import DEMO_CATALOG
 from domain.access import Role
@@ -167,7 +171,9 @@ async def worker(
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, LICENSING_SANDBOX="1", PYTHONPATH=str(ROOT))
     env["LICENSING_SANDBOX_START"] = START.isoformat()
-    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    # Its garbage collections are logged (bench/gc_log.py) to line them up with late deliveries.
+    command = [sys.executable, str(ROOT / "bench" / "gc_log.py"), str(gc_log_of(log)), "serve"]
+    command += ["--port", str(port)]
     if floor:
         command = [sys.executable, "-m", "uvicorn", "--app-dir", "bench", "broadcast_app:app"]
         command += ["--port", str(port), "--ws-per-message-deflate", "false", "--log-level", "warning"]
@@ -193,6 +199,21 @@ async def worker(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def gc_log_of(worker_log: Path) -> Path:
+    return worker_log.with_name(worker_log.name + ".gc")
+
+
+def describe_collections(found: list[tuple[float, int, float, int]]) -> str:
+    if not found:
+        return "none"
+    parts = []
+    for generation in (0, 1, 2):
+        times = [duration for _, gen, duration, _ in found if gen == generation]
+        if times:
+            parts.append(f"gen{generation}: {len(times)} (longest {max(times):.1f} ms)")
+    return ", ".join(parts)
 
 
 async def subscriber(
@@ -282,11 +303,9 @@ async def scenario(
 ) -> None:
     partners = await seed_partners(url, partner_count)
     with tempfile.TemporaryDirectory() as scratch:
+        worker_log = Path(os.environ.get("BENCH_WORKER_LOG") or Path(scratch) / "worker.log")
         async with (
-            worker(url, Path(os.environ.get("BENCH_WORKER_LOG") or Path(scratch) / "worker.log")) as (
-                process,
-                address,
-            ),
+            worker(url, worker_log) as (process, address),
             httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as client,
         ):
             for partner in partners:
@@ -307,6 +326,7 @@ async def scenario(
             opened: list[int] = []
             shares = [partners[n % partner_count] for n in range(subscribers)]
             connect_started = time.perf_counter()
+            opening_started = time.monotonic()
             opening = asyncio.Semaphore(OPENING)
             tasks = [
                 asyncio.create_task(subscriber(address, share, arrivals, opening, opened)) for share in shares
@@ -322,20 +342,24 @@ async def scenario(
             idle_after = rss_kib(process.pid)
             client_after = rss_kib(os.getpid())
 
+            opening_ended = time.monotonic()
             target = partners[0]
             latencies: list[float] = []
             last_deliveries: list[float] = []
+            windows: list[tuple[float, float]] = []  # each mutation: sent → last delivery (monotonic)
             executed_before = await executions(client)
             server_cpu = cpu_seconds(process.pid)
             client_cpu = resource.getrusage(resource.RUSAGE_SELF)
             phase_started = time.perf_counter()
             for _ in range(mutations):
                 sent = time.perf_counter()
+                sent_at = time.monotonic()
                 key = await issue_one(client, target)
                 times = await arrivals.wait_for(key, per_partner[target.id])
                 samples = [arrived - sent for arrived in times]
                 latencies += samples
                 last_deliveries.append(max(samples))
+                windows.append((sent_at, sent_at + max(samples)))
             phase_seconds = time.perf_counter() - phase_started
             server_cpu = cpu_seconds(process.pid) - server_cpu
             executed_after = await executions(client)
@@ -346,12 +370,19 @@ async def scenario(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            gc_log = gc_log_of(worker_log)
+            opening_collections = collections_between(gc_log, opening_started, opening_ended)
+            mutation_collections = collections_between(gc_log, windows[0][0], windows[-1][1])
+            slowest = max(range(len(windows)), key=lambda n: last_deliveries[n])
+            during_slowest = collections_between(gc_log, *windows[slowest])
 
     fanout = per_partner[target.id]
     deliveries = len(latencies)
     p99 = 1000 * percentile(latencies, 99)
     per_subscriber_kib = (idle_after - idle_before) / subscribers
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"\n  {label}: {subscribers} subscribers over {partner_count} partner(s); {fanout} per mutation")
+    print(f"    load average at the end of the run: {load}")
     print(f"    opened and confirmed live in {connect_seconds:.1f} s")
     print(
         f"    mutation alone (no subscribers): p50 {1000 * statistics.median(alone):.1f} ms"
@@ -387,12 +418,20 @@ async def scenario(
         f"({1e6 * client_cpu_seconds / max(deliveries, 1):.0f} µs per receipt)",
         flush=True,
     )
+    print(f"    worker's garbage collections while opening: {describe_collections(opening_collections)}")
+    print(
+        f"    while the mutations were delivered: {describe_collections(mutation_collections)}; "
+        f"during the slowest mutation ({1000 * last_deliveries[slowest]:.1f} ms to its last delivery): "
+        f"{describe_collections(during_slowest)}",
+        flush=True,
+    )
     floor_p99, floor_kib = await floor(subscribers, partner_count, mutations)
     floor_ms = 1000 * floor_p99
     print(
         f"    floor (bench/broadcast_app.py: the same sockets and fan-out, one message serialized once, "
         f"no GraphQL): p99 {floor_ms:.1f} ms, {floor_kib:.1f} KiB per idle socket; service / floor: "
-        f"p99 {p99 / floor_ms:.2f}, memory {per_subscriber_kib / max(floor_kib, 0.1):.2f}",
+        f"p99 {p99 / floor_ms:.2f}, memory {per_subscriber_kib / max(floor_kib, 0.1):.2f}; load average "
+        + " ".join(f"{value:.2f}" for value in os.getloadavg()),
         flush=True,
     )
 

@@ -339,6 +339,14 @@ class FanoutExecutor(StrawberryGraphQLCoreExecutionContext):
         ).execute_operation(False)
         return result
 
+    def retire(self) -> None:
+        """Let this executor go as soon as nothing refers to it. graphql-core's executor refers to
+        itself (its resolve-info helpers are its own bound methods), so a dropped one would otherwise
+        wait, with its document's coerced variables and caches, for the garbage collector: a
+        thousand subscriptions opening at once kept ~6 KiB each that way (README, Subscriptions).
+        Per-event copies made before keep the helpers they copied."""
+        self.async_helpers = None  # type: ignore[assignment]
+
     def count_reuse(self) -> None:
         """Count a shared result handed out again without asking `SharedExecutions` (app.live_tail)."""
         shared_executions(self.schema).stats.reused += 1

@@ -4,8 +4,10 @@ per subscription, with every guarantee of a subscription kept (order, replay, co
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from domain.clock import SettableClock
+from schema.fanout import FanoutExecutor
 from tests.integration.conftest import Api, GraphQLSocket, LiveServer, enrol_in_good_standing
 from tests.integration.license_operations import issue
 from tests.integration.test_subscription_fanout import sockets
@@ -28,11 +30,7 @@ async def test_thirty_idle_subscriptions_of_one_partner_wait_without_a_task_each
     followers = served.followers()
     tasks_before = len(asyncio.all_tasks())
     async with sockets(served, partner.token, 3) as opened:
-        for socket in opened:
-            for number in range(SUBSCRIPTIONS_PER_SOCKET):
-                await socket.subscribe(str(number), LICENSE_EVENTS)
-        await subscribed(served, followers + 3 * SUBSCRIPTIONS_PER_SOCKET)
-        await asyncio.sleep(0.2)  # let the subscriptions' pipelines end after their hand-over
+        await _all_live(served, opened, followers)
         # A socket costs its own few tasks (reader, keep-alive); its subscriptions cost none each.
         assert len(asyncio.all_tasks()) - tasks_before < 3 * SUBSCRIPTIONS_PER_SOCKET
 
@@ -104,3 +102,48 @@ async def test_completing_a_live_subscription_stops_its_events_and_its_id_can_be
         except TimeoutError:
             extra = None
     assert extra is None
+
+
+async def test_thirty_idle_subscriptions_asking_the_same_leave_no_executor_for_the_garbage_collector(
+    served: LiveServer, live_api: Api, staff_token: str, clock: SettableClock
+) -> None:
+    """Each subscription's pipeline builds its own executor; once the tail executes its events with the
+    one shared executor, the others are freed at once, not left for a full collection (README,
+    Subscriptions: memory per idle subscriber)."""
+    partner = await enrol_in_good_standing(live_api, staff_token, served.database, clock, "Thrifty Agency")
+    followers = served.followers()
+    gc.collect()
+    gc.disable()  # what is freed now is freed by reference counting alone
+    try:
+        # Held here, so that an earlier test's executor freed meanwhile does not change the counts.
+        earlier = _executors()
+        executors_before = len(earlier)
+        async with sockets(served, partner.token, 3) as opened:
+            await _all_live(served, opened, followers)
+            kept = len(_executors()) - executors_before
+            gc.collect()
+            # Nothing was left for the collector: 29 dropped executors used to wait for it.
+            assert len(_executors()) - executors_before == kept
+            assert kept < SUBSCRIPTIONS_PER_SOCKET
+
+            [key] = await issue(live_api, partner.token)
+            for socket in opened:
+                for _ in range(SUBSCRIPTIONS_PER_SOCKET):
+                    message = await socket.receive()
+                    assert message["payload"]["data"]["licenseEvents"]["key"] == key
+    finally:
+        gc.enable()
+
+
+async def _all_live(served: LiveServer, opened: list[GraphQLSocket], followers: int) -> None:
+    """SUBSCRIPTIONS_PER_SOCKET license-event subscriptions on each socket, all handed to the tail."""
+    for socket in opened:
+        for number in range(SUBSCRIPTIONS_PER_SOCKET):
+            await socket.subscribe(str(number), LICENSE_EVENTS)
+    await subscribed(served, followers + len(opened) * SUBSCRIPTIONS_PER_SOCKET)
+    await asyncio.sleep(0.2)  # let the subscriptions' pipelines end after their hand-over
+
+
+def _executors() -> list[FanoutExecutor]:
+    """Subscription executors in memory, reachable or not (gc.get_objects lists uncollected cycles)."""
+    return [thing for thing in gc.get_objects() if isinstance(thing, FanoutExecutor)]
