@@ -249,11 +249,9 @@ class LicenseRepository:
             to_item=_to_license,
             cursor_values=_cursor_values,
             count_total=count_total,
-            # Unfiltered lists (the usual page) are one shape per order: their statements are built once,
-            # and their total is the partner's stored count of holdings, not a count of its rows.
+            # Unfiltered lists (the usual page) are one shape per order: their statements are built once.
             shape=None if conditions else ("licenses", order),
             parameters={"partner_id": partner_id},
-            stored_total=None if conditions else _STORED_TOTAL,
         )
 
     async def _zone_of(self, partner_id: str) -> str:
@@ -349,10 +347,6 @@ class TransferRepository:
                 accepted_at=transfer.accepted_at,
             )
         )
-
-
-# The partner's number of holdings, kept by the database (partners.license_count).
-_STORED_TOTAL = select(partners.c.license_count).where(partners.c.id == bindparam("partner_id"))
 
 
 @cache

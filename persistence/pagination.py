@@ -202,7 +202,6 @@ async def keyset_page(
     count_total: bool = True,
     shape: Hashable | None = None,
     parameters: Mapping[str, Any] | None = None,
-    stored_total: Select[Any] | None = None,
 ) -> Page[T]:
     """Run `statement` as one page: at most `first` rows past `after`, plus (if asked) the total count.
 
@@ -212,10 +211,7 @@ async def keyset_page(
     A list read on every request names its `shape` (the same `statement` and `sort` for the same shape,
     their values left as bound `parameters`): its page statements are then built once, since building
     one costs more than SQLite running it, and run as `PreparedRead`s: `to_item` and `cursor_values`
-    then get lists, to read by position (otherwise SQLAlchemy Rows).
-
-    `stored_total`, a one-value SELECT of a count the database keeps (with the same parameters),
-    stands in for counting the list: the whole list's total without reading its rows."""
+    then get lists, to read by position (otherwise SQLAlchemy Rows)."""
     size = page_size(first)
     values = dict(parameters or {}, page_limit=size + 1)
     if after is not None:
@@ -223,7 +219,7 @@ async def keyset_page(
     key = (shape, after is not None, count_total)
     built = _BUILT_PAGES.get(key) if shape is not None else None
     if built is None:
-        paged, count = _page_statements(statement, sort, after is not None, count_total, stored_total)
+        paged, count = _page_statements(statement, sort, after is not None, count_total)
         built = PreparedRead(paged), count
         if shape is not None:
             _BUILT_PAGES[key] = built
@@ -251,23 +247,14 @@ _BUILT_PAGES: dict[tuple[Hashable, bool, bool], tuple[PreparedRead, Select[Any]]
 
 
 def _page_statements(
-    statement: Select[Any],
-    sort: SortKey,
-    has_cursor: bool,
-    count_total: bool,
-    stored_total: Select[Any] | None,
+    statement: Select[Any], sort: SortKey, has_cursor: bool, count_total: bool
 ) -> tuple[Select[Any], Select[Any]]:
     paged = statement
     if has_cursor:
         paged = paged.where(sort.after())
     paged = paged.order_by(*sort.order_by()).limit(bindparam("page_limit", type_=Integer))
-    # The stored count, else a COUNT over the list's own FROM and WHERE (not over a subquery of its
-    # columns).
-    count = (
-        stored_total
-        if stored_total is not None
-        else statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
-    )
+    # COUNT over the list's own FROM and WHERE (not over a subquery of its columns).
+    count = statement.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
     if count_total:
         paged = paged.add_columns(count.scalar_subquery().correlate(None).label(PAGE_TOTAL))
     return paged, count

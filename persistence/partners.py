@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table, bindparam, or_, select, update
+from sqlalchemy import BigInteger, Column, String, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.partners import Partner
@@ -31,9 +31,6 @@ partners = Table(
     Column("standing", String(32), nullable=False, server_default="no_payment_method"),
     Column("standing_since", UTCDateTime(), nullable=True),
     Column("standing_reason_invoice_id", String(32), nullable=True),
-    # How many license holdings the partner has (any state): the total of its unfiltered license list.
-    # Kept by triggers on every insert and delete of `licenses` (migration 0014_page).
-    Column("license_count", Integer, nullable=False, server_default="0"),
 )
 
 
