@@ -37,7 +37,7 @@ from enum import Flag, auto
 from functools import lru_cache
 from itertools import repeat
 from operator import attrgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from domain.errors import DomainError, ErrorCode
@@ -655,6 +655,9 @@ class HeldAgain(NamedTuple):
     last: int
 
 
+_Part = TypeVar("_Part")
+
+
 class StatementParts(Flag):
     """What an open month's estimate reads beyond its lines, license-days and total: each part costs the
     database one statement more, so a reader asks only for the parts it will show."""
@@ -672,6 +675,13 @@ class PartNotRead(RuntimeError):
         super().__init__(f"the estimate was read without its {part.name}")
 
 
+def read_part(value: _Part | None, part: StatementParts) -> _Part:
+    """`value` as read for `part`; None means the reader did not ask for it."""
+    if value is None:
+        raise PartNotRead(part)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class LinePlan:
     """One invoice line and how its amount is allocated to its day-lines."""
@@ -686,9 +696,7 @@ class LinePlan:
 
     @property
     def counts(self) -> LicenseCounts:
-        if self.line_counts is None:
-            raise PartNotRead(StatementParts.COUNTS)
-        return self.line_counts
+        return read_part(self.line_counts, StatementParts.COUNTS)
 
     @property
     def line(self) -> ProductLine:
@@ -723,16 +731,12 @@ class MonthSums:
 
     @property
     def counts(self) -> LicenseCounts:
-        if self.month_counts is None:
-            raise PartNotRead(StatementParts.COUNTS)
-        return self.month_counts
+        return read_part(self.month_counts, StatementParts.COUNTS)
 
     @property
     def costs(self) -> Costs:
         """The month's cost split by assigned and unassigned day-lines."""
-        if self.assigned_at_cut is None:
-            raise PartNotRead(StatementParts.COST_SPLIT)
-        assigned_at_cut = self.assigned_at_cut
+        assigned_at_cut = read_part(self.assigned_at_cut, StatementParts.COST_SPLIT)
         assigned = sum(
             plan.assigned_before_cut + assigned_at_cut.get((plan.product_slug, plan.daily_price_micros), 0)
             for plan in self.lines
