@@ -37,7 +37,7 @@ from persistence.invoices import invoice_day_lines, invoice_lines, invoices
 from persistence.licenses import licenses
 from persistence.partners import partners
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import close_partner_month, live_statement
+from resolvers.billing import finalize_partner_month, live_statement
 from resolvers.context import RequestContext
 from resolvers.products import import_catalog
 from schema.build import build_schema
@@ -176,7 +176,7 @@ async def measure(url: str, count: int, runs: int) -> None:
             )
             await uow.connection.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(ids)))
             await uow.connection.execute(delete(invoices).where(invoices.c.partner_id == partner_id))
-        await close_partner_month(database, partner_id, JULY, now=datetime(2026, 8, 2, tzinfo=UTC))
+        await finalize_partner_month(database, partner_id, JULY, now=datetime(2026, 8, 2, tzinfo=UTC))
 
     rows_ms = await timed(runs, raw_rows)
     select_ms = await timed(runs, bare_select)

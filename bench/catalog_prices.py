@@ -27,7 +27,7 @@ from persistence.database import Database
 from persistence.invoices import invoice_day_lines, invoice_lines, invoices
 from persistence.products import product_prices
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import close_partner_month
+from resolvers.billing import finalize_partner_month
 from resolvers.context import RequestContext
 from resolvers.invoices import invoice_document
 
@@ -51,7 +51,7 @@ async def measure(url: str, count: int, runs: int) -> None:
 
     async def close() -> None:
         await reopen()
-        await close_partner_month(database, partner_id, JULY, now=CLOSED_AT)
+        await finalize_partner_month(database, partner_id, JULY, now=CLOSED_AT)
 
     constant_ms = await timed(runs, close)
     async with UnitOfWork(database) as uow:

@@ -170,22 +170,6 @@ class MonthClose:
     invoice: Invoice | None = None  # the invoice this close finalized (CLOSED only)
 
 
-async def close_partner_month(
-    database: Database,
-    partner_id: str,
-    month: BillingMonth,
-    *,
-    now: datetime,
-    request_id: str | None = None,
-    actor: Actor = MONTH_CLOSE_ACTOR,
-) -> CloseOutcome:
-    """Finalize one partner's month in its own transaction (a crash leaves others to a re-run)."""
-    closed = await finalize_partner_month(
-        database, partner_id, month, now=now, request_id=request_id, actor=actor
-    )
-    return closed.outcome
-
-
 async def finalize_partner_month(
     database: Database,
     partner_id: str,
@@ -195,8 +179,8 @@ async def finalize_partner_month(
     request_id: str | None = None,
     actor: Actor = MONTH_CLOSE_ACTOR,
 ) -> MonthClose:
-    """`close_partner_month`, answering the invoice it finalized too (a billing run charges it next,
-    without reading it again)."""
+    """Finalize one partner's month in its own transaction (a crash leaves others to a re-run), answering
+    the outcome and the invoice it finalized (a billing run charges it next, without reading it again)."""
     try:
         async with UnitOfWork(database, actor=actor) as uow:
             await uow.partners.lock(partner_id)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from domain.billing import BillingMonth
 from domain.clock import SettableClock
 from persistence.database import Database
-from resolvers.billing import CloseOutcome, close_partner_month
+from resolvers.billing import CloseOutcome, finalize_partner_month
 from tests.integration.conftest import Api, PartnerAccess, enrol, enrol_in_good_standing
 from tests.integration.license_operations import issue
 
@@ -35,7 +35,7 @@ query($id: ID!) {
 
 async def closed_invoice(database: Database, access: PartnerAccess) -> None:
     july, now = BillingMonth(2026, 7), datetime(2026, 8, 1, 1, 0, tzinfo=UTC)
-    assert await close_partner_month(database, access.id, july, now=now) is CloseOutcome.CLOSED
+    assert (await finalize_partner_month(database, access.id, july, now=now)).outcome is CloseOutcome.CLOSED
 
 
 async def test_staff_find_a_partner_by_name_and_read_its_standing_licenses_cards_and_invoices(

@@ -8,7 +8,7 @@ from typing import Any
 from domain.billing import BillingMonth
 from domain.clock import SettableClock
 from persistence.database import Database
-from resolvers.billing import CloseOutcome, close_partner_month
+from resolvers.billing import CloseOutcome, finalize_partner_month
 from tests.integration.billing_run_operations import close_month
 from tests.integration.conftest import Api, PartnerAccess, enrol_in_good_standing
 from tests.integration.license_operations import (
@@ -225,8 +225,8 @@ async def test_a_rerun_after_a_crash_closes_only_the_rest(
     await issue(api, second.token)
     clock.advance_to(datetime(2026, 8, 1, 0, 30, tzinfo=UTC))
     # The crashed run had committed the first partner's invoice only.
-    outcome = await close_partner_month(database, first.id, BillingMonth(2026, 7), now=clock.now())
-    assert outcome is CloseOutcome.CLOSED
+    closed = await finalize_partner_month(database, first.id, BillingMonth(2026, 7), now=clock.now())
+    assert closed.outcome is CloseOutcome.CLOSED
     rerun = await close_month(api, "2026-07", staff_token)
     assert rerun["alreadyClosed"] >= 1 and rerun["closed"] >= 1
     assert len(await our_invoices(api, first.token)) == 1

@@ -21,7 +21,7 @@ from persistence.invoices import invoices
 from persistence.partners import partners
 from persistence.payment_attempts import payment_attempts
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import close_partner_month
+from resolvers.billing import finalize_partner_month
 from resolvers.billing_runs import DISPATCH_RUN, RESUME_STALLED, resume_stalled_runs, start_run
 from tests.integration.billing_run_operations import (
     BILLING_RUN,
@@ -150,7 +150,7 @@ async def test_a_job_that_died_after_invoicing_a_partner_is_run_again_without_in
     clock.advance_to(first_of(8))
     run, _ = await start_run(database, JULY, as_of=clock.now(), started_by=None)
     # The first delivery of the partner's job committed its invoice, then its worker was killed.
-    await close_partner_month(database, access.id, JULY, now=clock.now())
+    await finalize_partner_month(database, access.id, JULY, now=clock.now())
 
     await worker.defer(DISPATCH_RUN, run_id=run.id)
     finished = await finished_run(api, run.id, staff_token)

@@ -9,7 +9,7 @@ from typing import Any
 from domain.billing import BillingMonth, round_half_up
 from domain.clock import SettableClock
 from persistence.database import Database
-from resolvers.billing import CloseOutcome, close_partner_month
+from resolvers.billing import CloseOutcome, finalize_partner_month
 from tests.integration.conftest import (
     CREATE_PARTNER,
     CREATE_TOKEN,
@@ -94,7 +94,7 @@ async def close_and_read(
     api: Api, database: Database, access: PartnerAccess, month: BillingMonth, now: datetime
 ) -> dict[str, Any]:
     """Close one partner's month (as closeBillingMonth does per partner) and read the invoice back."""
-    assert await close_partner_month(database, access.id, month, now=now) is CloseOutcome.CLOSED
+    assert (await finalize_partner_month(database, access.id, month, now=now)).outcome is CloseOutcome.CLOSED
     listed = await api.data(INVOICES, token=access.token)
     (invoice_id,) = [node["id"] for node in listed["invoices"]["nodes"] if node["month"] == str(month)]
     body = await api.data(INVOICE, {"id": invoice_id}, access.token)

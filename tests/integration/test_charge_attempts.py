@@ -20,7 +20,7 @@ from domain.standing import StandingState
 from domain.support import SupportContact
 from persistence.database import Database
 from persistence.unit_of_work import UnitOfWork
-from resolvers.billing import close_partner_month
+from resolvers.billing import finalize_partner_month
 from resolvers.context import RequestContext
 from resolvers.dunning import run_dunning
 from resolvers.invoice_payments import pay_invoice
@@ -49,7 +49,7 @@ async def open_july_invoice(
     await add_payment_method(ctx, payment_method_id="pm_card_visa")
     await issue_licenses(ctx, items=[IssueItem("jetpack-backup", 2)])
     clock.advance_to(first_of(8))
-    await close_partner_month(database, partner.id, BillingMonth(2026, 7), now=clock.now())
+    await finalize_partner_month(database, partner.id, BillingMonth(2026, 7), now=clock.now())
     async with UnitOfWork(database, read_only=True) as uow:
         invoice = await uow.invoices.for_month(partner.id, BillingMonth(2026, 7))
     assert invoice is not None and invoice.status is InvoiceStatus.OPEN

@@ -18,7 +18,7 @@ from domain.billing import BillingMonth
 from domain.clock import SettableClock
 from persistence.database import Database
 from persistence.invoices import invoices
-from resolvers.billing import CloseOutcome, close_partner_month
+from resolvers.billing import CloseOutcome, finalize_partner_month
 from tests.conftest import scratch_database_url
 from tests.integration.conftest import Api, add_card, stripe_settings
 from tests.integration.license_operations import issue
@@ -91,12 +91,13 @@ async def test_concurrent_month_closes_number_invoices_without_gaps_or_duplicate
     # Each closer commits alone; on PostgreSQL the 16 run on separate connections at once.
     december, now = BillingMonth(2098, 12), datetime(2099, 1, 2, tzinfo=UTC)
     try:
-        outcomes = await asyncio.gather(
-            *(close_partner_month(database, partner_id, december, now=now) for partner_id in partners * 2)
+        closes = await asyncio.gather(
+            *(finalize_partner_month(database, partner_id, december, now=now) for partner_id in partners * 2)
         )
         async with database.engine.connect() as connection:
             numbers = list((await connection.execute(select(invoices.c.number))).scalars())
     finally:
         await database.dispose()
-    assert sorted(outcomes) == sorted([CloseOutcome.CLOSED] * 8 + [CloseOutcome.ALREADY_CLOSED] * 8)
+    outcomes = sorted(close.outcome for close in closes)
+    assert outcomes == sorted([CloseOutcome.CLOSED] * 8 + [CloseOutcome.ALREADY_CLOSED] * 8)
     assert sorted(numbers) == [f"2099-{n:06d}" for n in range(1, 9)]

@@ -10,7 +10,7 @@ from pypdf import PdfReader
 from domain.billing import BillingMonth
 from domain.clock import SettableClock
 from persistence.database import Database
-from resolvers.billing import CloseOutcome, close_partner_month
+from resolvers.billing import CloseOutcome, finalize_partner_month
 from tests.integration.conftest import Api, enrol, enrol_in_good_standing
 from tests.integration.license_operations import issue
 
@@ -29,8 +29,8 @@ async def test_invoice_pdf_shows_number_partner_lines_and_total_and_only_to_its_
     await issue(api, access.token, "jetpack-scan", 1)
     now = datetime(2026, 8, 1, 1, 0, tzinfo=UTC)
     assert (
-        await close_partner_month(database, access.id, BillingMonth(2026, 7), now=now) is CloseOutcome.CLOSED
-    )
+        await finalize_partner_month(database, access.id, BillingMonth(2026, 7), now=now)
+    ).outcome is CloseOutcome.CLOSED
     (invoice,) = (await api.data(INVOICES, token=access.token))["invoices"]["nodes"]
 
     response = await api.client.get(invoice["pdfUrl"], headers={"Authorization": f"Bearer {access.token}"})
