@@ -598,6 +598,16 @@ async def test_a_disabled_endpoint_gets_nothing_and_a_deleted_one_is_gone(
 # -- inside `licensing serve` -------------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def served_api(settings: Settings, clock: SettableClock) -> AsyncIterator[Api]:
+    """The app served by uvicorn on a free port (its own webhook dispatch running), and a client of it."""
+    async with (
+        serve(create_app(settings, clock=clock)) as server,
+        httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as client,
+    ):
+        yield Api(client)
+
+
 async def test_the_server_delivers_new_events_by_itself(
     database_url: str,
     clock: SettableClock,
@@ -607,11 +617,7 @@ async def test_the_server_delivers_new_events_by_itself(
     receiver: Receiver,
 ) -> None:
     settings = stripe_settings(database_url, localstripe).replace(webhook_poll_seconds=0.2)
-    async with (
-        serve(create_app(settings, clock=clock)) as server,
-        httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as client,
-    ):
-        api = Api(client)
+    async with served_api(settings, clock) as api:
         partner = await enrol(api, staff_token, "Live Agency")
         await endpoint_for(api, partner.token, receiver.url("/live"), ["api_token"])
         await make_events(api, partner.token, "live one", "live two")
@@ -632,11 +638,7 @@ async def test_a_redelivery_is_sent_at_once_by_a_job_not_at_the_next_look_for_du
 ) -> None:
     # The server's own look for due work comes only every hour: what arrives sooner was queued.
     settings = stripe_settings(database_url, localstripe).replace(webhook_poll_seconds=3600)
-    async with (
-        serve(create_app(settings, clock=clock)) as server,
-        httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as client,
-    ):
-        api = Api(client)
+    async with served_api(settings, clock) as api:
         partner = await enrol(api, staff_token, "Redelivered Agency")
         endpoint_id, _ = await endpoint_for(api, partner.token, receiver.url("/redo"), ["api_token"])
         await make_events(api, partner.token, "redo")
