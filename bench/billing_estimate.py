@@ -15,6 +15,7 @@ and on PostgreSQL too when DATABASE_URL points at a scratch database. Goal: afte
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -91,7 +92,7 @@ async def measure(url: str, count: int, runs: int) -> None:
         floor_samples.append(await timed(1, floor))
         for parts in PARTS:
             statements.start()
-            samples[parts].append(await timed(1, lambda parts=parts: after(parts)))  # type: ignore[misc]
+            samples[parts].append(await timed(1, functools.partial(after, parts)))
             statements.keep(parts)
     floor_ms = statistics.median(floor_samples)
     before_ms = await timed(max(1, runs // 3), before)

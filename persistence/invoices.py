@@ -117,8 +117,8 @@ INVOICE_CURSOR = CursorCodec("invoices", [cursor_instant, cursor_key])
 DAY_LINE_CURSOR = CursorCodec("day_lines", [cursor_position])
 
 
-# Read by every open month's estimate: built once (building a statement costs SQLAlchemy more than
-# SQLite takes to answer it).
+# Read by every estimate of a month that is over: built once (building a statement costs SQLAlchemy
+# more than SQLite takes to answer it).
 INVOICE_OF_MONTH = select(invoices).where(
     invoices.c.partner_id == bindparam("partner_id", type_=String),
     invoices.c.month == bindparam("month", type_=String),
