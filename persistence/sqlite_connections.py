@@ -9,8 +9,9 @@ description, the row count) is answered from what came back. Statements are smal
 at 100 rows), so reading every row at once is what SQLAlchemy's buffered cursor did anyway.
 
 Built on aiosqlite's `Connection` and `Cursor` (0.20-0.22): their `_execute` (one trip) and `_conn`
-(the sqlite3 connection, used only on the thread) are not public; tests/unit/test_sqlite_connections.py
-pins what is relied on.
+(the sqlite3 connection, used only on the thread) are not public;
+`test_a_page_on_sqlite_costs_one_trip_to_its_thread_per_statement` (tests/integration/
+test_license_listing.py) fails if they change.
 """
 
 from __future__ import annotations
